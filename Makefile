@@ -1,0 +1,34 @@
+# SegLoop: `make demo` opens the app on a bundled scan; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# torch first and pinned: the local CPU wheel (an unpinned torch pulls GBs of CUDA).
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/segloop resources/samples/hippocampus_367.nii.gz --model default
+
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/io_bench.py
+	$(PY) bench/inference_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

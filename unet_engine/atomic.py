@@ -1,0 +1,60 @@
+"""Atomic file writes: write to a temp file in the same folder, fsync, then rename.
+
+An interrupted write (crash, kill -9, full disk) leaves the previous file intact and at
+worst a stray ``.tmp`` file, never a half-written target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temp path next to ``target``; on clean exit it replaces ``target``.
+
+    ``suffix`` defaults to the target's full suffix (e.g. ``.nii.gz``) so writers that
+    pick a format from the extension keep working.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(target.suffixes) or ".tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(target: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(target: str | Path, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON to ``target`` atomically."""
+    atomic_write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
