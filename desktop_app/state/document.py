@@ -8,6 +8,11 @@ Views listen to the events and redraw only what changed:
   exclusive) changed; ``None`` means the whole mask.
 * ``cursor_changed(kji)``: the linked crosshair moved.
 * ``uncertainty_changed()``: the model's uncertainty map was set or cleared.
+* ``mask_replaced()``: ``replace_mask`` swapped in a new array outside the undo history
+  (emitted before ``mask_changed(None)``; the history clears itself on it).
+
+``generation`` counts every change to the mask or the label table (the autosave journal
+compares it from its own thread to know whether there is anything new to write).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from pathlib import Path
 import numpy as np
 from psygnal import Signal
 
+from desktop_app.state.geometry import BBox
 from desktop_app.state.labels import LabelTable
 from unet_engine.volume import Volume
 
-BBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+__all__ = ["BBox", "Document"]
 
 
 class Document:
@@ -29,6 +35,7 @@ class Document:
     cursor_changed = Signal(object)
     uncertainty_changed = Signal()
     dirty_changed = Signal(bool)
+    mask_replaced = Signal()
 
     def __init__(self) -> None:
         self.image: Volume | None = None
@@ -38,6 +45,8 @@ class Document:
         self.cursor: tuple[int, int, int] = (0, 0, 0)
         self.mask_path: Path | None = None
         self._dirty = False
+        self._generation = 0
+        self.labels.changed.connect(self._bump)
 
     # ----- loading -----------------------------------------------------------------------
     def set_image(self, volume: Volume, mask: np.ndarray | None = None, mask_path: Path | None = None) -> None:
@@ -52,6 +61,7 @@ class Document:
         self.uncertainty = None
         self.cursor = tuple(n // 2 for n in volume.shape)  # type: ignore[assignment]
         self.labels.ensure(set(np.unique(self.mask).tolist()))
+        self._bump()
         self._set_dirty(False)
         self.image_changed.emit()
         self.cursor_changed.emit(self.cursor)
@@ -64,7 +74,9 @@ class Document:
         if mask_path is not None:
             self.mask_path = mask_path
         self.labels.ensure(set(np.unique(self.mask).tolist()))
+        self._bump()
         self._set_dirty(dirty)
+        self.mask_replaced.emit()
         self.mask_changed.emit(None)
 
     def set_uncertainty(self, uncertainty: np.ndarray | None) -> None:
@@ -74,12 +86,28 @@ class Document:
     # ----- editing -----------------------------------------------------------------------
     def notify_mask_changed(self, bbox: BBox | None) -> None:
         """Called by tools/history after they wrote into ``self.mask`` in place."""
+        self._bump()
         self._set_dirty(True)
         self.mask_changed.emit(bbox)
 
     def mark_saved(self, path: Path) -> None:
         self.mask_path = path
         self._set_dirty(False)
+
+    @property
+    def generation(self) -> int:
+        """Bumped on every mask or label-table change (read from any thread)."""
+        return self._generation
+
+    @property
+    def max_label_value(self) -> int:
+        """Largest label value the mask's dtype can hold (255 for uint8)."""
+        if self.mask is None:
+            return 255
+        return int(np.iinfo(self.mask.dtype).max)
+
+    def _bump(self) -> None:
+        self._generation += 1
 
     @property
     def dirty(self) -> bool:

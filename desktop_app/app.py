@@ -1,0 +1,83 @@
+"""Start the desktop app: QApplication, pyqtgraph options, main window, controller."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from desktop_app.controller import Controller
+from desktop_app.main_window import MainWindow
+from desktop_app.settings import Settings
+from desktop_app.state.document import Document
+from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.viewer.view_grid import ViewGrid
+from desktop_app.widgets.overlay_panel import OverlayPanel
+from desktop_app.widgets.window_level import WindowLevelWidget
+
+log = logging.getLogger(__name__)
+
+
+def configure_pyqtgraph() -> None:
+    """Row-major images (``image[row, col]``), as the whole viewer assumes."""
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+
+@dataclass
+class App:
+    """Everything :func:`build_app` creates (tests and panels reach parts through it)."""
+
+    window: MainWindow
+    controller: Controller
+    document: Document
+    grid: ViewGrid
+    window_level: WindowLevelWidget
+    overlay_panel: OverlayPanel
+    options: DisplayOptions
+
+
+def build_app(settings: Settings | None = None, restore_layout: bool = True) -> App:
+    """Create the document, views, panels, main window and controller (QApplication must exist)."""
+    configure_pyqtgraph()
+    settings = settings or Settings()
+    document = Document()
+    options = DisplayOptions()
+    grid = ViewGrid(document, options)
+    window_level = WindowLevelWidget()
+    overlay_panel = OverlayPanel(document, options)
+    window = MainWindow(grid, {"Window / level": (window_level, "right"), "Labels": (overlay_panel, "right")})
+    options.setParent(window)
+    controller = Controller(window, document, grid, window_level, overlay_panel, options, settings)
+    if restore_layout:
+        geometry, state = settings.window_geometry(), settings.window_state()
+        if geometry is not None:
+            window.restoreGeometry(geometry)
+        if state is not None:
+            window.restoreState(state)
+        layout = settings.view_layout()
+        if layout in ("3-up", "axial", "coronal", "sagittal"):
+            grid.set_layout(layout)
+    return App(window, controller, document, grid, window_level, overlay_panel, options)
+
+
+def run_gui(scan: str | Path | None = None, mask: str | Path | None = None, model: str | None = None) -> int:
+    """Run the app until the window closes; open ``scan`` (and ``mask``) once it shows."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("SegLoop")
+    app.setOrganizationName("SegLoop")
+    configure_pyqtgraph()
+    parts = build_app()
+    parts.window.show()
+    parts.controller.request_model(model)
+    if scan is not None:
+        QtCore.QTimer.singleShot(0, lambda: parts.controller.open_scan(scan, mask=mask))
+    elif mask is not None:
+        log.warning("--mask given without a scan: ignored")
+    code = app.exec()
+    parts.controller.shutdown()
+    return int(code)

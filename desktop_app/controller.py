@@ -1,0 +1,361 @@
+"""Wires the window's actions to the document and views; owns worker lifetimes.
+
+Open and save flows run their file I/O in workers (:mod:`desktop_app.workers`) with a busy
+indicator; engine errors (:class:`~unet_engine.errors.SegLoopError`) become a readable
+dialog (``str(error)``, never a traceback) and the app stays usable.
+
+Hooks for other panels:
+
+* :meth:`Controller.run_in_worker` runs any function/generator off the GUI thread with the
+  busy indicator and error dialog wired up;
+* :meth:`Controller.show_error` shows a SegLoopError (or any exception) readably;
+* ``scan_opened(volume)``, ``mask_saved(path)``, ``model_requested(str)`` signals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from desktop_app import io_jobs
+from desktop_app.main_window import MainWindow
+from desktop_app.settings import Settings
+from desktop_app.state.document import Document
+from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.viewer.readout import format_readout, voxel_index
+from desktop_app.viewer.view_grid import ViewGrid
+from desktop_app.widgets.overlay_panel import OverlayPanel
+from desktop_app.widgets.shortcuts_dialog import ShortcutsDialog
+from desktop_app.widgets.window_level import WindowLevelWidget
+from desktop_app.workers import WorkerManager
+from unet_engine.errors import SegLoopError
+
+log = logging.getLogger(__name__)
+
+SCAN_FILTER = ("Scans (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.png *.jpg *.jpeg *.tif *.tiff);;"
+               "All files (*)")
+MASK_FILTER = "Label masks (*.nii *.nii.gz *.nrrd *.seg.nrrd *.mha *.mhd *.dcm);;All files (*)"
+_LAYOUT_ACTIONS = {"3-up": "layout_3up", "axial": "layout_axial", "coronal": "layout_coronal",
+                   "sagittal": "layout_sagittal"}
+_OPTION_ACTIONS = {"overlay_visible": "toggle_overlay", "outline": "toggle_outline",
+                   "uncertainty_visible": "toggle_uncertainty", "crosshair_visible": "toggle_crosshair"}
+
+
+class Controller(QtCore.QObject):
+    """Application logic between the window, the document and the workers."""
+
+    scan_opened = QtCore.Signal(object)  # Volume
+    mask_opened = QtCore.Signal(object)  # Path
+    mask_saved = QtCore.Signal(object)  # Path
+    error_shown = QtCore.Signal(str, str)  # title, message
+    model_requested = QtCore.Signal(str)  # --model from the command line
+
+    def __init__(self, window: MainWindow, document: Document, grid: ViewGrid, window_level: WindowLevelWidget,
+                 overlay_panel: OverlayPanel, options: DisplayOptions, settings: Settings) -> None:
+        super().__init__(window)
+        self.window, self.document, self.grid = window, document, grid
+        self.window_level, self.overlay_panel, self.options = window_level, overlay_panel, options
+        self.settings = settings
+        self.workers = WorkerManager(self)
+        self.last_error: tuple[str, str] | None = None
+        self.requested_model: str | None = None
+        self._load_token = 0
+        self._dialogs: list[QtWidgets.QWidget] = []
+        self._hovering = False
+        self._connect()
+        self.refresh_recent_menu()
+        self._update_enabled()
+
+    # ----- wiring ------------------------------------------------------------------------
+    def _connect(self) -> None:
+        a, g, w = self.window.actions, self.grid, self.window
+        a["open_scan"].triggered.connect(lambda: self.open_scan_dialog())
+        a["open_dicom"].triggered.connect(lambda: self.open_dicom_dialog())
+        a["open_mask"].triggered.connect(lambda: self.open_mask_dialog())
+        a["save_mask"].triggered.connect(lambda: self.save_mask())
+        a["save_mask_as"].triggered.connect(lambda: self.save_mask_as())
+        a["quit"].triggered.connect(w.close)
+        for layout, name in _LAYOUT_ACTIONS.items():
+            a[name].triggered.connect(lambda _=False, layout=layout: g.set_layout(layout))
+        g.layout_changed.connect(lambda layout: a[_LAYOUT_ACTIONS[layout]].setChecked(True))
+        a["next_view"].triggered.connect(lambda: g.cycle_active(1))
+        a["prev_view"].triggered.connect(lambda: g.cycle_active(-1))
+        a["reset_zoom"].triggered.connect(g.reset_zoom)
+        for option, name in _OPTION_ACTIONS.items():
+            a[name].toggled.connect(lambda on, option=option: self.options.set(option, on))
+        self.options.changed.connect(self._sync_option_actions)
+        a["opacity_up"].triggered.connect(lambda: self.options.set("opacity", self.options.opacity + 0.1))
+        a["opacity_down"].triggered.connect(lambda: self.options.set("opacity", self.options.opacity - 0.1))
+        for n in range(1, 5):
+            a[f"wl_preset_{n}"].triggered.connect(lambda _=False, n=n: self.window_level.apply_preset_index(n))
+        a["wl_auto"].triggered.connect(lambda: self.window_level.apply_preset_index(0))
+        for name, step in (("slice_next", 1), ("slice_prev", -1), ("slice_next_10", 10), ("slice_prev_10", -10)):
+            a[name].triggered.connect(lambda _=False, step=step: g.step_active(step))
+        a["shortcuts"].triggered.connect(self.show_shortcuts)
+        a["about"].triggered.connect(self.show_about)
+
+        self.window_level.levels_changed.connect(g.set_levels)
+        g.window_level_dragged.connect(self.window_level.drag)
+        g.hover_changed.connect(self._on_hover)
+        self.document.cursor_changed.connect(self._on_cursor)
+        self.document.dirty_changed.connect(lambda _dirty: self._update_title())
+        self.workers.busy_changed.connect(lambda busy: w.set_busy(busy, self.workers.descriptions()[-1:][0]
+                                                                   if busy and self.workers.descriptions() else ""))
+        self.workers.message_changed.connect(lambda text: w.busy_label.setText(text))
+        w.files_dropped.connect(self.open_paths)
+        w.close_guard = self.can_close
+
+    def _sync_option_actions(self, name: str) -> None:
+        if name in _OPTION_ACTIONS:
+            action = self.window.actions[_OPTION_ACTIONS[name]]
+            action.blockSignals(True)
+            action.setChecked(bool(getattr(self.options, name)))
+            action.blockSignals(False)
+
+    def _update_enabled(self) -> None:
+        has = self.document.has_image
+        for name in ("open_mask", "save_mask", "save_mask_as"):
+            self.window.actions[name].setEnabled(has)
+
+    def _update_title(self) -> None:
+        vol = self.document.image
+        if vol is None:
+            self.window.setWindowTitle("SegLoop")
+            return
+        name = Path(vol.source_path).name if vol.source_path else "scan"
+        mask = self.document.mask_path.name if self.document.mask_path else "unsaved mask"
+        star = " *" if self.document.dirty else ""
+        self.window.setWindowTitle(f"{name} — {mask}{star} — SegLoop")
+
+    # ----- generic helpers ---------------------------------------------------------------
+    def run_in_worker(self, func: Callable[..., Any], *args: Any, description: str = "Working",
+                      on_result: Callable[[Any], None] | None = None, error_title: str = "Error",
+                      on_progress: Callable[[Any], None] | None = None, **kwargs: Any):
+        """Run ``func`` off the GUI thread; errors become a dialog titled ``error_title``.
+
+        Returns the superqt worker (``worker.quit()`` cancels a generator at its next yield).
+        """
+        return self.workers.start(func, *args, description=description, on_result=on_result,
+                                  on_error=lambda exc: self.show_error(error_title, exc),
+                                  on_progress=on_progress, **kwargs)
+
+    def show_error(self, title: str, error: BaseException | str) -> None:
+        """A non-blocking error dialog: ``str(error)`` for SegLoop errors, a short line for
+        anything else (the traceback goes to the log, never to the user)."""
+        if isinstance(error, SegLoopError) or isinstance(error, str):
+            text = str(error)
+        else:
+            log.error("unexpected error", exc_info=(type(error), error, error.__traceback__))
+            text = f"Unexpected error ({type(error).__name__}): {error}"
+        self.last_error = (title, text)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self.window)
+        box.setObjectName("error_box")
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.window.show_message(f"{title}: {text}", 10000)
+        self.error_shown.emit(title, text)
+
+    def ask_discard_changes(self) -> bool:
+        """Blocking question: discard the unsaved mask? (tests replace this method)."""
+        answer = QtWidgets.QMessageBox.question(
+            self.window, "Unsaved mask", "The mask has unsaved changes. Discard them?",
+            QtWidgets.QMessageBox.StandardButton.Discard | QtWidgets.QMessageBox.StandardButton.Cancel,
+            QtWidgets.QMessageBox.StandardButton.Cancel)
+        return answer == QtWidgets.QMessageBox.StandardButton.Discard
+
+    def _ok_to_replace(self) -> bool:
+        return not self.document.dirty or self.ask_discard_changes()
+
+    # ----- open --------------------------------------------------------------------------
+    def open_scan_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open scan", self.settings.last_dir(), SCAN_FILTER)
+        if path:
+            self.open_scan(path)
+
+    def open_dicom_dialog(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Open DICOM folder", self.settings.last_dir())
+        if path:
+            self.open_scan(path)
+
+    def open_mask_dialog(self) -> None:
+        if not self.document.has_image:
+            return
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open mask", self.settings.last_dir(), MASK_FILTER)
+        if path:
+            self.open_mask(path)
+
+    def open_paths(self, paths: list, as_mask: bool = False) -> None:
+        """Open dropped/argument paths: a scan (and optionally its mask), or a mask over
+        the open scan when Shift is held or the file is named like one (label/mask/seg)."""
+        paths = [Path(p) for p in paths]
+        if not paths:
+            return
+        if self.document.has_image and (as_mask or (len(paths) == 1 and io_jobs.looks_like_mask(paths[0]))):
+            self.open_mask(paths[0])
+        else:
+            self.open_scan(paths[0], mask=paths[1] if len(paths) > 1 else None)
+
+    def open_scan(self, path: str | Path, mask: str | Path | None = None):
+        """Read ``path`` (file or DICOM folder) in a worker, then show it. Returns the worker."""
+        if not self._ok_to_replace():
+            return None
+        self._load_token += 1
+        token = self._load_token
+        path = Path(path)
+        self.window.show_message(f"Opening {path.name}...", 0)
+        return self.workers.start(
+            io_jobs.load_scan, path, mask, description=f"Opening {path.name}",
+            on_result=lambda res: self._on_scan_loaded(res, path, token),
+            on_error=lambda exc: self._on_load_failed(exc, token))
+
+    def _on_scan_loaded(self, res: io_jobs.LoadedScan, path: Path, token: int) -> None:
+        if token != self._load_token:
+            return  # a newer open superseded this one
+        self.document.set_image(res.volume, res.mask, mask_path=res.mask_path)
+        self.window_level.set_stats(res.stats, res.volume.modality)
+        self.settings.add_recent(path)
+        self.settings.set_last_dir(path.parent)
+        self.refresh_recent_menu()
+        self._update_enabled()
+        self._update_title()
+        self.window.show_message(f"Opened {path.name} ({' x '.join(map(str, res.volume.shape[::-1]))}, "
+                                 f"{res.volume.orientation_code()}, {res.seconds:.1f} s)", 8000)
+        self.scan_opened.emit(res.volume)
+
+    def _on_load_failed(self, exc: BaseException, token: int) -> None:
+        if token == self._load_token:
+            self.window.show_message("", 1)
+            self.show_error("Could not open the scan", exc)
+
+    def open_mask(self, path: str | Path):
+        """Read a mask on the open scan's grid in a worker; it replaces the current mask."""
+        vol = self.document.image
+        if vol is None or not self._ok_to_replace():
+            return None
+        path = Path(path)
+        return self.workers.start(
+            io_jobs.load_mask, path, vol, description=f"Opening mask {path.name}",
+            on_result=lambda mask: self._on_mask_loaded(mask, path, vol),
+            on_error=lambda exc: self.show_error("Could not open the mask", exc))
+
+    def _on_mask_loaded(self, mask, path: Path, vol) -> None:
+        if self.document.image is not vol:
+            return
+        self.document.replace_mask(mask, mask_path=path, dirty=False)
+        self.settings.set_last_dir(path.parent)
+        self._update_title()
+        self.window.show_message(f"Opened mask {path.name}", 5000)
+        self.mask_opened.emit(path)
+
+    def refresh_recent_menu(self) -> None:
+        menu = self.window.recent_menu
+        menu.clear()
+        files = self.settings.recent_files()
+        for f in files:
+            act = menu.addAction(Path(f).name)
+            act.setToolTip(f)
+            act.setStatusTip(f)
+            act.triggered.connect(lambda _=False, f=f: self.open_scan(f))
+        menu.setEnabled(bool(files))
+
+    # ----- save --------------------------------------------------------------------------
+    def save_mask(self, path: str | Path | None = None):
+        """Save to ``path`` or the current mask file (asks for a name when there is none).
+        Writes a copy of the mask in a worker; returns the worker (None if nothing to do)."""
+        vol, mask = self.document.image, self.document.mask
+        if vol is None or mask is None:
+            return None
+        target = Path(path) if path is not None else self.document.mask_path
+        if target is None or io_jobs.is_source_path(target, vol) or target.suffix.lower() == ".dcm":
+            return self.save_mask_as()
+        generation = self.document.generation
+        return self.workers.start(
+            io_jobs.save_mask, mask.copy(), vol, target, description=f"Saving {target.name}",
+            on_result=lambda saved: self._on_saved(Path(saved), vol, generation),
+            on_error=lambda exc: self.show_error("Could not save the mask", exc))
+
+    def save_mask_as(self, path: str | Path | None = None, chosen_filter: str = ""):
+        """Ask for a file name (.nii.gz / .nrrd / .seg.nrrd) and save; never the scan itself."""
+        vol = self.document.image
+        if vol is None:
+            return None
+        if path is None:
+            start = io_jobs.suggested_mask_path(vol, self.document.mask_path)
+            path, chosen_filter = QtWidgets.QFileDialog.getSaveFileName(
+                self.window, "Save mask as", str(start), ";;".join(io_jobs.MASK_FORMATS))
+            if not path:
+                return None
+        target = io_jobs.with_mask_suffix(path, chosen_filter)
+        if io_jobs.is_source_path(target, vol):
+            self.show_error("Could not save the mask", SegLoopError(
+                "is the scan you are viewing (or inside its DICOM folder); save the mask under another name", target))
+            return None
+        return self.save_mask(target)
+
+    def _on_saved(self, path: Path, vol, generation: int) -> None:
+        if self.document.image is not vol:
+            return
+        if self.document.generation == generation:
+            self.document.mark_saved(path)
+        else:  # edited while saving: keep the dirty flag, remember the file
+            self.document.mask_path = path
+        self._update_title()
+        self.window.show_message(f"Saved {path}", 6000)
+        self.mask_saved.emit(path)
+
+    # ----- status bar --------------------------------------------------------------------
+    def _on_hover(self, kji) -> None:
+        vol = self.document.image
+        if kji is None or vol is None:
+            self._hovering = False
+            self._on_cursor(self.document.cursor)
+            return
+        idx = voxel_index(kji, vol.shape)
+        if idx is None:
+            return
+        self._hovering = True
+        self.window.set_position_text(format_readout(vol, self.document.mask, self.document.labels, idx))
+
+    def _on_cursor(self, kji) -> None:
+        vol = self.document.image
+        if vol is not None and not self._hovering:
+            self.window.set_position_text(format_readout(vol, self.document.mask, self.document.labels, kji))
+
+    # ----- help / lifetime ---------------------------------------------------------------
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dlg = ShortcutsDialog(self.window.actions, self.window)
+        dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.open()
+        return dlg
+
+    def show_about(self) -> None:
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Information, "About SegLoop",
+                                    "SegLoop: view a 3D scan, correct the U-Net's segmentation and retrain "
+                                    "the model locally.", QtWidgets.QMessageBox.StandardButton.Ok, self.window)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def request_model(self, model: str | None) -> None:
+        """Remember the ``--model`` argument and announce it to the inference panel."""
+        if model:
+            self.requested_model = model
+            self.model_requested.emit(model)
+
+    def can_close(self) -> bool:
+        """Window close: confirm unsaved edits, save the layout, stop workers."""
+        if not self._ok_to_replace():
+            return False
+        self.settings.save_window(self.window.saveGeometry(), self.window.saveState(), self.grid.layout_name)
+        self.shutdown()
+        return True
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        ok = self.workers.shutdown(timeout_ms)
+        self.grid.detach()
+        self.overlay_panel.detach()
+        return ok

@@ -1,0 +1,128 @@
+"""The editing API a Qt adapter drives: :class:`ToolController` (no Qt).
+
+A mouse adapter maps a view's mouse position to continuous voxel coordinates
+``(row, col)`` of that view (voxel ``v`` spans ``[v - 0.5, v + 0.5)``; integers are voxel
+centres) and calls::
+
+    ctl = ToolController(document, history)
+    ctl.tool = "brush"                 # "brush" | "eraser" | "fill" | "none"
+    ctl.brush.size = 5; ctl.brush.unit = "mm"; ctl.brush.label = 2
+    ctl.press(axis, slice_index, row, col)                  # left button down
+    ctl.press(axis, slice_index, row, col, erase=True)      # right button: erase stroke
+    ctl.move(axis, slice_index, row, col)                   # while the button is held
+    ctl.release()                                           # button up: one undo entry
+    ctl.cancel()                                            # Esc mid-stroke: restore
+
+Every call that changes voxels announces the changed bbox via
+``document.mask_changed(bbox)`` (views redraw only that) and returns it. One-shot ops
+(interpolate, fill holes, delete/merge label) are methods too, each one undo step.
+The brush settings' ``label``/``paint_over``/``threshold`` also drive the fill tool.
+"""
+
+from __future__ import annotations
+
+from desktop_app.state.brush import BrushSettings, BrushStroke
+from desktop_app.state.document import Document
+from desktop_app.state.fill import fill_holes, flood_fill
+from desktop_app.state.geometry import BBox
+from desktop_app.state.history import History
+from desktop_app.state.interpolation import interpolate_slices
+from desktop_app.state.label_ops import delete_label, merge_labels
+
+__all__ = ["TOOLS", "BrushSettings", "ToolController"]
+
+TOOLS = ("brush", "eraser", "fill", "none")
+
+
+class ToolController:
+    """Turns press/move/release on a view into undoable mask edits."""
+
+    def __init__(self, document: Document, history: History, brush: BrushSettings | None = None) -> None:
+        self.document = document
+        self.history = history
+        self.brush = brush or BrushSettings()
+        self._tool = "brush"
+        self._stroke: BrushStroke | None = None
+
+    # ----- settings ----------------------------------------------------------------------
+    @property
+    def tool(self) -> str:
+        return self._tool
+
+    @tool.setter
+    def tool(self, name: str) -> None:
+        if name not in TOOLS:
+            raise ValueError(f"tool must be one of {TOOLS}, got {name!r}")
+        self.release()
+        self._tool = name
+
+    @property
+    def stroke_active(self) -> bool:
+        return self._stroke is not None and self._stroke.active
+
+    # ----- mouse -------------------------------------------------------------------------
+    def press(self, axis: int, slice_index: int, row: float, col: float, *, erase: bool = False) -> BBox | None:
+        """Button down at a point of view ``axis``: starts a stroke (brush/eraser) or
+        fills (fill tool). ``erase=True`` makes a brush stroke an eraser stroke."""
+        self.release()
+        if not self.document.has_image or self._tool == "none":
+            return None
+        if self._tool == "fill":
+            return self.fill_at(axis, slice_index, row, col, erase=erase)
+        self._stroke = BrushStroke(self.document, self.history, self.brush, erase=erase or self._tool == "eraser")
+        return self._stroke.dab(axis, slice_index, row, col)
+
+    def move(self, axis: int, slice_index: int, row: float, col: float) -> BBox | None:
+        """Mouse moved with the button held: paints the segment from the last point."""
+        if self._stroke is None:
+            return None
+        if not self._stroke.active:  # e.g. undo was pressed mid-stroke
+            self._stroke = None
+            return None
+        return self._stroke.dab(axis, slice_index, row, col)
+
+    def release(self) -> bool:
+        """Button up: the stroke becomes one undo entry (True when anything changed)."""
+        stroke, self._stroke = self._stroke, None
+        return stroke.finish() if stroke is not None else False
+
+    def cancel(self) -> None:
+        """Abandon the current stroke and restore what it painted."""
+        stroke, self._stroke = self._stroke, None
+        if stroke is not None:
+            stroke.cancel()
+
+    # ----- one-shot ops ------------------------------------------------------------------
+    def fill_at(self, axis: int, slice_index: int, row: float, col: float, *, erase: bool = False) -> BBox | None:
+        """2D flood fill (4-connected) from a seed with the active label (0 if ``erase``)."""
+        b = self.brush
+        return flood_fill(
+            self.document, self.history, axis, int(slice_index), int(round(row)), int(round(col)),
+            0 if erase else b.label, paint_over=b.paint_over, paint_over_label=b.paint_over_label,
+            threshold=b.threshold,
+        )
+
+    def interpolate(self, axis: int, value: int | None = None, *, paint_over: str = "empty") -> BBox | None:
+        """Fill the gaps between drawn slices of ``value`` (default: active label)."""
+        self.release()
+        return interpolate_slices(self.document, self.history, self.brush.label if value is None else value, axis, paint_over=paint_over)
+
+    def fill_holes(self, value: int | None = None, *, mode: str = "3d", axis: int = 0, paint_over: str = "empty") -> BBox | None:
+        self.release()
+        return fill_holes(self.document, self.history, self.brush.label if value is None else value, mode=mode, axis=axis, paint_over=paint_over)
+
+    def delete_label(self, value: int) -> BBox | None:
+        self.release()
+        return delete_label(self.document, self.history, value)
+
+    def merge_labels(self, source: int, target: int) -> BBox | None:
+        self.release()
+        return merge_labels(self.document, self.history, source, target)
+
+    def undo(self) -> bool:
+        self.release()
+        return self.history.undo()
+
+    def redo(self) -> bool:
+        self.release()
+        return self.history.redo()

@@ -1,0 +1,58 @@
+"""Help > Shortcuts: a table generated from the window's actual QActions (never a
+hand-written list), plus the mouse bindings declared next to the view code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from PySide6 import QtGui, QtWidgets
+
+from desktop_app.viewer.slice_view import MOUSE_HELP
+
+
+def shortcut_rows(actions: Mapping[str, QtGui.QAction]) -> list[tuple[str, str, str]]:
+    """``(group, action text, shortcuts)`` for every action that has a shortcut.
+
+    ``group`` is the action's ``"group"`` property (its menu), set by the main window.
+    """
+    rows = []
+    for action in actions.values():
+        keys = [s.toString(QtGui.QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts() if not s.isEmpty()]
+        if not keys:
+            continue
+        text = action.text().replace("&", "").rstrip(".").strip()
+        group = str(action.property("group") or "")
+        rows.append((group, text, ", ".join(keys)))
+    return rows
+
+
+class ShortcutsDialog(QtWidgets.QDialog):
+    """Read-only table of keyboard shortcuts and mouse bindings."""
+
+    def __init__(self, actions: Mapping[str, QtGui.QAction], parent=None,
+                 mouse: Iterable[tuple[str, str]] = MOUSE_HELP) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.setObjectName("shortcuts_dialog")
+        rows = shortcut_rows(actions) + [("Mouse", what, how) for how, what in mouse]
+        self.table = QtWidgets.QTableWidget(len(rows), 3)
+        self.table.setHorizontalHeaderLabels(["Group", "Action", "Shortcut"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.table.setItem(r, c, QtWidgets.QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        close = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(self.table)
+        lay.addWidget(close)
+        self.resize(560, 520)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        return [
+            tuple(self.table.item(r, c).text() for c in range(3))  # type: ignore[misc]
+            for r in range(self.table.rowCount())
+        ]

@@ -1,0 +1,105 @@
+"""Shared pytest fixtures.
+
+* Qt runs offscreen (``QT_QPA_PLATFORM=offscreen``) and pyqtgraph uses row-major images.
+* ``SEGLOOP_HOME`` points at a per-test temp folder (settings, registry, journal).
+* Every test FAILS when it leaves a QThread or a superqt worker running (like napari's
+  ``dangling_qthreads`` / ``dangling_qthread_pool`` fixtures): wait for your workers, e.g.
+  ``controller.workers.wait_idle()`` or ``qtbot.waitUntil(lambda: not manager.is_busy)``.
+* ``segloop_app``: the full main window (document, views, panels, controller).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+SHARED_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "formats"
+_GRACE_MS = 100  # a worker may still be returning from run() just after its last signal
+
+
+@pytest.fixture(autouse=True)
+def _segloop_home(tmp_path_factory, monkeypatch):
+    """Keep every test's settings/registry/journal out of the user's folder."""
+    home = tmp_path_factory.mktemp("segloop_home")
+    monkeypatch.setenv("SEGLOOP_HOME", str(home))
+    return home
+
+
+def running_threads(pools, threads) -> list[str]:
+    """Descriptions of thread pools with active workers and QThreads still running,
+    after a short grace period (events are processed meanwhile)."""
+    from superqt.utils import WorkerBase
+
+    app = QtCore.QCoreApplication.instance()
+    deadline = QtCore.QDeadlineTimer(_GRACE_MS)
+
+    def busy() -> list[str]:
+        out = [f"QThreadPool with {p.activeThreadCount()} active thread(s)" for p in pools if p.activeThreadCount()]
+        out += [f"QThread {t!r}" for t in threads if _alive(t)]
+        out += [f"superqt worker {w!r} not finished" for w in list(WorkerBase._worker_set)]
+        return out
+
+    left = busy()
+    while left and not deadline.hasExpired():
+        if app is not None:
+            app.processEvents()
+        QtCore.QThread.msleep(5)
+        left = busy()
+    return left
+
+
+def _alive(thread) -> bool:
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # C++ object already deleted: not running
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _dangling_qthreads(monkeypatch):
+    """Fail the test if it leaves a QThread / QThreadPool worker running."""
+    pools: list[QtCore.QThreadPool] = []
+    threads: list[QtCore.QThread] = []
+    pool_start = QtCore.QThreadPool.start
+    thread_start = QtCore.QThread.start
+
+    def start_pool(self, runnable, priority=0):
+        if self not in pools:
+            pools.append(self)
+        return pool_start(self, runnable, priority)
+
+    def start_thread(self, *args, **kwargs):
+        threads.append(self)
+        return thread_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(QtCore.QThreadPool, "start", start_pool)
+    monkeypatch.setattr(QtCore.QThread, "start", start_thread)
+    yield pools, threads
+    left = running_threads(pools, threads)
+    if left:
+        for pool in pools:  # don't let the leak poison the next tests
+            pool.waitForDone(10_000)
+        pytest.fail("test left background threads running (wait for your workers before the "
+                    "test ends): " + "; ".join(left), pytrace=False)
+
+
+@pytest.fixture
+def segloop_app(qtbot):
+    """The full main window, shown offscreen; workers are awaited at teardown."""
+    from desktop_app.app import build_app
+
+    parts = build_app(restore_layout=False)
+    qtbot.addWidget(parts.window)
+    parts.window.resize(1200, 800)
+    parts.window.show()
+    qtbot.waitExposed(parts.window)
+    parts.controller.ask_discard_changes = lambda: True  # never block on a question box
+    yield parts
+    parts.controller.workers.wait_idle(20_000)
+    parts.controller.shutdown()

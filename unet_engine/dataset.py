@@ -1,0 +1,554 @@
+"""The retraining dataset: corrected cases on disk, with provenance and a fixed split.
+
+Layout (Medical Segmentation Decathlon style, so nnU-Net / MONAI tools read it)::
+
+    folder/
+      dataset.json          labels, modality, and one entry per case (below)
+      imagesTr/<id>.nii.gz  the scan: voxels + geometry only
+      labelsTr/<id>.nii.gz  the corrected label map (uint8/uint16, same grid)
+      editsTr/<id>.nii.gz   1 where the reviewer changed the model's prediction (optional)
+      .segloop.lock         inter-process write lock (see :mod:`unet_engine.dataset_lock`)
+
+Each entry of ``dataset.json["training"]`` holds the MSD keys ``image`` and ``label``
+plus SegLoop's provenance: ``id``, ``hash``, ``split`` ("train"/"val"), ``edits``,
+``model_version`` (the model whose prediction was corrected), ``reviewer``,
+``source_path``, ``added`` (UTC ISO time), ``shape``, ``spacing`` and ``label_voxels``.
+
+Privacy: only the voxel array and its geometry are stored. Images are re-written as
+NIfTI through :func:`unet_engine.io.write_volume`, which has no place for DICOM tags, so
+patient name, IDs, dates and every other header field are dropped. The provenance keeps
+``source_path`` (the file or folder the case came from) and the reviewer name if given;
+leave them out (``None``) when the path itself would identify the patient.
+
+Case identity: :func:`content_hash` is a SHA-256 over the voxel values and the grid,
+after bringing the array to a canonical orientation (axes sorted to x, y, z, each
+increasing) and the values to float64. The same scan therefore has the same hash whether
+it was read from a DICOM series, a NIfTI or an NRRD file, whatever the dtype it was
+stored with (int16 vs float32) and whatever the array axis order. Geometry is rounded to
+1e-4 mm (spacing, direction) and 1e-3 mm (origin) before hashing.
+
+Validation split: assigned once, when a case is added, and never changed. A case goes
+to "val" when its hash says so (``int(hash) % 1000 < 1000 * val_fraction``) unless that
+would put more than ``ceil(val_fraction * n)`` cases in val, and it is forced to "val"
+when val has fewer than ``floor(val_fraction * n)`` cases (at least one from the third
+case on). Removing or adding cases never moves another case between splits; replacing a
+case (same hash) keeps its split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_engine.atomic import atomic_path, atomic_write_json
+from unet_engine.dataset_lock import FolderLock
+from unet_engine.errors import DatasetError, GeometryMismatchError, SegLoopError
+from unet_engine.volume import Volume, geometry_differences
+
+log = logging.getLogger(__name__)
+
+FORMAT = "segloop-retraining-dataset"
+FORMAT_VERSION = 1
+DEFAULT_VAL_FRACTION = 0.2
+EXT = ".nii.gz"
+
+
+# ----- content hash ----------------------------------------------------------------------------
+
+
+def _canonical(volume: Volume) -> tuple[np.ndarray, tuple[float, ...], np.ndarray, np.ndarray]:
+    """View of the array with axes ordered (z, y, x) and each increasing in world space."""
+    arr, d = volume.array, np.asarray(volume.direction, dtype=np.float64)
+    spacing, origin = np.asarray(volume.spacing, dtype=np.float64), np.asarray(volume.origin, dtype=np.float64)
+    world_axis = [int(np.argmax(np.abs(d[:, a]))) for a in range(3)]
+    if sorted(world_axis) != [0, 1, 2]:  # strongly oblique grid: hash as stored
+        return arr, tuple(spacing), origin, d
+    corner = np.zeros(3)
+    sl = [slice(None)] * arr.ndim
+    d = d.copy()
+    for a in range(3):
+        if d[world_axis[a], a] < 0:
+            sl[a] = slice(None, None, -1)
+            corner[a] = arr.shape[a] - 1
+            d[:, a] = -d[:, a]
+    origin = origin + np.asarray(volume.direction, dtype=np.float64) @ (spacing * corner)  # world of the new [0,0,0]
+    arr = arr[tuple(sl)]
+    perm = [world_axis.index(w) for w in (2, 1, 0)]
+    arr = arr.transpose(perm + list(range(3, arr.ndim)))
+    return arr, tuple(spacing[perm]), origin, d[:, perm]
+
+
+def _r(values: Any, digits: int) -> list[float]:
+    out = []
+    for v in np.asarray(values, dtype=np.float64).reshape(-1):
+        r = round(float(v), digits)
+        out.append(0.0 if r == 0 else r)
+    return out
+
+
+def content_hash(volume: Volume) -> str:
+    """``"sha256:<hex>"`` of the voxel values + grid, independent of file format and dtype."""
+    arr, spacing, origin, direction = _canonical(volume)
+    header = {"shape": list(arr.shape), "spacing": _r(spacing, 4), "origin": _r(origin, 3), "direction": _r(direction, 4)}
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for k in range(arr.shape[0]):  # slice by slice: no full float64 copy of a big scan
+        h.update(np.ascontiguousarray(arr[k], dtype="<f8").tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+# ----- case records ----------------------------------------------------------------------------
+
+
+@dataclass
+class CaseInfo:
+    """One case of the dataset, as stored in ``dataset.json``."""
+
+    id: str
+    image: str  # relative paths, MSD style ("./imagesTr/<id>.nii.gz")
+    label: str
+    hash: str
+    split: str  # "train" or "val"
+    edits: str | None = None
+    model_version: str | None = None
+    reviewer: str | None = None
+    source_path: str | None = None
+    added: str = ""
+    updated: str | None = None
+    shape: list[int] = field(default_factory=list)
+    spacing: list[float] = field(default_factory=list)
+    label_voxels: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CaseInfo":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _safe_id(text: str) -> str:
+    stem = re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.nhdr|\.mha|\.mhd|\.dcm|\.gz)$", "", text, flags=re.I)
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")
+    return stem[:64] or "case"
+
+
+def hash_says_val(digest: str, val_fraction: float) -> bool:
+    """The hash part of the split rule (stable: depends on the scan alone)."""
+    return int(digest.split(":")[-1][:15], 16) % 1000 < round(1000 * val_fraction)
+
+
+def assign_split(digest: str, n_after: int, n_val: int, val_fraction: float) -> str:
+    """Split for a new case, given the case count after adding it and the current val count."""
+    if n_after <= 1 or val_fraction <= 0:
+        return "train"
+    lo = math.floor(val_fraction * n_after)
+    if n_after >= 3:
+        lo = max(lo, 1)
+    hi = max(math.ceil(val_fraction * n_after), lo)
+    if n_val < lo or (hash_says_val(digest, val_fraction) and n_val < hi):
+        return "val"
+    return "train"
+
+
+def _label_array(image: Volume, label: Volume | np.ndarray, what: str = "label") -> np.ndarray:
+    """Check ``label`` lies on ``image``'s grid; return it as an integer array."""
+    if isinstance(label, Volume):
+        diffs = geometry_differences(image, label)
+        if diffs:
+            raise GeometryMismatchError(f"the {what} does not lie on the scan's grid: {'; '.join(diffs)}", image.source_path)
+        label = label.array
+    arr = np.asarray(label)
+    if arr.ndim == 2 and image.shape[0] == 1:
+        arr = arr[None]
+    if tuple(arr.shape) != image.shape:
+        raise GeometryMismatchError(f"the {what} has shape {tuple(arr.shape)} but the scan has {image.shape}", image.source_path)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.rint(arr)):
+            raise DatasetError(f"the {what} has non-integer values; a label map holds label numbers 0, 1, 2, ...")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise DatasetError(f"the {what} has dtype {arr.dtype}; expected integers")
+    if arr.size and arr.min() < 0:
+        raise DatasetError(f"the {what} has negative values")
+    return arr.astype(np.uint8 if (arr.size == 0 or arr.max() < 256) else np.uint16, copy=False)
+
+
+# ----- the dataset -----------------------------------------------------------------------------
+
+
+class RetrainingDataset:
+    """A retraining dataset folder (see the module docstring for the layout and rules)."""
+
+    def __init__(self, folder: str | Path, *, lock_timeout: float = 10.0) -> None:
+        self.folder = Path(folder)
+        self.json_path = self.folder / "dataset.json"
+        if not self.json_path.is_file():
+            raise DatasetError("not a SegLoop retraining dataset (no dataset.json); create one with "
+                               "`segloop dataset create`", self.folder)
+        self._lock = FolderLock(self.folder, timeout=lock_timeout, what="the dataset", error_cls=DatasetError)
+        self._read()  # validate now
+
+    # ----- creation ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: str | Path, labels: dict[int, str], *, name: str | None = None, modality: str = "MRI",
+               description: str = "", val_fraction: float = DEFAULT_VAL_FRACTION, exist_ok: bool = False,
+               lock_timeout: float = 10.0) -> "RetrainingDataset":
+        """Create an empty dataset; ``labels`` maps label numbers (1, 2, ...) to names."""
+        folder = Path(folder)
+        if (folder / "dataset.json").exists():
+            if exist_ok:
+                return cls(folder, lock_timeout=lock_timeout)
+            raise DatasetError("a dataset already exists here", folder)
+        if not 0.0 <= val_fraction < 1.0:
+            raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        lab = {int(k): str(v) for k, v in labels.items() if int(k) != 0}
+        if not lab:
+            raise DatasetError("a dataset needs at least one foreground label (e.g. {1: 'tumour'})", folder)
+        lock = FolderLock(folder, timeout=lock_timeout, what="the dataset", error_cls=DatasetError)
+        with lock.hold():
+            if (folder / "dataset.json").exists():
+                raise DatasetError("a dataset already exists here", folder)
+            for sub in ("imagesTr", "labelsTr", "editsTr"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            meta = {
+                "name": name or folder.name,
+                "description": description or "SegLoop retraining dataset (corrected segmentations)",
+                "tensorImageSize": "3D",
+                "modality": {"0": modality},
+                "labels": {"0": "background", **{str(k): v for k, v in sorted(lab.items())}},
+                "numTraining": 0,
+                "numTest": 0,
+                "training": [],
+                "test": [],
+                "segloop": {"format": FORMAT, "version": FORMAT_VERSION, "val_fraction": float(val_fraction),
+                            "created": _now(), "split_rule": "hash-with-quota (see unet_engine.dataset)"},
+            }
+            atomic_write_json(folder / "dataset.json", meta)
+        return cls(folder, lock_timeout=lock_timeout)
+
+    # ----- reading ---------------------------------------------------------------------------
+    def _read(self) -> dict[str, Any]:
+        try:
+            meta = json.loads(self.json_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DatasetError("dataset.json is missing", self.folder) from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"dataset.json is unreadable ({exc})", self.json_path) from None
+        if not isinstance(meta, dict) or "training" not in meta or "labels" not in meta:
+            raise DatasetError("dataset.json lacks 'labels' or 'training'", self.json_path)
+        meta.setdefault("segloop", {"format": FORMAT, "version": FORMAT_VERSION, "val_fraction": DEFAULT_VAL_FRACTION})
+        return meta
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A fresh copy of ``dataset.json`` (other instances may have written since)."""
+        return self._read()
+
+    @property
+    def name(self) -> str:
+        return str(self._read().get("name", self.folder.name))
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Foreground labels: number -> name (background 0 excluded)."""
+        return {int(k): v for k, v in self._read()["labels"].items() if int(k) != 0}
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.labels) + 1
+
+    @property
+    def modality(self) -> str:
+        return str(self._read().get("modality", {}).get("0", "unknown"))
+
+    @property
+    def val_fraction(self) -> float:
+        return float(self._read()["segloop"].get("val_fraction", DEFAULT_VAL_FRACTION))
+
+    def cases(self) -> list[CaseInfo]:
+        return [CaseInfo.from_dict(c) for c in self._read()["training"]]
+
+    def train_cases(self) -> list[CaseInfo]:
+        return [c for c in self.cases() if c.split == "train"]
+
+    def val_cases(self) -> list[CaseInfo]:
+        return [c for c in self.cases() if c.split == "val"]
+
+    def __len__(self) -> int:
+        return len(self._read()["training"])
+
+    def get(self, case_id: str) -> CaseInfo:
+        for c in self.cases():
+            if c.id == case_id:
+                return c
+        raise DatasetError(f"no case {case_id!r} in this dataset", self.folder)
+
+    def find_hash(self, digest: str) -> CaseInfo | None:
+        return next((c for c in self.cases() if c.hash == digest), None)
+
+    def path_of(self, relative: str) -> Path:
+        return self.folder / relative.removeprefix("./")
+
+    def image_path(self, case: CaseInfo | str) -> Path:
+        return self.path_of((self.get(case) if isinstance(case, str) else case).image)
+
+    def label_path(self, case: CaseInfo | str) -> Path:
+        return self.path_of((self.get(case) if isinstance(case, str) else case).label)
+
+    def edits_path(self, case: CaseInfo | str) -> Path | None:
+        c = self.get(case) if isinstance(case, str) else case
+        return self.path_of(c.edits) if c.edits else None
+
+    def load_case(self, case: CaseInfo | str) -> tuple[Volume, np.ndarray, np.ndarray | None]:
+        """``(image Volume, label array, edited-voxel mask or None)`` of one case."""
+        from unet_engine.io import read_mask, read_volume
+
+        c = self.get(case) if isinstance(case, str) else case
+        image = read_volume(self.image_path(c))
+        label = np.asarray(read_mask(self.label_path(c), image))
+        ep = self.edits_path(c)
+        edits = np.asarray(read_mask(ep, image)).astype(bool) if ep is not None and ep.exists() else None
+        return image, label, edits
+
+    def snapshot(self) -> list[dict[str, str]]:
+        """Case ids, hashes and splits: what a model version was trained on."""
+        return [{"id": c.id, "hash": c.hash, "split": c.split} for c in self.cases()]
+
+    # ----- writing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the dataset's write lock (re-entrant in this thread)."""
+        with self._lock.hold(timeout):
+            yield
+
+    def _write(self, meta: dict[str, Any]) -> None:
+        meta["numTraining"] = len(meta["training"])
+        atomic_write_json(self.json_path, meta)
+
+    def _check_labels(self, arr: np.ndarray, what: str = "label") -> dict[str, int]:
+        values, counts = np.unique(arr, return_counts=True)
+        known = set(self.labels) | {0}
+        unknown = sorted(int(v) for v in values if int(v) not in known)
+        if unknown:
+            raise DatasetError(f"the {what} has values {unknown} that are not labels of this dataset "
+                               f"({', '.join(f'{k}={v}' for k, v in self.labels.items())})", self.folder)
+        return {str(int(v)): int(n) for v, n in zip(values, counts) if int(v) != 0}
+
+    def _unique_id(self, meta: dict[str, Any], wanted: str) -> str:
+        taken = {c["id"] for c in meta["training"]}
+        base = _safe_id(wanted)
+        if base not in taken and not (self.folder / "imagesTr" / f"{base}{EXT}").exists():
+            return base
+        n = 2
+        while f"{base}_{n}" in taken or (self.folder / "imagesTr" / f"{base}_{n}{EXT}").exists():
+            n += 1
+        return f"{base}_{n}"
+
+    def _write_files(self, case_id: str, image: Volume, label: np.ndarray, edits: np.ndarray | None) -> None:
+        from unet_engine.io import write_mask, write_volume
+
+        # geometry + voxels only: no source path, no DICOM header travels into the dataset
+        clean = Volume(array=image.array, spacing=image.spacing, origin=image.origin,
+                       direction=np.asarray(image.direction).copy(), modality=image.modality)
+        with atomic_path(self.folder / "imagesTr" / f"{case_id}{EXT}") as tmp:
+            write_volume(clean, tmp)
+        with atomic_path(self.folder / "labelsTr" / f"{case_id}{EXT}") as tmp:
+            write_mask(label, clean, tmp)
+        ep = self.folder / "editsTr" / f"{case_id}{EXT}"
+        if edits is not None:
+            with atomic_path(ep) as tmp:
+                write_mask(edits.astype(np.uint8), clean, tmp)
+
+    def add_case(self, image: Volume, label: Volume | np.ndarray, *, edited: np.ndarray | None = None,
+                 model_version: str | None = None, reviewer: str | None = None,
+                 source_path: str | Path | None = None, replace: bool = False, case_id: str | None = None) -> str:
+        """Add a corrected case; returns its id.
+
+        Raises :class:`GeometryMismatchError` when the label (or ``edited``) is not on the
+        scan's grid and :class:`DatasetError` when the scan is already in the dataset (same
+        :func:`content_hash`) unless ``replace`` is true, in which case the existing case
+        keeps its id and split and gets the new label, edits and provenance.
+        """
+        if image.channels != 1:
+            raise DatasetError(f"only single-channel scans can be added (this one has {image.channels} channels)",
+                               image.source_path)
+        label_arr = _label_array(image, label)
+        edits_arr = None if edited is None else _label_array(image, edited, "edited-voxel mask").astype(bool)
+        voxels = self._check_labels(label_arr)
+        digest = content_hash(image)
+        src = source_path if source_path is not None else image.source_path
+        with self.locked():
+            meta = self._read()
+            existing = next((c for c in meta["training"] if c["hash"] == digest), None)
+            if existing is not None and not replace:
+                raise DatasetError(f"this scan is already in the dataset as case {existing['id']!r} "
+                                   f"(added {existing.get('added', '?')}); use replace to update its label", self.folder)
+            if existing is not None:
+                cid, split, added = existing["id"], existing["split"], existing.get("added", _now())
+            else:
+                cid = self._unique_id(meta, case_id or (Path(str(src)).name if src else f"case_{len(meta['training']) + 1:04d}"))
+                n_val = sum(1 for c in meta["training"] if c["split"] == "val")
+                split = assign_split(digest, len(meta["training"]) + 1, n_val,
+                                     float(meta["segloop"].get("val_fraction", DEFAULT_VAL_FRACTION)))
+                added = _now()
+            self._write_files(cid, image, label_arr, edits_arr)  # files first, dataset.json last
+            info = CaseInfo(
+                id=cid, image=f"./imagesTr/{cid}{EXT}", label=f"./labelsTr/{cid}{EXT}", hash=digest, split=split,
+                edits=f"./editsTr/{cid}{EXT}" if edits_arr is not None else None,
+                model_version=model_version, reviewer=reviewer, source_path=str(src) if src is not None else None,
+                added=added, updated=_now() if existing is not None else None, shape=list(image.shape),
+                spacing=[float(s) for s in image.spacing], label_voxels=voxels,
+            )
+            if existing is not None:
+                meta["training"] = [info.to_dict() if c["id"] == cid else c for c in meta["training"]]
+            else:
+                meta["training"].append(info.to_dict())
+            self._write(meta)
+            if existing is not None and edits_arr is None:
+                (self.folder / "editsTr" / f"{cid}{EXT}").unlink(missing_ok=True)
+        log.info("added case %s (%s) to %s", cid, split, self.folder)
+        return cid
+
+    def update_case(self, case_id: str, *, label: Volume | np.ndarray | None = None, edited: np.ndarray | None = None,
+                    model_version: str | None = None, reviewer: str | None = None) -> CaseInfo:
+        """Change a case's label / edits / provenance; its image, hash and split stay."""
+        with self.locked():
+            meta = self._read()
+            entry = next((c for c in meta["training"] if c["id"] == case_id), None)
+            if entry is None:
+                raise DatasetError(f"no case {case_id!r} in this dataset", self.folder)
+            info = CaseInfo.from_dict(entry)
+            if label is not None or edited is not None:
+                from unet_engine.io import read_volume, write_mask
+
+                image = read_volume(self.path_of(info.image))
+                if label is not None:
+                    arr = _label_array(image, label)
+                    info.label_voxels = self._check_labels(arr)
+                    with atomic_path(self.path_of(info.label)) as tmp:
+                        write_mask(arr, image, tmp)
+                if edited is not None:
+                    e = _label_array(image, edited, "edited-voxel mask").astype(np.uint8)
+                    info.edits = f"./editsTr/{case_id}{EXT}"
+                    with atomic_path(self.path_of(info.edits)) as tmp:
+                        write_mask(e, image, tmp)
+            if model_version is not None:
+                info.model_version = model_version
+            if reviewer is not None:
+                info.reviewer = reviewer
+            info.updated = _now()
+            meta["training"] = [info.to_dict() if c["id"] == case_id else c for c in meta["training"]]
+            self._write(meta)
+        return info
+
+    def remove_case(self, case_id: str) -> None:
+        """Remove a case (dataset.json first, then its files); other cases keep their split."""
+        with self.locked():
+            meta = self._read()
+            entry = next((c for c in meta["training"] if c["id"] == case_id), None)
+            if entry is None:
+                raise DatasetError(f"no case {case_id!r} in this dataset", self.folder)
+            meta["training"] = [c for c in meta["training"] if c["id"] != case_id]
+            self._write(meta)
+            for key in ("image", "label", "edits"):
+                if entry.get(key):
+                    self.path_of(entry[key]).unlink(missing_ok=True)
+
+    def orphan_files(self) -> list[Path]:
+        """Image/label files no case refers to (left by a crash between file and json writes)."""
+        used = set()
+        for c in self.cases():
+            used |= {self.path_of(p).resolve() for p in (c.image, c.label, c.edits) if p}
+        out = []
+        for sub in ("imagesTr", "labelsTr", "editsTr"):
+            for p in sorted((self.folder / sub).glob("*")):
+                if p.resolve() not in used:
+                    out.append(p)
+        return out
+
+
+# ----- importing an MSD task -------------------------------------------------------------------
+
+
+def import_msd(source: str | Path, dest: str | Path, *, labels: dict[int, str] | None = None,
+               limit: int | None = None, names: list[str] | None = None, modality: str | None = None,
+               model_version: str | None = None, skip_duplicates: bool = True,
+               lock_timeout: float = 10.0) -> RetrainingDataset:
+    """Build (or extend) the dataset at ``dest`` from an MSD task folder (imagesTr + labelsTr).
+
+    Labels and modality come from the source's ``dataset.json`` when there is one, else
+    from ``labels``/``modality`` (required then). ``names`` picks cases by file name
+    (e.g. ``["hippocampus_001"]``), ``limit`` keeps the first N (sorted by name).
+    """
+    from unet_engine.io import read_volume
+
+    source, dest = Path(source), Path(dest)
+    images_dir, labels_dir = source / "imagesTr", source / "labelsTr"
+    if not images_dir.is_dir() or not labels_dir.is_dir():
+        raise DatasetError("not an MSD task folder (needs imagesTr/ and labelsTr/)", source)
+    src_meta: dict[str, Any] = {}
+    if (source / "dataset.json").is_file():
+        with contextlib.suppress(ValueError, OSError):
+            src_meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
+    if labels is None and isinstance(src_meta.get("labels"), dict):
+        labels = {int(k): str(v) for k, v in src_meta["labels"].items() if str(k).isdigit() and int(k) != 0}
+    modality = modality or str((src_meta.get("modality") or {}).get("0", "MRI"))
+    if (dest / "dataset.json").exists():
+        ds = RetrainingDataset(dest, lock_timeout=lock_timeout)
+    else:
+        if not labels:
+            raise DatasetError("the source has no dataset.json with labels; pass labels (e.g. 1=anterior,2=posterior)", source)
+        ds = RetrainingDataset.create(dest, labels, name=src_meta.get("name") or source.name, modality=modality,
+                                      lock_timeout=lock_timeout)
+    files = sorted(p for p in images_dir.iterdir() if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith("."))
+    if names is not None:
+        wanted = {_safe_id(n) for n in names}
+        files = [p for p in files if _safe_id(p.name) in wanted]
+    if limit is not None:
+        files = files[: int(limit)]
+    for img_path in files:
+        lab_path = labels_dir / img_path.name
+        if not lab_path.exists():
+            log.warning("no label for %s; skipped", img_path.name)
+            continue
+        image = read_volume(img_path)
+        label = read_volume(lab_path)
+        try:
+            ds.add_case(image, label, model_version=model_version, source_path=img_path, case_id=_safe_id(img_path.name))
+        except DatasetError as exc:
+            if skip_duplicates and "already in the dataset" in str(exc):
+                log.info("%s already present; skipped", img_path.name)
+                continue
+            raise
+        except SegLoopError:
+            raise
+    return ds
+
+
+def copy_dataset(src: RetrainingDataset, dest: str | Path) -> RetrainingDataset:
+    """A full copy of ``src`` at ``dest`` (for experiments that must not touch the original)."""
+    dest = Path(dest)
+    if dest.exists():
+        raise DatasetError("destination exists", dest)
+    with src.locked():
+        shutil.copytree(src.folder, dest, ignore=shutil.ignore_patterns(".segloop.lock", ".*.tmp*"))
+    return RetrainingDataset(dest)

@@ -1,0 +1,283 @@
+"""Checks shared by the volume readers and writers: file sanity, size budgets, voxel values.
+
+Everything here raises the typed errors of :mod:`unet_engine.errors` with a message that
+names the file and says what to do. Nothing here parses an image: headers are read by
+nibabel / SimpleITK; the only text we look at is a few ``key: value`` lines of an NRRD or
+MetaImage header, to compare the data size the header claims with the bytes on disk
+before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from unet_engine.errors import ImageTooLargeError, InvalidVoxelDataError, UnsupportedImageError
+
+#: largest expansion ratio of a deflate stream (zlib / gzip): a compressed file can never
+#: hold more than about this many times its own size.
+MAX_DEFLATE_RATIO = 1032
+
+#: suffix -> format name
+FORMATS: dict[str, str] = {
+    ".nii": "nifti", ".nii.gz": "nifti",
+    ".nrrd": "nrrd", ".nhdr": "nrrd", ".seg.nrrd": "nrrd",
+    ".mha": "metaimage", ".mhd": "metaimage",
+    ".png": "image2d", ".jpg": "image2d", ".jpeg": "image2d", ".tif": "image2d", ".tiff": "image2d",
+    ".bmp": "image2d",
+    ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom",
+}
+READ_SUFFIXES = tuple(FORMATS)
+#: formats a mask / volume can be written to
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd")
+
+
+def full_suffix(path: str | Path) -> str:
+    """The format-bearing suffix, lower case: ``.nii.gz``, ``.seg.nrrd``, ``.png``... ('' if none)."""
+    name = Path(path).name.lower()
+    for suffix in (".nii.gz", ".seg.nrrd"):
+        if name.endswith(suffix):
+            return suffix
+    return Path(name).suffix
+
+
+def image_format(path: Path) -> str:
+    """Format name of an existing file: from its suffix, or DICOM for a file with the
+    ``DICM`` preamble; :class:`UnsupportedImageError` otherwise."""
+    suffix = full_suffix(path)
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    if is_dicom_file(path):
+        return "dicom"
+    known = ", ".join(s for s in READ_SUFFIXES)
+    raise UnsupportedImageError(
+        f"unknown image type {suffix or '(no extension)'!r}; SegLoop reads {known} files and DICOM folders", path)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True when the file carries the DICOM Part 10 preamble (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def check_input_file(path: Path) -> None:
+    """Exists, is a file, is not empty, and a ``.gz`` name really is gzip data."""
+    if not path.exists():
+        raise UnsupportedImageError("no such file or folder", path)
+    if not path.is_file():
+        raise UnsupportedImageError("not a file", path)
+    size = path.stat().st_size
+    if size == 0:
+        raise UnsupportedImageError("the file is empty (0 bytes); it was probably not copied or saved completely", path)
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                raise UnsupportedImageError("the name ends in .gz but the file is not gzip-compressed "
+                                            "(damaged, or not an image)", path)
+
+
+def physical_memory_bytes() -> int | None:
+    """Total RAM of this computer, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_budget(path: Path, shape: tuple[int, ...], bytes_per_voxel: int, max_voxels: int) -> None:
+    """Refuse (:class:`ImageTooLargeError`) before allocating when the header claims more
+    than ``max_voxels`` voxels or more bytes than this computer has memory."""
+    n = int(np.prod([int(s) for s in shape], dtype=object))
+    if any(int(s) < 0 for s in shape):
+        raise UnsupportedImageError(f"the header claims a negative image size {tuple(shape)}", path)
+    if n > max_voxels:
+        raise ImageTooLargeError(f"the header claims {' x '.join(str(s) for s in shape)} = {n:,} voxels, more than the "
+                                 f"limit of {max_voxels:,}; the file is damaged or far larger than a scan "
+                                 f"SegLoop can open (raise max_voxels if it is genuine)", path)
+    ram = physical_memory_bytes()
+    need = n * bytes_per_voxel
+    if ram is not None and need > ram:
+        raise ImageTooLargeError(f"the image needs {need / 2**30:.1f} GiB of memory but this computer has "
+                                 f"{ram / 2**30:.1f} GiB", path)
+
+
+def check_stored_size(path: Path, expected_bytes: int, *, compressed: bool, available: int | None = None,
+                      what: str = "voxel data") -> None:
+    """Compare the data size the header claims with what the file can hold.
+
+    ``available`` is the number of bytes on disk for the data (default: the file size).
+    Uncompressed data must fit exactly; compressed data can be at most
+    :data:`MAX_DEFLATE_RATIO` times smaller than what it expands to.
+    """
+    have = path.stat().st_size if available is None else available
+    if compressed:
+        if expected_bytes > have * MAX_DEFLATE_RATIO:
+            raise UnsupportedImageError(f"the header claims {expected_bytes:,} bytes of {what} but {have:,} compressed "
+                                        f"bytes cannot hold that much; the file is truncated or its header is damaged",
+                                        path)
+    elif have < expected_bytes:
+        raise UnsupportedImageError(f"the file is truncated: the header claims {expected_bytes:,} bytes of {what} "
+                                    f"but only {max(have, 0):,} are there (was the copy interrupted?)", path)
+
+
+def _header_lines(path: Path, limit: int = 65536) -> tuple[list[str], int]:
+    """Text lines of an NRRD / MetaImage header and the byte length of the header."""
+    with open(path, "rb") as fh:
+        head = fh.read(limit)
+    lines: list[str] = []
+    pos = 0
+    while pos < len(head):
+        end = head.find(b"\n", pos)
+        if end < 0:
+            if len(head) == limit:
+                break
+            end = len(head)  # a detached header may end without a newline
+        raw = head[pos:end]
+        pos = end + 1
+        line = raw.decode("latin-1").rstrip("\r")
+        if line == "":  # NRRD: blank line ends the header
+            break
+        lines.append(line)
+        if line.replace(" ", "").startswith("ElementDataFile="):  # MetaImage: last header line
+            break
+    return lines, pos
+
+
+def check_text_header_size(path: Path, fmt: str, expected_bytes: int) -> None:
+    """Data-size check for NRRD / MetaImage, from their ``encoding`` / ``CompressedData`` /
+    data-file lines (the image itself is read by SimpleITK). Unknown layouts pass."""
+    lines, header_len = _header_lines(path)
+    if fmt == "nrrd":
+        fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ":" in ln
+                                                                and not ln.startswith("#") and ":=" not in ln)}
+        if "byte skip" in fields or "line skip" in fields:
+            return
+        encoding = fields.get("encoding", "raw").lower()
+        compressed = encoding in ("gzip", "gz", "bzip2", "bz2")
+        if encoding not in ("raw", "gzip", "gz"):
+            return  # text / hex / bzip2: no simple bound
+        data_file = fields.get("data file") or fields.get("datafile")
+    else:
+        fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition("=") for ln in lines if "=" in ln)}
+        compressed = fields.get("compresseddata", "false").lower() == "true"
+        data_file = fields.get("elementdatafile")
+        if data_file is not None and data_file.upper() == "LOCAL":
+            data_file = None
+        if compressed and "compresseddatasize" in fields:
+            try:
+                csize = int(float(fields["compresseddatasize"]))
+            except ValueError:
+                csize = 0
+            target = path if data_file is None else path.parent / data_file
+            if data_file is None or target.is_file():
+                have = (target.stat().st_size - header_len) if data_file is None else target.stat().st_size
+                if have < csize:
+                    raise UnsupportedImageError(f"the file is truncated: the header claims {csize:,} bytes of "
+                                                f"compressed voxel data but only {max(have, 0):,} are there", target)
+    if data_file is None:
+        check_stored_size(path, expected_bytes, compressed=compressed, available=path.stat().st_size - header_len)
+        return
+    if " " in data_file.strip() or "%" in data_file or data_file.upper().startswith("LIST"):
+        return  # a list / pattern of files: let the reader check
+    target = path.parent / data_file
+    if not target.is_file():
+        raise UnsupportedImageError(f"the header points at a data file {data_file!r} that is missing", path)
+    check_stored_size(target, expected_bytes, compressed=compressed)
+
+
+# ----- voxel values ------------------------------------------------------------------------
+def slabs(array: np.ndarray, max_elems: int = 1 << 22) -> Iterator[np.ndarray]:
+    """Views of ``array`` along axis 0 of about ``max_elems`` elements each (bounded temps)."""
+    if array.ndim == 0 or array.shape[0] == 0:
+        yield array
+        return
+    per = max(1, int(np.prod(array.shape[1:], dtype=np.int64)))
+    step = max(1, max_elems // per)
+    for start in range(0, array.shape[0], step):
+        yield array[start:start + step]
+
+
+def count_nonfinite(array: np.ndarray) -> int:
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.complexfloating):
+        return 0
+    return int(sum(int(np.count_nonzero(~np.isfinite(s))) for s in slabs(array)))
+
+
+def handle_nonfinite(array: np.ndarray, path: Path | None, allow_nonfinite: bool) -> np.ndarray:
+    """Refuse NaN/Inf voxels (:class:`InvalidVoxelDataError` naming their count), or with
+    ``allow_nonfinite`` replace them in place with the lowest finite value."""
+    bad = count_nonfinite(array)
+    if bad == 0:
+        return array
+    total = array.size
+    if bad == total:
+        raise InvalidVoxelDataError(f"all {total:,} voxels are NaN or infinite; there is no image to show", path)
+    if not allow_nonfinite:
+        raise InvalidVoxelDataError(f"{bad:,} of {total:,} voxels are NaN or infinite; re-export the scan, or open it "
+                                    f"with allow_nonfinite=True (segloop info --allow-nonfinite) to replace them "
+                                    f"with the lowest finite value", path)
+    low = min(float(np.min(s[np.isfinite(s)])) for s in slabs(array) if np.isfinite(s).any())
+    if not array.flags.writeable:
+        array = array.copy()
+    for s in slabs(array):
+        np.copyto(s, np.asarray(low, dtype=array.dtype), where=~np.isfinite(s))
+    return array
+
+
+def label_array(values: np.ndarray, path: Path | None, what: str = "label map") -> np.ndarray:
+    """Validate label values and return them as uint8 (max < 256) or uint16, C-contiguous.
+
+    Accepts bool, integer arrays and float arrays holding whole numbers (e.g. a float32
+    0/1 mask); refuses NaN/Inf, fractions, negative values and values above 65535 with
+    :class:`InvalidVoxelDataError`.
+    """
+    a = np.asarray(values)
+    if a.dtype == bool:
+        return np.ascontiguousarray(a, dtype=np.uint8)
+    if a.size == 0:
+        return np.ascontiguousarray(a, dtype=np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        bad = count_nonfinite(a)
+        if bad:
+            raise InvalidVoxelDataError(f"the {what} has {bad:,} NaN or infinite voxels; labels must be whole numbers",
+                                        path)
+        frac = 0
+        example = None
+        for s in slabs(a):
+            nz = s != np.round(s)
+            n = int(np.count_nonzero(nz))
+            if n and example is None:
+                example = float(s[nz].flat[0])
+            frac += n
+        if frac:
+            raise InvalidVoxelDataError(f"the {what} has {frac:,} voxels that are not whole numbers (e.g. {example:g}); "
+                                        f"it looks like a probability map or an image, not labels", path)
+    elif not np.issubdtype(a.dtype, np.integer):
+        raise InvalidVoxelDataError(f"the {what} holds {a.dtype} values; labels must be whole numbers", path)
+    lo, hi = min(float(s.min()) for s in slabs(a)), max(float(s.max()) for s in slabs(a))
+    if lo < 0:
+        raise InvalidVoxelDataError(f"the {what} has negative values (down to {lo:g}); labels must be 0..65535", path)
+    if hi > 65535:
+        raise InvalidVoxelDataError(f"the {what} has values up to {hi:g}; labels must be 0..65535", path)
+    dtype = np.uint8 if hi < 256 else np.uint16
+    return np.ascontiguousarray(a, dtype=dtype) if a.dtype != dtype else np.ascontiguousarray(a)
+
+
+def short_reason(exc: BaseException) -> str:
+    """One readable line from a SimpleITK / nibabel exception (no C++ file names)."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        low = ln.lower()
+        if low.startswith(("itk::error", "sitk::error", "description:", "reason:")) or "error" in low:
+            ln = ln.split(":", 1)[1].strip() if low.startswith(("description:", "reason:")) else ln
+            ln = ln.replace("sitk::ERROR:", "").replace("itk::ERROR:", "").strip()
+            return ln[:200]
+    return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -1,0 +1,67 @@
+"""Turn what the user typed after ``--model`` into a checkpoint folder.
+
+* a path (folder, ``model.safetensors`` or ``card.json``) -> that checkpoint;
+* ``"default"`` or ``None`` -> the model registry's active version when one is set,
+  else the bundled model ``resources/models/default``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from unet_engine import paths
+from unet_engine.checkpoint import CARD_NAME, WEIGHTS_NAME
+from unet_engine.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAMES = ("default", "")
+
+
+def _registry_active() -> Path | None:
+    try:
+        from unet_engine import registry  # written by another engineer; optional here
+    except ImportError:
+        return None
+    fn = getattr(registry, "active_checkpoint_path", None)
+    if fn is None:
+        return None
+    try:
+        active = fn()
+    except Exception as exc:  # noqa: BLE001 - a broken registry must not hide the bundled model
+        log.warning("could not read the model registry (%s); using the bundled model", exc)
+        return None
+    return Path(active) if active else None
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / WEIGHTS_NAME).is_file() and (folder / CARD_NAME).is_file()
+
+
+def resolve_model_path(name_or_path: str | Path | None = None) -> Path:
+    """The checkpoint folder for a path, ``"default"`` or ``None`` (see the module docstring)."""
+    if name_or_path is None or str(name_or_path).strip().lower() in DEFAULT_NAMES:
+        active = _registry_active()
+        if active is not None:
+            folder = active.parent if active.name in (WEIGHTS_NAME, CARD_NAME) else active
+            if _is_checkpoint(folder):
+                return folder
+            log.warning("the registry's active model %s is missing; using the bundled model", folder)
+        bundled = paths.BUNDLED_MODELS / "default"
+        if _is_checkpoint(bundled):
+            return bundled
+        raise CheckpointError(
+            "no default model: the model registry has no active version and the bundled model is missing; "
+            "pass --model PATH to a checkpoint folder (model.safetensors + card.json)",
+            bundled,
+        )
+    path = Path(name_or_path).expanduser()
+    folder = path.parent if path.name in (WEIGHTS_NAME, CARD_NAME) or (path.suffix == ".safetensors" and path.is_file()) else path
+    if not folder.exists():
+        raise CheckpointError("no such model checkpoint (expected a folder with model.safetensors and card.json, or 'default')", path)
+    if not folder.is_dir():
+        raise CheckpointError("not a model checkpoint: expected a folder with model.safetensors and card.json", path)
+    if not (folder / CARD_NAME).is_file() and not (folder / WEIGHTS_NAME).is_file():
+        raise CheckpointError("this folder is not a model checkpoint (no model.safetensors / card.json in it)", folder)
+    return path if path.suffix == ".safetensors" and path.is_file() else folder

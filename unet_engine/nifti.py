@@ -1,0 +1,223 @@
+"""NIfTI-1/2 reading and writing (.nii, .nii.gz).
+
+* Voxels come through nibabel (header, scaling, on-disk layout), streamed in chunks into
+  one preallocated array: one copy of the voxels in memory, and a truncated ``.nii.gz``
+  is an error (SimpleITK silently zero-fills the missing part).
+* Geometry comes from SimpleITK's header reader, so a scan lands where ITK-SNAP and
+  3D Slicer put it. When the header's qform and sform disagree, ITK and nibabel pick
+  different ones (ITK prefers the sform only when its code is 1 "scanner" or the qform is
+  absent); SegLoop logs a warning and, when it saves a mask for such a scan, copies both
+  forms verbatim so every tool sees the mask exactly where it sees the scan.
+* Writing: nibabel, with qform and sform both set (code 1) from the Volume geometry, or
+  copied bit-for-bit from the source NIfTI when the Volume still has its geometry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.openers import ImageOpener
+from nibabel.spatialimages import HeaderDataError
+from nibabel.volumeutils import apply_read_scaling
+
+from unet_engine.errors import ImageDimensionError, UnsupportedImageError
+from unet_engine.io_checks import check_budget, check_stored_size, short_reason
+from unet_engine.itk_io import geometry_from_itk, info_reader
+from unet_engine.volume import Volume
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 16 << 20
+_FORM_FIELDS = ("qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
+                "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units")
+_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile)
+
+
+def _load_header(path: Path) -> nib.Nifti1Image:
+    try:
+        img = nib.load(str(path), mmap=False)
+    except _READ_ERRORS as exc:
+        raise UnsupportedImageError(f"not a readable NIfTI file: {short_reason(exc)}", path) from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise UnsupportedImageError(f"not a NIfTI file (nibabel sees {type(img).__name__})", path)
+    return img
+
+
+def _layout(img: nib.Nifti1Image, path: Path, volume_index: int | None
+            ) -> tuple[tuple[int, int, int], int, int, int]:
+    """((ni, nj, nk), volumes, components, volume to read) from the header's dims."""
+    shape = tuple(int(s) for s in img.header.get_data_shape())
+    spatial = (shape + (1, 1, 1))[:3]
+    n_t = shape[3] if len(shape) > 3 else 1
+    n_c = int(np.prod(shape[4:])) if len(shape) > 4 else 1
+    if len(shape) > 5 and any(s > 1 for s in shape[5:]):
+        raise ImageDimensionError(f"a {len(shape)}D image of shape {shape}; SegLoop opens 3D volumes only", path)
+    if n_c > 1 and n_t > 1:
+        raise ImageDimensionError(f"a 4D image with {n_t} volumes of {n_c}-component voxels; SegLoop opens 3D "
+                                  f"volumes only", path)
+    if n_c > 1:
+        raise ImageDimensionError(f"each voxel holds {n_c} values (a vector image, shape {shape}); SegLoop opens "
+                                  f"single-channel 3D volumes only; extract one component first", path)
+    t = 0
+    if n_t > 1:
+        if volume_index is None:
+            raise ImageDimensionError(
+                f"this is a 4D image with {n_t} volumes ({' x '.join(map(str, shape))}); SegLoop opens 3D volumes "
+                f"only. Extract one volume first (e.g. `fslroi in.nii.gz out.nii.gz N 1`), or open one with "
+                f"read_volume(path, volume_index=N) / `segloop info --volume N` (N = 0..{n_t - 1})", path)
+        if not 0 <= volume_index < n_t:
+            raise ImageDimensionError(f"volume_index {volume_index} is out of range: the image has {n_t} volumes "
+                                      f"(0..{n_t - 1})", path)
+        t = volume_index
+    elif volume_index not in (None, 0):
+        raise ImageDimensionError(f"volume_index {volume_index} given but the image holds a single volume", path)
+    return spatial, n_t, n_c, t  # type: ignore[return-value]
+
+
+def _read_exact(fobj: object, out: np.ndarray, path: Path) -> None:
+    """Fill the uint8 array ``out`` from ``fobj`` in chunks (bounded extra memory)."""
+    view = memoryview(out)
+    pos, total = 0, out.nbytes
+    try:
+        while pos < total:
+            n = fobj.readinto(view[pos:pos + _CHUNK])  # type: ignore[attr-defined]
+            if not n:
+                break
+            pos += n
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise UnsupportedImageError(f"the file is truncated or damaged ({short_reason(exc)}); "
+                                    f"re-copy or re-export it", path) from None
+    if pos < total:
+        raise UnsupportedImageError(f"the file is truncated: {pos:,} of {total:,} bytes of voxel data are there "
+                                    f"(was the copy interrupted?)", path)
+
+
+def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
+               ) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float], np.ndarray]:
+    """Read a NIfTI file: ``(array [k, j, i(, 3)], spacing, origin, direction)``."""
+    img = _load_header(path)
+    hdr = img.header
+    (ni, nj, nk), n_t, _n_c, t = _layout(img, path, volume_index)
+    disk_dtype = np.dtype(hdr.get_data_dtype())
+    rgb = disk_dtype.fields is not None
+    itemsize = disk_dtype.itemsize
+    check_budget(path, (ni, nj, nk), itemsize, max_voxels)
+    vol_bytes = ni * nj * nk * itemsize
+    proxy = img.dataobj
+    offset = int(proxy.offset)
+    compressed = path.name.lower().endswith(".gz")
+    check_stored_size(path, vol_bytes * n_t, compressed=compressed,
+                      available=None if compressed else path.stat().st_size - offset)
+
+    reader = info_reader(path, "NiftiImageIO")  # geometry as ITK-SNAP / Slicer see it
+    spacing, origin, direction = geometry_from_itk(reader.GetDimension(), reader.GetSpacing(), reader.GetOrigin(),
+                                                   reader.GetDirection())
+    _warn_if_forms_disagree(path, img, spacing, origin, direction, (nk, nj, ni))
+
+    buf = np.empty(vol_bytes, dtype=np.uint8)
+    try:
+        with ImageOpener(str(path), "rb") as fobj:
+            fobj.seek(offset + t * vol_bytes)
+            _read_exact(fobj, buf, path)
+    except _READ_ERRORS as exc:
+        if isinstance(exc, UnsupportedImageError):
+            raise
+        raise UnsupportedImageError(f"the file is truncated or damaged ({short_reason(exc)})", path) from None
+    if rgb:  # RGB24: 3 bytes per voxel, i fastest
+        return buf.reshape(nk, nj, ni, itemsize), spacing, origin, direction
+    raw = buf.view(disk_dtype).reshape(nk, nj, ni)  # Fortran (i, j, k) on disk == C (k, j, i)
+    if not raw.dtype.isnative:
+        raw = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+    array = _scale(raw, proxy.slope, proxy.inter)
+    return array, spacing, origin, direction
+
+
+def _scale(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """nibabel's read scaling (scl_slope / scl_inter), as ``np.asanyarray(img.dataobj)`` does."""
+    slope_a, inter_a = np.asanyarray(slope), np.asanyarray(inter)
+    if slope_a == 1 and inter_a == 0:
+        return raw
+    use = slope_a.dtype
+    if np.can_cast(inter_a, use):
+        inter_a = inter_a.astype(use)
+    return apply_read_scaling(raw, slope_a.astype(use), inter_a)
+
+
+def _warn_if_forms_disagree(path: Path, img: nib.Nifti1Image, spacing: tuple[float, float, float],
+                            origin: tuple[float, float, float], direction: np.ndarray,
+                            shape: tuple[int, int, int]) -> None:
+    """Log when nibabel's affine (sform first) and ITK's geometry place voxels differently."""
+    vol = Volume(array=np.empty((0, 0, 0)), spacing=spacing, origin=origin, direction=direction)
+    nk, nj, ni = shape
+    corners = np.array([[i, j, k, 1.0] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)])
+    ours = corners @ vol.affine_ras_ijk.T
+    theirs = corners @ np.asarray(img.affine, dtype=np.float64).T
+    worst = float(np.max(np.linalg.norm(ours[:, :3] - theirs[:, :3], axis=1)))
+    if worst > 1e-3:
+        hdr = img.header
+        log.warning("%s: the NIfTI header's qform (code %d) and sform (code %d) place the scan differently (up to "
+                    "%.3g mm apart); SegLoop uses the geometry ITK-SNAP and 3D Slicer use, nibabel-based tools use "
+                    "the other. Masks saved for this scan copy both forms, so every tool lines them up with the scan.",
+                    path, int(hdr["qform_code"]), int(hdr["sform_code"]), worst)
+
+
+def _source_header(like: Volume) -> nib.Nifti1Header | None:
+    """The source NIfTI header of ``like`` when ``like`` still has that file's grid."""
+    src = like.source_path
+    if src is None or not str(src).lower().endswith((".nii", ".nii.gz")) or not Path(src).is_file():
+        return None
+    try:
+        img = nib.load(str(src))
+        reader = info_reader(Path(src), "NiftiImageIO")
+    except (UnsupportedImageError, *_READ_ERRORS):
+        return None
+    shape = tuple(int(s) for s in img.header.get_data_shape())
+    if (shape + (1, 1))[:3] != like.shape[::-1]:
+        return None
+    spacing, origin, direction = geometry_from_itk(reader.GetDimension(), reader.GetSpacing(), reader.GetOrigin(),
+                                                   reader.GetDirection())
+    same = (np.allclose(spacing, like.spacing, rtol=0, atol=1e-9) and np.allclose(origin, like.origin, rtol=0, atol=1e-9)
+            and np.allclose(direction, like.direction, rtol=0, atol=1e-12))
+    return img.header if same else None
+
+
+def nifti_image(array: np.ndarray, like: Volume, description: str = "") -> nib.Nifti1Image:
+    """A nibabel image of ``array`` (``[k, j, i]``) on ``like``'s grid, ready to save."""
+    data = np.asarray(array).T  # (i, j, k), Fortran order: no copy
+    src = _source_header(like)
+    big = max(data.shape) > 32767
+    header_class = nib.Nifti2Header if big or isinstance(src, nib.Nifti2Header) else nib.Nifti1Header
+    image_class = nib.Nifti2Image if header_class is nib.Nifti2Header else nib.Nifti1Image
+    hdr = header_class()
+    hdr.set_data_shape(data.shape)
+    hdr.set_data_dtype(data.dtype)
+    if src is not None and type(src) is header_class:
+        for key in _FORM_FIELDS:
+            hdr[key] = src[key]
+        hdr["pixdim"][:4] = src["pixdim"][:4]
+    else:
+        affine = like.affine_ras_ijk
+        hdr.set_qform(affine, code=1)
+        hdr.set_sform(affine, code=1)
+        hdr.set_xyzt_units("mm")
+    if description:
+        hdr["descrip"] = description[:79].encode("ascii", "replace")
+    return image_class(data, None, header=hdr)
+
+
+def write_nifti(array: np.ndarray, like: Volume, tmp: Path, description: str = "") -> None:
+    """Save ``array`` as NIfTI at ``tmp`` (gzip when the name ends in ``.gz``)."""
+    if array.ndim != 3:
+        raise UnsupportedImageError(f"NIfTI output takes a 3D single-channel array, got shape {array.shape}; "
+                                    f"save multi-channel images as .nrrd or .mha", tmp)
+    img = nifti_image(array, like, description)
+    try:
+        nib.save(img, str(tmp))
+    except (HeaderDataError, ImageFileError, ValueError) as exc:
+        raise UnsupportedImageError(f"could not write NIfTI: {short_reason(exc)}", tmp) from None

@@ -1,0 +1,121 @@
+"""Where a fine-tune starts (which model, which parent) and the sizes it trains on."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from unet_engine.checkpoint import ModelCard, load_checkpoint
+from unet_engine.errors import RegistryError, SegLoopError
+from unet_engine.model import ModelSpec, build_model, required_multiple
+from unet_engine.preprocessing import PreprocessConfig, as_config, resampled_shape, slice_axis_for_spacing
+from unet_engine.registry import ModelRegistry
+from unet_engine.sliding_window import default_patch_size
+from unet_engine.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StartPoint:
+    """The model a run starts from and what it had already seen."""
+
+    model: nn.Module
+    card: ModelCard
+    parent: str | None  # registry version the new version descends from
+    seen_hashes: set[str] = field(default_factory=set)  # cases (train split) the parent was trained on
+    origin: str = "scratch"  # "version", "checkpoint" or "scratch"
+
+
+def _seen(registry: ModelRegistry, version: str, card: ModelCard) -> set[str]:
+    info = registry.get(version)
+    cases = (info.dataset or {}).get("cases") or ((card.training or {}).get("dataset") or {}).get("cases") or []
+    return {c["hash"] for c in cases if isinstance(c, dict) and c.get("split", "train") == "train" and c.get("hash")}
+
+
+def scratch_start(config: TrainConfig, dataset: Any) -> StartPoint:
+    """A new network from ``config.model_spec`` (defaults: 2D, one channel, the dataset's labels)."""
+    spec_d = {"dims": 2, "in_channels": 1, "num_classes": dataset.num_classes, "base_width": 16, "depth": 4}
+    spec_d.update(config.model_spec or {})
+    spec = ModelSpec.from_dict(spec_d)
+    mode = "ct" if str(dataset.modality).upper() == "CT" else "auto"
+    card = ModelCard(spec=spec, preprocessing=PreprocessConfig(mode=mode).to_dict(),
+                     labels={0: "background", **dataset.labels}, name="SegLoop (trained from scratch)")
+    return StartPoint(build_model(spec), card, None, set(), "scratch")
+
+
+def resolve_start(from_version: str | None, registry: ModelRegistry, config: TrainConfig, dataset: Any) -> StartPoint:
+    """See :func:`unet_engine.training.fine_tune` for the accepted ``from_version`` values."""
+    choice = (from_version or "").strip()
+    if choice == "scratch":
+        return scratch_start(config, dataset)
+    if choice == "default":
+        bundled = [v for v in registry.list() if v.source == "bundled-default"]
+        if not bundled and registry.ensure_default() is None:
+            if not bundled:
+                raise SegLoopError("there is no bundled default model to start from; use --from scratch")
+        bundled = [v for v in registry.list() if v.source == "bundled-default"]
+        choice = bundled[0].version
+    if not choice:
+        if registry.active is None:
+            log.info("no active model and no bundled default: training a new network from scratch")
+            return scratch_start(config, dataset)
+        choice = registry.active
+    path = Path(choice).expanduser()
+    if path.is_dir():
+        model, card = load_checkpoint(path, "cpu")
+        return StartPoint(model, card, None, set(), "checkpoint")
+    try:
+        version = registry.resolve(choice)
+    except RegistryError:
+        raise
+    model, card = registry.load(version, "cpu")
+    return StartPoint(model, card, version, _seen(registry, version, card), "version")
+
+
+def run_folder(registry: ModelRegistry, dataset: Any) -> Path:
+    """Default folder of the resumable state of a run on ``dataset``."""
+    resolved = str(Path(dataset.folder).resolve())
+    key = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(resolved).name)[:40] + "-" + hashlib.sha1(resolved.encode()).hexdigest()[:10]
+    return registry.root / "training" / key
+
+
+def patch_size_for(config: TrainConfig, spec: ModelSpec, card: ModelCard, cases: list[Any]) -> tuple[int, ...]:
+    """Training sample size: ``config.patch_size`` or, by default, the largest slice (2D) /
+    volume capped at 128 (3D) of the training cases, rounded up to the network's multiple."""
+    m = required_multiple(spec)
+    if config.patch_size is not None:
+        ps = [int(p) for p in config.patch_size]
+        if len(ps) != spec.dims:
+            raise SegLoopError(f"training config: patch_size {ps} has {len(ps)} sizes but the model is {spec.dims}D")
+        return tuple(max(m, int(math.ceil(p / m) * m)) for p in ps)
+    target = as_config(card.preprocessing).target_spacing
+    best = np.zeros(3, dtype=np.int64)
+    planes: list[tuple[int, int]] = []
+    for c in cases:
+        shape = tuple(int(n) for n in c.shape)
+        spacing = tuple(float(s) for s in c.spacing)
+        if len(shape) != 3:
+            continue
+        work = resampled_shape(shape, spacing, target) if target is not None else shape
+        if spec.dims == 2:
+            ax = slice_axis_for_spacing(spacing)  # inference slices along the original grid's axis
+            planes.append(tuple(n for a, n in enumerate(work) if a != ax))  # type: ignore[arg-type]
+        else:
+            best = np.maximum(best, work)
+    if spec.dims == 2:
+        if not planes:
+            return (m * 4, m * 4)
+        h, w = max(p[0] for p in planes), max(p[1] for p in planes)
+        return (int(math.ceil(h / m) * m), int(math.ceil(w / m) * m))
+    if not best.any():
+        return (64, 64, 64)
+    return tuple(int(v) for v in default_patch_size(tuple(int(b) for b in best), m))
