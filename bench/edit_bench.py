@@ -74,7 +74,7 @@ def bench_moves(ctl: ToolController, brush: BrushSettings, axis: int, n_strokes:
     return {"press": t_press, "move": t_move, "release": t_release}
 
 
-def overlay_proxy(doc: Document, hist: History, ctl: ToolController, rng, n: int = 300) -> tuple[list[float], list[float]]:
+def overlay_proxy(doc: Document, ctl: ToolController, rng, n: int = 300) -> tuple[list[float], list[float]]:
     """Time mapping the changed 2D region through a LUT after each dab (axial view)."""
     lut = np.asarray(doc.labels.lut(256))
     boxes: list = []
@@ -145,7 +145,7 @@ def main() -> int:
     print(f"ratio naive copy / median move = {np.median(t_copy) / np.median(all_moves):.0f}x")
 
     print("\n== Overlay repaint proxy (changed 2D region through a 256x4 RGBA LUT) ==")
-    t_region, t_slice = overlay_proxy(doc, hist, ctl, rng)
+    t_region, t_slice = overlay_proxy(doc, ctl, rng)
     print(f"changed region (5 mm dab):   {stats(t_region)}")
     print(f"whole 512x512 slice:         {stats(t_slice)}")
 
@@ -181,10 +181,10 @@ def main() -> int:
     kk, jj, ii = np.ogrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
     new[((kk - 200) / 120.0) ** 2 + ((jj - 256) / 150.0) ** 2 + ((ii - 256) / 150.0) ** 2 <= 1] = 1
     new[((kk - 200) / 40.0) ** 2 + ((jj - 256) / 50.0) ** 2 + ((ii - 256) / 60.0) ** 2 <= 1] = 2
-    before = hist2.bytes_used
     t0 = time.perf_counter()
     hist2.apply_full_mask(new, "AI prediction")
     t_apply = time.perf_counter() - t0
+    entry = hist2._undo[-1]
     t0 = time.perf_counter()
     hist2.undo()
     t_u = time.perf_counter() - t0
@@ -192,7 +192,7 @@ def main() -> int:
     hist2.redo()
     t_r = time.perf_counter() - t0
     print(f"apply_full_mask {t_apply * 1e3:.0f} ms, undo {t_u * 1e3:.0f} ms, redo {t_r * 1e3:.0f} ms; "
-          f"entry {(hist2.bytes_used - before) / 2**20:.2f} MiB")
+          f"entry {entry.nbytes / 2**20:.3f} MiB ({entry.codec}); bbox {entry.bbox}")
 
     print("\n== Autosave snapshot (background thread: zlib-1 of the live mask + atomic writes) ==")
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,6 +205,45 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
         size = sum(f.stat().st_size for f in j.last_folder.iterdir())
         print(f"snapshot {stats(times)}; on disk {size / 2**20:.2f} MiB")
+        # GUI-thread brush moves while the autosave thread snapshots back to back,
+        # against the same loop with no autosave thread
+        ctl2.tool = "brush"
+        for label, interval in (("no autosave thread", None), ("back-to-back autosaves", 0.0)):
+            j2 = Journal(doc2, interval_s=interval or 0.0, home=Path(tmp))
+            if interval is not None:
+                j2.start()
+            moves: list[float] = []
+            t_end = time.perf_counter() + 3.0
+            while time.perf_counter() < t_end:
+                moves += bench_moves(ctl2, BrushSettings(size=20), 0, 5, 20, rng)["move"]
+                time.sleep(0.016)  # the GUI thread idles between mouse events
+            j2.stop()
+            print(f"moves, 3 s, {label:24s} ({j2.writes:2d} snapshots): {stats(moves)}; "
+                  f"p99 {np.percentile(moves, 99) * 1e3:.3f} ms")
+    print("\n== One-shot ops on the full mask (each one undo entry) ==")
+    doc3, hist3, ctl3 = make_doc()
+    doc3.mask[:] = new
+    doc3.mask[150:250, 200:300, 200:300][::3] = 0  # holes / gaps in label 1 and 2
+    for k in range(120, 280):
+        if k % 10:
+            doc3.mask[k][doc3.mask[k] == 2] = 0  # label 2 drawn on every 10th slice only
+    for name, op in (
+        ("interpolate label 2 (axial)", lambda: ctl3.interpolate(0, 2)),
+        ("fill holes label 1 (3D)", lambda: ctl3.fill_holes(1, mode="3d")),
+        ("fill holes label 1 (2D, axial)", lambda: ctl3.fill_holes(1, mode="2d", axis=0)),
+        ("flood fill one axial slice", lambda: ctl3.fill_at(0, 200, 5, 5)),
+        ("flood fill one sagittal slice", lambda: ctl3.fill_at(2, 256, 5, 5)),
+        ("merge label 2 into 1", lambda: ctl3.merge_labels(2, 1)),
+        ("delete label 1", lambda: ctl3.delete_label(1)),
+    ):
+        t0 = time.perf_counter()
+        bbox = op()
+        t1 = time.perf_counter()
+        hist3.undo()
+        t2 = time.perf_counter()
+        hist3.redo()
+        print(f"{name:32s} {(t1 - t0) * 1e3:7.0f} ms (undo {(t2 - t1) * 1e3:5.0f} ms); bbox {bbox}")
+    print(f"history after the one-shot ops: {hist3.bytes_used / 2**20:.2f} MiB")
     print(f"\n(pid {os.getpid()}, {os.cpu_count()} cpus)")
     return 0
 

@@ -52,6 +52,7 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
     window = MainWindow(grid, {"Window / level": (window_level, "right"), "Labels": (overlay_panel, "right")})
     options.setParent(window)
     controller = Controller(window, document, grid, window_level, overlay_panel, options, settings)
+    _default_dock_sizes(window)
     if restore_layout:
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
@@ -62,6 +63,12 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
         if layout in ("3-up", "axial", "coronal", "sagittal"):
             grid.set_layout(layout)
     return App(window, controller, document, grid, window_level, overlay_panel, options)
+
+
+def _default_dock_sizes(window: MainWindow) -> None:
+    docks = [window.docks["Window / level"], window.docks["Labels"]]
+    window.resizeDocks(docks, [300, 300], QtCore.Qt.Orientation.Horizontal)
+    window.resizeDocks(docks, [260, 500], QtCore.Qt.Orientation.Vertical)
 
 
 def run_gui(scan: str | Path | None = None, mask: str | Path | None = None, model: str | None = None) -> int:

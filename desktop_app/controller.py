@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from psygnal import EmitLoopError
 from PySide6 import QtCore, QtWidgets
 
 from desktop_app import io_jobs
@@ -63,6 +65,7 @@ class Controller(QtCore.QObject):
         self.workers = WorkerManager(self)
         self.last_error: tuple[str, str] | None = None
         self.requested_model: str | None = None
+        self._default_labels: list = []  # e.g. from the model card; applied to each new scan
         self._load_token = 0
         self._dialogs: list[QtWidgets.QWidget] = []
         self._hovering = False
@@ -102,6 +105,7 @@ class Controller(QtCore.QObject):
         g.window_level_dragged.connect(self.window_level.drag)
         g.hover_changed.connect(self._on_hover)
         self.document.cursor_changed.connect(self._on_cursor)
+        self.document.labels.changed.connect(self._refresh_readout)
         self.document.dirty_changed.connect(lambda _dirty: self._update_title())
         self.workers.busy_changed.connect(lambda busy: w.set_busy(busy, self.workers.descriptions()[-1:][0]
                                                                    if busy and self.workers.descriptions() else ""))
@@ -139,13 +143,25 @@ class Controller(QtCore.QObject):
 
         Returns the superqt worker (``worker.quit()`` cancels a generator at its next yield).
         """
-        return self.workers.start(func, *args, description=description, on_result=on_result,
+        return self.workers.start(func, *args, description=description,
+                                  on_result=self._guarded(error_title, on_result) if on_result else None,
                                   on_error=lambda exc: self.show_error(error_title, exc),
                                   on_progress=on_progress, **kwargs)
+
+    def _guarded(self, title: str, func: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Wrap a GUI-thread result handler so a failure becomes a dialog, not a crash."""
+        def call(result: Any) -> None:
+            try:
+                func(result)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, logged with traceback
+                self.show_error(title, exc)
+        return call
 
     def show_error(self, title: str, error: BaseException | str) -> None:
         """A non-blocking error dialog: ``str(error)`` for SegLoop errors, a short line for
         anything else (the traceback goes to the log, never to the user)."""
+        while isinstance(error, EmitLoopError) and error.__cause__ is not None:
+            error = error.__cause__  # an exception raised in a document-event callback
         if isinstance(error, SegLoopError) or isinstance(error, str):
             text = str(error)
         else:
@@ -210,12 +226,14 @@ class Controller(QtCore.QObject):
         self.window.show_message(f"Opening {path.name}...", 0)
         return self.workers.start(
             io_jobs.load_scan, path, mask, description=f"Opening {path.name}",
-            on_result=lambda res: self._on_scan_loaded(res, path, token),
+            on_result=self._guarded("Could not open the scan", lambda res: self._on_scan_loaded(res, path, token)),
             on_error=lambda exc: self._on_load_failed(exc, token))
 
     def _on_scan_loaded(self, res: io_jobs.LoadedScan, path: Path, token: int) -> None:
         if token != self._load_token:
             return  # a newer open superseded this one
+        # label names/colours start from the defaults (model card), not the previous scan's
+        self.document.labels.replace_all(self._default_labels)
         self.document.set_image(res.volume, res.mask, mask_path=res.mask_path)
         self.window_level.set_stats(res.stats, res.volume.modality)
         self.settings.add_recent(path)
@@ -240,7 +258,7 @@ class Controller(QtCore.QObject):
         path = Path(path)
         return self.workers.start(
             io_jobs.load_mask, path, vol, description=f"Opening mask {path.name}",
-            on_result=lambda mask: self._on_mask_loaded(mask, path, vol),
+            on_result=self._guarded("Could not open the mask", lambda mask: self._on_mask_loaded(mask, path, vol)),
             on_error=lambda exc: self.show_error("Could not open the mask", exc))
 
     def _on_mask_loaded(self, mask, path: Path, vol) -> None:
@@ -276,7 +294,7 @@ class Controller(QtCore.QObject):
         generation = self.document.generation
         return self.workers.start(
             io_jobs.save_mask, mask.copy(), vol, target, description=f"Saving {target.name}",
-            on_result=lambda saved: self._on_saved(Path(saved), vol, generation),
+            on_result=self._guarded("Could not save the mask", lambda saved: self._on_saved(Path(saved), vol, generation)),
             on_error=lambda exc: self.show_error("Could not save the mask", exc))
 
     def save_mask_as(self, path: str | Path | None = None, chosen_filter: str = ""):
@@ -321,6 +339,10 @@ class Controller(QtCore.QObject):
         self._hovering = True
         self.window.set_position_text(format_readout(vol, self.document.mask, self.document.labels, idx))
 
+    def _refresh_readout(self) -> None:
+        if self.document.image is not None and not self._hovering:
+            self._on_cursor(self.document.cursor)
+
     def _on_cursor(self, kji) -> None:
         vol = self.document.image
         if vol is not None and not self._hovering:
@@ -339,6 +361,14 @@ class Controller(QtCore.QObject):
                                     "the model locally.", QtWidgets.QMessageBox.StandardButton.Ok, self.window)
         box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    def set_default_labels(self, labels) -> None:
+        """Label entries (``Label`` objects, e.g. from the model card) every newly opened
+        scan starts with; the current table is updated too."""
+        self._default_labels = list(labels.values() if isinstance(labels, dict) else labels)
+        self.document.labels.replace_all(self._default_labels)
+        if self.document.mask is not None:
+            self.document.labels.ensure(set(np.unique(self.document.mask).tolist()))
 
     def request_model(self, model: str | None) -> None:
         """Remember the ``--model`` argument and announce it to the inference panel."""

@@ -61,9 +61,14 @@ def _alive(thread) -> bool:
         return False
 
 
+#: Pools / QThreads started during the current test (filled by ``_dangling_qthreads``).
+_STARTED: dict = {"pools": [], "threads": [], "reported": False}
+
+
 @pytest.fixture(autouse=True)
 def _dangling_qthreads(monkeypatch):
-    """Fail the test if it leaves a QThread / QThreadPool worker running."""
+    """Record every QThreadPool/QThread start so the test can be failed if one is left
+    running (checked right after the test body, see ``pytest_runtest_call``)."""
     pools: list[QtCore.QThreadPool] = []
     threads: list[QtCore.QThread] = []
     pool_start = QtCore.QThreadPool.start
@@ -80,13 +85,28 @@ def _dangling_qthreads(monkeypatch):
 
     monkeypatch.setattr(QtCore.QThreadPool, "start", start_pool)
     monkeypatch.setattr(QtCore.QThread, "start", start_thread)
+    _STARTED.update(pools=pools, threads=threads, reported=False)
     yield pools, threads
-    left = running_threads(pools, threads)
+    left = running_threads(pools, threads)  # started by fixture teardown code
+    for pool in pools:  # never let a leak poison the next tests
+        pool.waitForDone(10_000)
+    reported = _STARTED["reported"]
+    _STARTED.update(pools=[], threads=[], reported=False)
+    if left and not reported:
+        pytest.fail("background threads still running after teardown: " + "; ".join(left), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """FAIL the test (not just error its teardown) when its body returns with a QThread or
+    worker still running."""
+    result = yield
+    left = running_threads(_STARTED["pools"], _STARTED["threads"])
     if left:
-        for pool in pools:  # don't let the leak poison the next tests
-            pool.waitForDone(10_000)
+        _STARTED["reported"] = True
         pytest.fail("test left background threads running (wait for your workers before the "
-                    "test ends): " + "; ".join(left), pytrace=False)
+                    "test ends, e.g. controller.workers.wait_idle()): " + "; ".join(left), pytrace=False)
+    return result
 
 
 @pytest.fixture

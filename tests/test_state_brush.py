@@ -275,3 +275,17 @@ def test_invalid_settings_rejected():
         ctl.press(0, 1, 5, 5)
     with pytest.raises(ValueError):
         ctl.tool = "lasso"
+
+
+@pytest.mark.parametrize("size,unit", [(1, "voxel"), (4, "voxel"), (5, "voxel"), (6, "voxel"), (3.7, "mm"), (9.0, "mm")])
+def test_footprint_preview_matches_a_dab(size, unit):
+    spacing = (2.0, 1.0, 0.5)
+    doc, _, ctl = make((3, 40, 40), spacing)
+    ctl.brush = BrushSettings(size=size, unit=unit)
+    ctl.press(0, 1, 20, 20)
+    ctl.release()
+    fp = ctl.brush.footprint_2d(0, spacing)
+    r0, c0 = 20 - (fp.shape[0] - 1) // 2, 20 - (fp.shape[1] - 1) // 2
+    want = np.zeros((40, 40), bool)
+    want[r0:r0 + fp.shape[0], c0:c0 + fp.shape[1]] = fp
+    assert np.array_equal(doc.mask[1] == 1, want)

@@ -132,3 +132,16 @@ def test_fill_holes_2d_per_slice():
     hist.undo()
     # along i (sagittal slices) the tube's cross-sections are not closed
     assert fill_holes(doc, hist, 1, mode="2d", axis=2) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_fill_holes_equals_scipy(seed):
+    from scipy import ndimage
+
+    from desktop_app.state.fill import binary_fill_holes
+
+    rng = np.random.default_rng(seed)
+    b3 = ndimage.binary_dilation(rng.random((14, 16, 18)) < 0.25, iterations=1)
+    b2 = rng.random((30, 25)) < 0.55
+    for b in (b3, b2, np.zeros((4, 5), bool), np.ones((3, 4, 5), bool)):
+        assert np.array_equal(binary_fill_holes(b), ndimage.binary_fill_holes(b))

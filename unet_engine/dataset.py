@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_engine.atomic import atomic_path, atomic_write_json
+from unet_engine.atomic import atomic_write_json
 from unet_engine.dataset_lock import FolderLock
 from unet_engine.errors import DatasetError, GeometryMismatchError, SegLoopError
 from unet_engine.volume import Volume, geometry_differences
@@ -369,14 +369,11 @@ class RetrainingDataset:
         # geometry + voxels only: no source path, no DICOM header travels into the dataset
         clean = Volume(array=image.array, spacing=image.spacing, origin=image.origin,
                        direction=np.asarray(image.direction).copy(), modality=image.modality)
-        with atomic_path(self.folder / "imagesTr" / f"{case_id}{EXT}") as tmp:
-            write_volume(clean, tmp)
-        with atomic_path(self.folder / "labelsTr" / f"{case_id}{EXT}") as tmp:
-            write_mask(label, clean, tmp)
-        ep = self.folder / "editsTr" / f"{case_id}{EXT}"
+        # io's writers are atomic themselves (temp file + fsync + rename)
+        write_volume(clean, self.folder / "imagesTr" / f"{case_id}{EXT}")
+        write_mask(label, clean, self.folder / "labelsTr" / f"{case_id}{EXT}")
         if edits is not None:
-            with atomic_path(ep) as tmp:
-                write_mask(edits.astype(np.uint8), clean, tmp)
+            write_mask(edits.astype(np.uint8), clean, self.folder / "editsTr" / f"{case_id}{EXT}")
 
     def add_case(self, image: Volume, label: Volume | np.ndarray, *, edited: np.ndarray | None = None,
                  model_version: str | None = None, reviewer: str | None = None,
@@ -444,13 +441,11 @@ class RetrainingDataset:
                 if label is not None:
                     arr = _label_array(image, label)
                     info.label_voxels = self._check_labels(arr)
-                    with atomic_path(self.path_of(info.label)) as tmp:
-                        write_mask(arr, image, tmp)
+                    write_mask(arr, image, self.path_of(info.label))
                 if edited is not None:
                     e = _label_array(image, edited, "edited-voxel mask").astype(np.uint8)
                     info.edits = f"./editsTr/{case_id}{EXT}"
-                    with atomic_path(self.path_of(info.edits)) as tmp:
-                        write_mask(e, image, tmp)
+                    write_mask(e, image, self.path_of(info.edits))
             if model_version is not None:
                 info.model_version = model_version
             if reviewer is not None:

@@ -10,6 +10,7 @@ before anything is allocated.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,8 +180,10 @@ def check_text_header_size(path: Path, fmt: str, expected_bytes: int) -> None:
             if data_file is None or target.is_file():
                 have = (target.stat().st_size - header_len) if data_file is None else target.stat().st_size
                 if have < csize:
+                    where = "" if data_file is None else f" in {data_file}"
                     raise UnsupportedImageError(f"the file is truncated: the header claims {csize:,} bytes of "
-                                                f"compressed voxel data but only {max(have, 0):,} are there", target)
+                                                f"compressed voxel data{where} but only {max(have, 0):,} are there",
+                                                path)
     if data_file is None:
         check_stored_size(path, expected_bytes, compressed=compressed, available=path.stat().st_size - header_len)
         return
@@ -189,7 +192,8 @@ def check_text_header_size(path: Path, fmt: str, expected_bytes: int) -> None:
     target = path.parent / data_file
     if not target.is_file():
         raise UnsupportedImageError(f"the header points at a data file {data_file!r} that is missing", path)
-    check_stored_size(target, expected_bytes, compressed=compressed)
+    check_stored_size(path, expected_bytes, compressed=compressed, available=target.stat().st_size,
+                      what=f"voxel data in {data_file}")
 
 
 # ----- voxel values ------------------------------------------------------------------------
@@ -271,13 +275,18 @@ def label_array(values: np.ndarray, path: Path | None, what: str = "label map") 
 
 
 def short_reason(exc: BaseException) -> str:
-    """One readable line from a SimpleITK / nibabel exception (no C++ file names)."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    """One readable line from a SimpleITK / nibabel exception (no C++ file names, object
+    addresses or the file path, which the error message names already)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "the file is damaged or not an image of that type"
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    pick = lines[-1] if lines else type(exc).__name__
     for ln in reversed(lines):
-        low = ln.lower()
-        if low.startswith(("itk::error", "sitk::error", "description:", "reason:")) or "error" in low:
-            ln = ln.split(":", 1)[1].strip() if low.startswith(("description:", "reason:")) else ln
-            ln = ln.replace("sitk::ERROR:", "").replace("itk::ERROR:", "").strip()
-            return ln[:200]
-    return (lines[-1] if lines else type(exc).__name__)[:200]
+        if re.search(r"ERROR|Error|error|Reason|Description", ln):
+            pick = ln
+            break
+    pick = re.sub(r"^(Description|Reason):\s*", "", pick)
+    pick = re.sub(r"(sitk::ERROR|ITK ERROR|itk::ERROR):\s*", "", pick)
+    pick = re.sub(r"\w+\(0x[0-9a-fA-F]+\):\s*", "", pick)
+    pick = re.sub(r"\s*:?\s*\"?/[^\s\"]+\"?!?$", "", pick)  # trailing file path
+    return (pick or type(exc).__name__)[:200]

@@ -20,6 +20,9 @@ from unet_engine.errors import ImageDimensionError, UnsupportedImageError
 from unet_engine.io_checks import check_budget, short_reason
 from unet_engine.volume import Volume, direction_from_itk, direction_to_itk
 
+#: what SimpleITK raises: RuntimeError, or UnicodeDecodeError when ITK's message quotes raw bytes
+ITK_ERRORS = (RuntimeError, UnicodeDecodeError)
+
 _COMPONENT_BYTES: dict[int, int] = {}
 for _name, _nbytes in (("UInt8", 1), ("Int8", 1), ("UInt16", 2), ("Int16", 2), ("UInt32", 4), ("Int32", 4),
                        ("UInt64", 8), ("Int64", 8), ("Float32", 4), ("Float64", 8)):
@@ -54,11 +57,17 @@ def info_reader(path: Path, imageio: str = "") -> sitk.ImageFileReader:
         reader.SetImageIO(imageio)
     try:
         reader.ReadImageInformation()
-    except RuntimeError as exc:
+    except ITK_ERRORS as exc:
         reason = short_reason(exc)
+        kind = path.suffix.lstrip(".").upper() or "image"
+        if "Unknown PixelType" in reason:
+            raise UnsupportedImageError(f"this {kind} file's pixel layout is not supported (e.g. gray + alpha); "
+                                        f"save it as plain grayscale or RGB", path) from None
         if "Unable to determine ImageIO" in reason or "Could not create IO object" in reason:
-            reason = "the file is damaged or not an image of that type"
-        raise UnsupportedImageError(f"cannot read the image header: {reason}", path) from None
+            raise UnsupportedImageError(f"cannot read the image header: the file is damaged or not a {kind} file",
+                                        path) from None
+        raise UnsupportedImageError(f"cannot read the image header ({reason}); the file is damaged or not a "
+                                    f"{kind} file", path) from None
     return reader
 
 
@@ -85,7 +94,7 @@ def geometry_from_itk(dim: int, spacing: tuple[float, ...], origin: tuple[float,
 
 
 def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | None,
-                  allow_rgb: bool) -> tuple[tuple[int, ...], int, int | None, int | None]:
+                  allow_rgb: bool, photo: bool = False) -> tuple[tuple[int, ...], int, int | None, int | None]:
     """Decide how to read an image from its header.
 
     Returns ``(spatial size (i, j[, k]), components kept, time index to extract or None,
@@ -110,7 +119,10 @@ def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | 
                                       f"(0..{n_t - 1})", path)
         t_index = volume_index
     comp_index = None
-    rgb = allow_rgb and ncomp in (3, 4) and component_bytes(reader.GetPixelID()) == 1
+    if photo:
+        rgb = ncomp in (2, 3, 4)
+    else:
+        rgb = allow_rgb and ncomp in (3, 4) and component_bytes(reader.GetPixelID()) == 1
     if ncomp > 1 and not rgb:
         if volume_index is None or n_t > 1:
             raise ImageDimensionError(
@@ -127,7 +139,7 @@ def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | 
 
 
 def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = None, imageio: str = "",
-                    allow_rgb: bool = True, reader: sitk.ImageFileReader | None = None
+                    allow_rgb: bool = True, photo: bool = False, reader: sitk.ImageFileReader | None = None
                     ) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float], np.ndarray,
                                sitk.ImageFileReader]:
     """Read a 2D/3D image with SimpleITK after checking its header.
@@ -136,7 +148,7 @@ def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = N
     its alpha channel. Truncated or damaged data raise :class:`UnsupportedImageError`.
     """
     reader = reader or info_reader(path, imageio)
-    size, ncomp, t_index, comp_index = volume_layout(reader, path, volume_index, allow_rgb)
+    size, ncomp, t_index, comp_index = volume_layout(reader, path, volume_index, allow_rgb, photo)
     check_budget(path, size, component_bytes(reader.GetPixelID()) * ncomp, max_voxels)
     dim = reader.GetDimension()
     if t_index is not None:
@@ -144,7 +156,7 @@ def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = N
         reader.SetExtractSize([size[0], size[1], size[2], 0])
     try:
         image = reader.Execute()
-    except RuntimeError as exc:
+    except ITK_ERRORS as exc:
         raise UnsupportedImageError(f"cannot read the voxel data (truncated or damaged file?): {short_reason(exc)}",
                                     path) from None
     spacing, origin, direction = geometry_from_itk(dim, reader.GetSpacing(), reader.GetOrigin(),
@@ -176,7 +188,7 @@ def write_itk(image: sitk.Image, tmp: Path, *, compress: bool = True, metadata: 
         image.SetMetaData(key, str(value))
     try:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
-    except RuntimeError as exc:
+    except ITK_ERRORS as exc:
         raise UnsupportedImageError(f"could not write the image: {short_reason(exc)}", tmp) from None
 
 

@@ -42,6 +42,9 @@ _READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, 
 def _load_header(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path), mmap=False)
+    except ImageFileError:
+        raise UnsupportedImageError("not a readable NIfTI file: the header is not NIfTI-1/2 (damaged, or another "
+                                    "format under a .nii name)", path) from None
     except _READ_ERRORS as exc:
         raise UnsupportedImageError(f"not a readable NIfTI file: {short_reason(exc)}", path) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -98,9 +101,21 @@ def _read_exact(fobj: object, out: np.ndarray, path: Path) -> None:
                                     f"(was the copy interrupted?)", path)
 
 
+def warn_uncompressed_twin(path: Path) -> None:
+    """Warn when ``x.nii`` sits beside ``x.nii.gz``: ITK (so ITK-SNAP, 3D Slicer) then takes
+    the header from ``x.nii.gz`` but the voxels from ``x.nii`` (seen with SimpleITK 2.5)."""
+    name = path.name
+    if name.lower().endswith(".nii.gz"):
+        twin = path.with_name(name[: -len(".gz")])
+        if twin.exists():
+            log.warning("%s: a file %s sits beside it; ITK-based tools (ITK-SNAP, 3D Slicer) reading %s take its "
+                        "voxels from %s. Rename or remove one of them.", path, twin.name, name, twin.name)
+
+
 def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
                ) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float], np.ndarray]:
     """Read a NIfTI file: ``(array [k, j, i(, 3)], spacing, origin, direction)``."""
+    warn_uncompressed_twin(path)
     img = _load_header(path)
     hdr = img.header
     (ni, nj, nk), n_t, _n_c, t = _layout(img, path, volume_index)

@@ -98,8 +98,8 @@ class BrushSettings:
 
     def footprint_2d(self, axis: int, spacing: tuple[float, float, float]) -> np.ndarray:
         """Boolean (rows, cols) image of one dab on view ``axis`` (for a cursor preview);
-        its centre voxel is ``(rows // 2, cols // 2)`` (for even voxel sizes the extra
-        row/col is on the + side)."""
+        the voxel under the point is at ``((rows - 1) // 2, (cols - 1) // 2)`` (for even
+        voxel sizes the extra row/col is on the + side)."""
         ra, ca = plane_axes(axis)
         flat = replace(self, mode="2d")
         r = flat.radii(axis, spacing)

@@ -86,9 +86,8 @@ def interpolate_slices(
                     sel &= plane(mask, s) == 0
                 bbox_l = [(0, 0)] * 3
                 bbox_l[axis], bbox_l[ra], bbox_l[ca] = (s, s + 1), (r0, r1), (c0, c1)
-                changed = apply_selection(
-                    document, txn, tuple(bbox_l), np.expand_dims(sel, axis), value, notify=False  # type: ignore[arg-type]
-                )
+                box: BBox = tuple(bbox_l)  # type: ignore[assignment]
+                changed = apply_selection(document, txn, box, np.expand_dims(sel, axis), value, notify=False)
                 total = bbox_union(total, changed)
     if total is not None:
         document.notify_mask_changed(total)

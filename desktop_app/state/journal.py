@@ -25,11 +25,14 @@ editing a scan: the first autosave of a new session overwrites the previous snap
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import sys
 import threading
 import time
 import zlib
@@ -143,6 +146,12 @@ class Journal:
             self.flush()
 
     @property
+    def up_to_date(self) -> bool:
+        """True when the snapshot on disk holds the document's current state (or there
+        is nothing to keep: a clean document), e.g. for an "autosaved" status hint."""
+        return self._saved_generation == self.document.generation or not self.document.dirty
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -160,6 +169,7 @@ class Journal:
 
     # ----- internals ---------------------------------------------------------------------
     def _run(self) -> None:
+        _lower_thread_priority()
         while not self._stop.wait(self.interval_s):
             try:
                 self._write_if_needed()
@@ -222,6 +232,13 @@ class Journal:
             return True
 
 
+def _lower_thread_priority(nice: int = 10) -> None:
+    """On Linux, renice the calling thread so snapshots yield the CPU to the GUI thread."""
+    if hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 # ----- recovery ------------------------------------------------------------------------------
 def _read_info(folder: Path) -> RecoveryInfo | None:
     try:
@@ -247,7 +264,9 @@ def _read_info(folder: Path) -> RecoveryInfo | None:
         return None
 
 
-def find_recoverable(scan_path: str | Path | None, home: Path | None = None, volume: Volume | None = None) -> RecoveryInfo | None:
+def find_recoverable(
+    scan_path: str | Path | None, home: Path | None = None, volume: Volume | None = None
+) -> RecoveryInfo | None:
     """The snapshot left for ``scan_path`` (pass ``volume`` for a scan without a path)."""
     folder = autosave_root(home) / scan_key(scan_path, volume)
     info = _read_info(folder)

@@ -64,7 +64,9 @@ def parse_itksnap_labels(text: str, source: str | Path | None = None) -> LabelTa
         fields = line[:q0].split()
         name = line[q0 + 1:q1]
         if len(fields) != 7:
-            raise LabelFileError(f"line {lineno}: expected 7 numbers before the name (IDX R G B A VIS MSH), got {len(fields)}", source)
+            raise LabelFileError(
+                f"line {lineno}: expected 7 numbers before the name (IDX R G B A VIS MSH), got {len(fields)}", source
+            )
         try:
             value = int(fields[0])
             rgb = tuple(int(float(f)) for f in fields[1:4])
@@ -78,7 +80,7 @@ def parse_itksnap_labels(text: str, source: str | Path | None = None) -> LabelTa
             continue
         if value in table:
             raise LabelFileError(f"line {lineno}: label {value} is listed twice", source)
-        table.labels[value] = Label(value, name, rgb, visible=vis, opacity=alpha, mesh_visible=msh)  # type: ignore[arg-type]
+        table.labels[value] = Label(value, name, rgb, vis, alpha, msh)  # type: ignore[arg-type]
     table.labels = dict(sorted(table.labels.items()))
     return table
 

@@ -47,7 +47,9 @@ def label_voxel_counts(mask: np.ndarray) -> dict[int, int]:
     return {int(v): int(c) for v, c in zip(values, counts) if v != 0}
 
 
-def _relabel(document: Document, history: History, source: int, target: int, description: str, drop: bool) -> BBox | None:
+def _relabel(
+    document: Document, history: History, source: int, target: int, description: str, drop: bool
+) -> BBox | None:
     mask = document.mask
     if mask is None:
         raise RuntimeError("no mask is open")

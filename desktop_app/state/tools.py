@@ -105,11 +105,16 @@ class ToolController:
     def interpolate(self, axis: int, value: int | None = None, *, paint_over: str = "empty") -> BBox | None:
         """Fill the gaps between drawn slices of ``value`` (default: active label)."""
         self.release()
-        return interpolate_slices(self.document, self.history, self.brush.label if value is None else value, axis, paint_over=paint_over)
+        value = self.brush.label if value is None else value
+        return interpolate_slices(self.document, self.history, value, axis, paint_over=paint_over)
 
-    def fill_holes(self, value: int | None = None, *, mode: str = "3d", axis: int = 0, paint_over: str = "empty") -> BBox | None:
+    def fill_holes(
+        self, value: int | None = None, *, mode: str = "3d", axis: int = 0, paint_over: str = "empty"
+    ) -> BBox | None:
+        """Fill the holes of ``value`` (default: active label) in 3D or per slice of ``axis``."""
         self.release()
-        return fill_holes(self.document, self.history, self.brush.label if value is None else value, mode=mode, axis=axis, paint_over=paint_over)
+        value = self.brush.label if value is None else value
+        return fill_holes(self.document, self.history, value, mode=mode, axis=axis, paint_over=paint_over)
 
     def delete_label(self, value: int) -> BBox | None:
         self.release()

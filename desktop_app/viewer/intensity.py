@@ -84,9 +84,19 @@ def intensity_stats(array: np.ndarray, bins: int = 256) -> IntensityStats:
     return IntensityStats(vmin, vmax, lo, hi, counts.astype(np.float64), edges)
 
 
+def looks_like_ct(stats: IntensityStats) -> bool:
+    """Hounsfield-like intensities: air at about -1000 (NIfTI files carry no modality)."""
+    return stats.vmin <= -900.0 and stats.auto_low <= -500.0 and stats.vmax >= 100.0
+
+
 def default_levels(modality: str, stats: IntensityStats) -> tuple[str, tuple[float, float]]:
-    """Preset name and levels to show first: CT -> soft tissue, otherwise Auto."""
-    if str(modality).upper() == "CT":
+    """Preset name and levels to show first: CT -> soft tissue, otherwise Auto.
+
+    A scan of unknown modality whose intensities look like Hounsfield units
+    (:func:`looks_like_ct`) is treated as CT.
+    """
+    modality = str(modality).upper()
+    if modality == "CT" or (modality in ("", "UNKNOWN") and looks_like_ct(stats)):
         return "Soft tissue", levels_from_window(*CT_PRESETS["Soft tissue"])
     return AUTO, stats.auto_levels
 

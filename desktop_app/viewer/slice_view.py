@@ -30,6 +30,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.state.document import Document
+from desktop_app.viewer.canvas import SliceCanvas
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.intensity import sample_voxels
 from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_size
@@ -46,96 +47,9 @@ MOUSE_HELP: tuple[tuple[str, str], ...] = (
     ("Left-click / drag (navigate mode)", "Move the crosshair (the other views follow)"),
     ("Left-drag (a tool selected)", "Use the tool (e.g. paint)"),
 )
-_LETTER_STYLE = "color: rgb(255, 220, 80); font-weight: bold; font-size: 13px; background: transparent;"
-_INFO_STYLE = "color: rgb(200, 200, 200); font-size: 11px; background: transparent;"
-
-
-class _Canvas(pg.GraphicsView):
-    """GraphicsView that routes mouse buttons: left/right/wheel to the SliceView, the
-    rest (middle-drag pan, Ctrl+wheel zoom) to pyqtgraph's ViewBox."""
-
-    def __init__(self, owner: "SliceView") -> None:
-        self._owner = owner
-        super().__init__(background="k")
-        self.setMouseTracking(True)
-        self.viewport().setMouseTracking(True)
-        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
-        self._wheel_accum = 0
-        self._right_last: QtCore.QPointF | None = None
-        self._left_down = False
-
-    # ----- helpers ---------------------------------------------------------------------
-    def _pos(self, ev) -> QtCore.QPointF:
-        return ev.position() if hasattr(ev, "position") else QtCore.QPointF(ev.pos())
-
-    def mousePressEvent(self, ev: QtGui.QMouseEvent) -> None:
-        self._owner._activate()
-        self.setFocus(QtCore.Qt.FocusReason.MouseFocusReason)
-        button = ev.button()
-        if button == QtCore.Qt.MouseButton.LeftButton:
-            self._left_down = True
-            self._owner._left_event("press", self._pos(ev))
-            ev.accept()
-        elif button == QtCore.Qt.MouseButton.RightButton:
-            self._right_last = self._pos(ev)
-            ev.accept()
-        else:
-            super().mousePressEvent(ev)
-
-    def mouseMoveEvent(self, ev: QtGui.QMouseEvent) -> None:
-        pos = self._pos(ev)
-        self._owner._hover(pos)
-        if self._left_down:
-            self._owner._left_event("drag", pos)
-            ev.accept()
-        elif self._right_last is not None:
-            d = pos - self._right_last
-            self._right_last = pos
-            self._owner.window_level_dragged.emit(float(d.x()), float(d.y()))
-            ev.accept()
-        else:
-            super().mouseMoveEvent(ev)
-
-    def mouseReleaseEvent(self, ev: QtGui.QMouseEvent) -> None:
-        button = ev.button()
-        if button == QtCore.Qt.MouseButton.LeftButton and self._left_down:
-            self._left_down = False
-            self._owner._left_event("release", self._pos(ev))
-            ev.accept()
-        elif button == QtCore.Qt.MouseButton.RightButton:
-            self._right_last = None
-            ev.accept()
-        else:
-            super().mouseReleaseEvent(ev)
-
-    def mouseDoubleClickEvent(self, ev: QtGui.QMouseEvent) -> None:
-        if ev.button() == QtCore.Qt.MouseButton.MiddleButton:
-            super().mouseDoubleClickEvent(ev)
-        else:
-            ev.accept()
-
-    def contextMenuEvent(self, ev: QtGui.QContextMenuEvent) -> None:
-        ev.accept()  # right button is window/level
-
-    def wheelEvent(self, ev: QtGui.QWheelEvent) -> None:
-        if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
-            super().wheelEvent(ev)  # ViewBox zooms around the mouse
-            return
-        self._wheel_accum += ev.angleDelta().y()
-        steps = int(self._wheel_accum / 120)
-        if steps:
-            self._wheel_accum -= steps * 120
-            self._owner.step_slice(steps)
-        ev.accept()
-
-    def leaveEvent(self, ev: QtCore.QEvent) -> None:
-        self._owner.hover_left.emit()
-        super().leaveEvent(ev)
-
-    def resizeEvent(self, ev) -> None:
-        super().resizeEvent(ev)
-        if hasattr(self._owner, "letter_labels"):
-            self._owner._place_labels()
+_LETTER_STYLE = ("color: rgb(255, 220, 80); font-weight: bold; font-size: 13px; "
+                 "background: rgba(0, 0, 0, 110); padding: 0px 3px; border-radius: 3px;")
+_INFO_STYLE = "color: rgb(220, 220, 220); font-size: 11px; background: rgba(0, 0, 0, 110); padding: 1px 3px;"
 
 
 class SliceView(QtWidgets.QFrame):
@@ -155,6 +69,7 @@ class SliceView(QtWidgets.QFrame):
         self.plane = plane
         self.options = options or DisplayOptions(self)
         self.geometry_: PlaneGeometry | None = None
+        self._shown_volume = None  # the Volume geometry_ was computed for
         self.slice_index = 0
         self.left_button_mode = NAVIGATE
         self.levels: tuple[float, float] = (0.0, 1.0)
@@ -171,7 +86,7 @@ class SliceView(QtWidgets.QFrame):
     def _build(self) -> None:
         self.setFrameShape(QtWidgets.QFrame.Shape.Box)
         self.setLineWidth(1)
-        self.canvas = _Canvas(self)
+        self.canvas = SliceCanvas(self)
         self.viewbox = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.viewbox.setDefaultPadding(0.01)
         self.canvas.setCentralItem(self.viewbox)
@@ -330,6 +245,7 @@ class SliceView(QtWidgets.QFrame):
         if vol is None:
             return
         self.geometry_ = g = plane_geometry(vol.shape, vol.spacing, vol.direction, self.plane)
+        self._shown_volume = vol
         if self._is_rgb():
             self.levels = (0.0, 255.0)
         self.slice_index = int(self.document.cursor[g.axis])
@@ -357,7 +273,7 @@ class SliceView(QtWidgets.QFrame):
 
     def _on_cursor_changed(self, kji) -> None:
         g = self.geometry_
-        if g is None:
+        if g is None or not self._ready():
             return
         index = int(kji[g.axis])
         if index != self.slice_index:
@@ -371,7 +287,7 @@ class SliceView(QtWidgets.QFrame):
 
     def _on_mask_changed(self, bbox) -> None:
         g = self.geometry_
-        if g is not None and g.slice_in_bbox(self.slice_index, bbox):
+        if g is not None and self._ready() and g.slice_in_bbox(self.slice_index, bbox):
             self._refresh_overlay()
 
     def _on_labels_changed(self, redraw: bool = True) -> None:
@@ -393,6 +309,11 @@ class SliceView(QtWidgets.QFrame):
         vol = self.document.image
         return vol is not None and vol.channels in (3, 4)
 
+    def _ready(self) -> bool:
+        """False while the document holds a new scan our geometry was not built for yet
+        (the document emits label events before ``image_changed``)."""
+        return self.geometry_ is not None and self.document.image is self._shown_volume
+
     def _refresh_all(self) -> None:
         self._refresh_image()
         self._refresh_overlay()
@@ -400,7 +321,7 @@ class SliceView(QtWidgets.QFrame):
 
     def _refresh_image(self) -> None:
         vol, g = self.document.image, self.geometry_
-        if vol is None or g is None:
+        if vol is None or g is None or not self._ready():
             return
         data = g.extract(vol.array, self.slice_index)
         if self._is_rgb() and data.dtype == np.uint8:
@@ -413,7 +334,7 @@ class SliceView(QtWidgets.QFrame):
         mask, g = self.document.mask, self.geometry_
         visible = self.options.overlay_visible
         self.overlay_item.setVisible(visible and mask is not None)
-        if mask is None or g is None or not visible:
+        if mask is None or g is None or not visible or not self._ready():
             return
         labels = g.extract(mask, self.slice_index)
         if self.options.outline:
@@ -424,7 +345,7 @@ class SliceView(QtWidgets.QFrame):
 
     def _refresh_uncertainty(self) -> None:
         u, g = self.document.uncertainty, self.geometry_
-        show = self.options.uncertainty_visible and u is not None and g is not None
+        show = self.options.uncertainty_visible and u is not None and g is not None and self._ready()
         self.uncertainty_item.setVisible(bool(show))
         if not show:
             return

@@ -38,6 +38,9 @@ class ShortcutsDialog(QtWidgets.QDialog):
         self.table = QtWidgets.QTableWidget(len(rows), 3)
         self.table.setHorizontalHeaderLabels(["Group", "Action", "Shortcut"])
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setAlternatingRowColors(True)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         for r, row in enumerate(rows):
             for c, text in enumerate(row):

@@ -1,0 +1,33 @@
+"""Helpers shared by the GUI tests (volumes in memory, clicking on a view)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore
+
+from desktop_app.viewer.intensity import intensity_stats
+from unet_engine.volume import Volume
+
+
+def make_ct_volume(shape=(12, 40, 48), spacing=(5.0, 0.8, 0.7)) -> tuple[Volume, np.ndarray]:
+    """A small LPS CT-like volume (unique-ish values) with a labelled block."""
+    rng = np.random.default_rng(0)
+    arr = (rng.normal(0, 200, shape) + np.arange(shape[2])[None, None, :] * 3).astype(np.int16)
+    vol = Volume(arr, spacing, (-100.0, -120.0, 50.0), modality="CT")
+    mask = np.zeros(shape, np.uint8)
+    mask[2:10, 8:30, 10:40] = 1
+    return vol, mask
+
+
+def show_volume(parts, vol: Volume, mask: np.ndarray | None = None) -> None:
+    """What the controller does after a load, without a file."""
+    parts.document.set_image(vol, mask)
+    parts.window_level.set_stats(intensity_stats(vol.array), vol.modality)
+
+
+def click_view(qtbot, view, kji, button=QtCore.Qt.MouseButton.LeftButton) -> None:
+    """Left-click on the centre of voxel ``kji`` as drawn in ``view``."""
+    g = view.geometry_info
+    x, y = g.crosshair_mm(kji)
+    pos = view.display_to_widget(y / g.row_spacing, x / g.col_spacing)
+    qtbot.mouseClick(view.canvas.viewport(), button, pos=pos)

@@ -1,0 +1,209 @@
+"""Reading scans and masks, writing masks and volumes, with exact geometry.
+
+Public API:
+
+* :func:`read_volume` — NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr, .seg.nrrd), MetaImage
+  (.mha, .mhd), a DICOM folder or file, PNG/JPEG/TIFF/BMP -> :class:`Volume`.
+* :func:`read_dicom_series` — a DICOM folder (see :mod:`unet_engine.dicom`).
+* :func:`write_mask` / :func:`read_mask` — label maps on a scan's grid.
+* :func:`write_volume` — an image (the dataset module writes its NIfTI copies with it).
+
+Geometry follows :mod:`unet_engine.volume` (array ``[k, j, i]``, LPS world). Readers
+look at the header first and raise :class:`ImageTooLargeError` before allocating when it
+claims an absurd size, and :class:`UnsupportedImageError` for empty, truncated or
+damaged files. NaN/Inf voxels are refused (:class:`InvalidVoxelDataError` with their
+count) unless ``allow_nonfinite=True``, which replaces them by the lowest finite value.
+Writers go through :func:`unet_engine.atomic.atomic_path` (``.mhd`` through a temp
+folder) and never overwrite the scan a volume was read from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from unet_engine.atomic import atomic_path
+from unet_engine.dicom import read_dicom_file, read_dicom_series
+from unet_engine.errors import (GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError, SegLoopError,
+                                UnsupportedImageError)
+from unet_engine.image2d import read_image2d
+from unet_engine.io_checks import (WRITE_SUFFIXES, check_budget, check_input_file, check_text_header_size,
+                                   full_suffix, handle_nonfinite, image_format, label_array)
+from unet_engine.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, read_itk_volume,
+                                volume_layout, write_itk, write_metaimage_pair)
+from unet_engine.nifti import read_nifti, warn_uncompressed_twin, write_nifti
+from unet_engine.seg_nrrd import slicer_segment_fields
+from unet_engine.volume import Volume, direction_to_itk, geometry_differences
+
+__all__ = ["read_volume", "read_dicom_series", "read_mask", "write_mask", "write_volume"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_VOXELS = 2_000_000_000
+
+
+def read_volume(path: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS, allow_nonfinite: bool = False,
+                volume_index: int | None = None) -> Volume:
+    """Read a scan (file or DICOM folder) as a :class:`Volume`.
+
+    ``volume_index`` picks one volume of a 4D image (which otherwise raises
+    :class:`ImageDimensionError`). ``modality`` is the DICOM Modality ("CT", "MR") when
+    there is one, "photo" for colour pictures, else "unknown".
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if volume_index not in (None, 0):
+            raise ImageDimensionError("volume_index applies to 4D files, not DICOM folders", path)
+        volume = read_dicom_series(path, max_voxels=max_voxels)
+    else:
+        check_input_file(path)
+        fmt = image_format(path)
+        if fmt == "nifti":
+            array, spacing, origin, direction = read_nifti(path, max_voxels=max_voxels, volume_index=volume_index)
+            volume = Volume(array=array, spacing=spacing, origin=origin, direction=direction,
+                            modality="photo" if array.ndim == 4 else "unknown", source_path=path)
+        elif fmt in ("nrrd", "metaimage"):
+            volume = _read_itk_file(path, fmt, max_voxels, volume_index)
+        elif fmt == "image2d":
+            volume = read_image2d(path, max_voxels=max_voxels, volume_index=volume_index)
+        else:
+            if volume_index not in (None, 0):
+                raise ImageDimensionError("volume_index is not supported for DICOM files", path)
+            volume = read_dicom_file(path, max_voxels=max_voxels)
+    volume.array = handle_nonfinite(volume.array, path, allow_nonfinite)
+    log.debug("read %s: shape %s, spacing %s, %s", path, volume.shape, volume.spacing, volume.orientation_code())
+    return volume
+
+
+def _read_itk_file(path: Path, fmt: str, max_voxels: int, volume_index: int | None) -> Volume:
+    reader = info_reader(path)
+    size, ncomp, _t, _c = volume_layout(reader, path, volume_index, allow_rgb=True)
+    nbytes = component_bytes(reader.GetPixelID()) * ncomp
+    check_budget(path, size, nbytes, max_voxels)
+    full = int(np.prod([int(s) for s in reader.GetSize()], dtype=np.int64))
+    check_text_header_size(path, fmt, full * nbytes)
+    array, spacing, origin, direction, _ = read_itk_volume(path, max_voxels=max_voxels, volume_index=volume_index,
+                                                           reader=reader)
+    return Volume(array=array, spacing=spacing, origin=origin, direction=direction,
+                  modality="photo" if array.ndim == 4 else "unknown", source_path=path)
+
+
+# ----- writing -----------------------------------------------------------------------------
+def _check_target(target: Path, like: Volume) -> str:
+    """Suffix of a writable target; refuses the source scan and unknown formats."""
+    suffix = full_suffix(target)
+    if suffix not in WRITE_SUFFIXES:
+        raise UnsupportedImageError(f"cannot save as {suffix or '(no extension)'!r}; use one of "
+                                    f"{', '.join(WRITE_SUFFIXES)}", target)
+    src = like.source_path
+    if src is not None:
+        src = Path(src)
+        same = target.resolve() == src.resolve()
+        if not same and target.exists() and src.exists():
+            try:
+                same = os.path.samefile(target, src)
+            except OSError:
+                same = False
+        if same:
+            raise SegLoopError("refusing to overwrite the scan itself; save the mask under another name", target)
+        if src.is_dir() and target.exists() and target.resolve().parent == src.resolve():
+            raise SegLoopError("refusing to overwrite a file inside the scan's DICOM folder", target)
+    if target.is_dir():
+        raise UnsupportedImageError("a folder has this name; choose a file name", target)
+    return suffix
+
+
+def _write_array(array: np.ndarray, like: Volume, target: Path, suffix: str, *, description: str,
+                 metadata: Mapping[str, str] | None = None) -> Path:
+    if suffix == ".mhd":
+        write_metaimage_pair(image_from_array(array, like), target)
+        return target
+    if suffix == ".nii.gz":
+        warn_uncompressed_twin(target)
+    with atomic_path(target) as tmp:
+        if suffix in (".nii", ".nii.gz") and array.ndim == 3:
+            write_nifti(array, like, tmp, description)
+        else:
+            write_itk(image_from_array(array, like), tmp, compress=suffix != ".nii", metadata=dict(metadata or {}))
+    return target
+
+
+def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: Mapping[int, str] | None = None) -> Path:
+    """Save a label map on ``like``'s grid: same shape, spacing, origin and direction.
+
+    Formats: .nii.gz/.nii, .nrrd, .seg.nrrd (with 3D Slicer segment fields; ``labels``
+    names the segments), .mha/.mhd. Values are stored as uint8 (max < 256) or uint16.
+    Raises :class:`GeometryMismatchError` when the shape differs from ``like``,
+    :class:`InvalidVoxelDataError` for values that are not labels (fractions, NaN,
+    negative, > 65535), :class:`SegLoopError` when ``path`` is the scan itself.
+    Written atomically; returns the path.
+    """
+    target = Path(path).expanduser()
+    suffix = _check_target(target, like)
+    arr = np.asarray(mask)
+    if tuple(arr.shape) != like.shape:
+        raise GeometryMismatchError(f"the mask's shape {tuple(arr.shape)} does not match the scan's {like.shape} "
+                                    f"(k, j, i)", target)
+    arr = label_array(arr, target, "mask")
+    metadata = slicer_segment_fields(arr, labels) if suffix == ".seg.nrrd" else None
+    return _write_array(arr, like, target, suffix, description="SegLoop label map", metadata=metadata)
+
+
+def write_volume(volume: Volume, path: str | Path) -> Path:
+    """Save an image (any numeric dtype; RGB to .nrrd/.mha/.nii) atomically; returns the path."""
+    target = Path(path).expanduser()
+    suffix = _check_target(target, volume)
+    arr = np.asarray(volume.array)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InvalidVoxelDataError(f"cannot save {arr.dtype} voxels", target)
+    return _write_array(arr, volume, target, suffix, description="SegLoop")
+
+
+# ----- masks -------------------------------------------------------------------------------
+def read_mask(path: str | Path, like: Volume, *, resample: bool = False) -> np.ndarray:
+    """Read a label map for the scan ``like``; returns a uint8/uint16 array ``[k, j, i]``.
+
+    The file must lie on the scan's grid (:func:`geometry_differences`), else
+    :class:`GeometryMismatchError` lists the differences; with ``resample=True`` it is
+    resampled onto the scan grid instead (nearest neighbour, outside = 0). Values must be
+    whole numbers 0..65535 (a float 0/1 mask is fine), else :class:`InvalidVoxelDataError`.
+    """
+    path = Path(path).expanduser()
+    vol = read_volume(path)
+    if vol.channels != 1:
+        raise InvalidVoxelDataError(f"each voxel holds {vol.channels} values (a colour image?); a label map has one",
+                                    path)
+    labels = label_array(vol.array, path)
+    diffs = geometry_differences(like, vol)
+    if not diffs:
+        return labels
+    scan = f" {like.source_path.name}" if like.source_path is not None else ""
+    if not resample:
+        raise GeometryMismatchError(f"the label map does not line up with the scan{scan}: {'; '.join(diffs)} "
+                                    f"(label map vs scan). Open it with resample=True to resample it onto the scan's "
+                                    f"grid (nearest neighbour)", path)
+    log.info("resampling %s onto the grid of the scan%s (%s)", path, scan, "; ".join(diffs))
+    return _resample_nearest(labels, vol, like)
+
+
+def _resample_nearest(labels: np.ndarray, grid: Volume, like: Volume) -> np.ndarray:
+    source = image_from_array(labels, grid)
+    f = sitk.ResampleImageFilter()
+    f.SetSize([int(n) for n in like.shape[::-1]])
+    f.SetOutputSpacing([float(s) for s in like.spacing[::-1]])
+    f.SetOutputOrigin([float(o) for o in like.origin])
+    f.SetOutputDirection(direction_to_itk(like.direction))
+    f.SetInterpolator(sitk.sitkNearestNeighbor)
+    f.SetDefaultPixelValue(0)
+    f.SetOutputPixelType(source.GetPixelID())
+    f.SetTransform(sitk.Transform())
+    return np.ascontiguousarray(array_from_itk(f.Execute(source)))
