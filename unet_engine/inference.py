@@ -50,7 +50,7 @@ from unet_engine.preprocessing import (
     slice_axis_for_spacing,
 )
 from unet_engine.progress import CancelToken, Progress, run_generator
-from unet_engine.tta import labels_and_entropy, softmax_probs
+from unet_engine.tta import flip_axes_for, labels_and_entropy, softmax_probs
 from unet_engine.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,11 @@ def _module_device(model: nn.Module) -> torch.device:
 
 
 def prepare_model(model: nn.Module, device: torch.device, dims: int) -> nn.Module:
-    """An eval-mode copy of ``model`` on ``device``, BatchNorm folded, channels-last (cached)."""
+    """An eval-mode copy of ``model`` on ``device``, BatchNorm folded, channels-last (cached).
+
+    A module that is not a :class:`UNet` is used as it is when it is already in eval mode
+    on ``device`` (else deep-copied); the caller's module is never changed.
+    """
     key = (_weights_signature(model), str(device), dims)
     try:
         cached = _PREPARED.get(model)
@@ -101,18 +105,18 @@ def prepare_model(model: nn.Module, device: torch.device, dims: int) -> nn.Modul
         cached = None
     if cached is not None and cached[0] == key:
         return cached[1]
-    if isinstance(model, UNet):
-        prepared = fuse_for_inference(model)
-    elif _module_device(model) != device or model.training:
-        prepared = copy.deepcopy(model).eval()
-    else:
-        prepared = model
     fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
-    prepared = prepared.to(device=device, memory_format=fmt)
-    try:
-        _PREPARED[model] = (key, prepared)
-    except TypeError:
-        pass
+    if isinstance(model, UNet):
+        prepared = fuse_for_inference(model).to(device=device, memory_format=fmt)
+    elif _module_device(model) != device or model.training:
+        prepared = copy.deepcopy(model).eval().to(device=device, memory_format=fmt)
+    else:  # another module (e.g. a wrapper) already in place: use it as it is
+        prepared = model
+    if prepared is not model:  # (caching the model itself would keep it alive forever)
+        try:
+            _PREPARED[model] = (key, prepared)
+        except TypeError:
+            pass
     return prepared
 
 
@@ -137,10 +141,13 @@ def estimate_batch_size(spec: ModelSpec, sample_shape: tuple[int, ...], device: 
 class _Runner:
     """Runs batches on the device, recovering from out-of-memory by halving, then CPU."""
 
-    def __init__(self, model: nn.Module, device: torch.device, dims: int, batch_size: int, tta: bool) -> None:
+    def __init__(
+        self, model: nn.Module, device: torch.device, dims: int, batch_size: int, tta: bool, flip_axes: list[int] | None = None
+    ) -> None:
         self.original = model
         self.dims = dims
         self.tta = tta
+        self.flip_axes = flip_axes
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.model = prepare_model(model, device, dims)
@@ -151,8 +158,8 @@ class _Runner:
         xt = torch.from_numpy(x).to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
-                return softmax_probs(self.model, xt, self.tta)
-        return softmax_probs(self.model, xt, self.tta)
+                return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+        return softmax_probs(self.model, xt, self.tta, self.flip_axes)
 
     def recover_from_oom(self, exc: BaseException) -> None:
         """Halve the batch; at batch 1 move to the CPU; on the CPU at batch 1, give up."""
@@ -367,6 +374,9 @@ def predict_volume(
             f"the model expects {spec.in_channels} input channels; SegLoop feeds one image channel (2.5D: neighbour slices)"
         )
     prob_dtype = np.float32 if resampling else np.dtype(probabilities_dtype).type
+    flips = flip_axes_for(card) if tta else None
+    if tta and not flips:
+        log.warning("the model card says the model was not trained with flips: TTA runs without mirroring")
     out_box: Region | None = None  # where `out` lies in the working image, before the final crop
     if resampling:
         work = resample_to_spacing(image, vol.spacing, config.target_spacing, order=1).astype(np.float32, copy=False)
@@ -380,7 +390,7 @@ def predict_volume(
             out_box = tuple(slab if a == ax else slice(0, n) for a, n in enumerate(shape))  # type: ignore[assignment]
         sample = tuple(n for a, n in enumerate(work.shape) if a != ax)
         bs = batch_size or estimate_batch_size(spec, (spec.in_channels, *sample), dev)
-        runner = _Runner(model, dev, 2, bs, tta)
+        runner = _Runner(model, dev, 2, bs, tta, flips)
         out = yield from _run_slices(runner, work, spec, ax, slab, prob_dtype, cancel)
     else:
         if reg is not None and not resampling:
@@ -390,7 +400,7 @@ def predict_volume(
             )
             work = work[out_box]
         bs = batch_size or estimate_batch_size(spec, (1, *_patch_size(card, work.shape)), dev)
-        runner = _Runner(model, dev, 3, bs, tta)
+        runner = _Runner(model, dev, 3, bs, tta, flips)
         out = yield from _run_patches(runner, work, card, prob_dtype, cancel)
     if resampling:  # back to the input grid, then labels/entropy from the resampled probabilities
         yield Progress(1.0, "resampling to the input grid", 0, 0)

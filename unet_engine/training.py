@@ -27,6 +27,7 @@ every random draw comes from generators whose states are saved in the resumable 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import threading
@@ -226,9 +227,9 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     label_names = [labels[k] for k in sorted(labels)]
     bk: dict[str, Any] = {"step": 0, "epoch": 0, "best": None, "best_epoch": 0, "bad_epochs": 0, "elapsed": 0.0,
                           "epoch_loss_sum": 0.0, "epoch_loss_n": 0, "baseline": None, "curves": _empty_curves(label_names)}
-    best_state: dict[str, torch.Tensor] | None = None
+    held: dict[str, dict[str, torch.Tensor] | None] = {"best_state": None}
     if saved is not None:
-        info, _, best_state, opt_state = saved
+        info, _, held["best_state"], opt_state = saved
         optimizer.load_state_dict(opt_state)
         scheduler.load_state_dict(info["scheduler"])
         if info.get("scaler"):
@@ -252,7 +253,7 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         ranks = dd.gather_objects(mine)
         if env.is_main:
             bk["elapsed"] = elapsed()
-            ts.save_state(folder, model_state=model.state_dict(), best_state=best_state,
+            ts.save_state(folder, model_state=model.state_dict(), best_state=held["best_state"],
                           optimizer_state=optimizer.state_dict(), info={
                               "step": bk["step"], "config": config.to_dict(), "card": card.to_dict(),
                               "parent": start.parent, "origin": start.origin, "seen_hashes": sorted(start.seen_hashes),
@@ -271,7 +272,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         dd.broadcast_buffers(model)
         mine_ids = val_ids[env.rank :: env.world_size]
         sums = validation_sums(model, card, dataset, mine_ids, labels, device=device,
-                               batch_size=config.val_batch_size, cancel=None, loss_fn=loss_fn)
+                               batch_size=config.val_batch_size, cancel=None if env.distributed else cancel,
+                               loss_fn=loss_fn)
         t = dd.all_reduce_sum(torch.tensor(sums, dtype=torch.float64, device=device if device.type == "cuda" else "cpu"))
         return result_from_sums(t.cpu().numpy(), labels)
 
@@ -282,9 +284,43 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         c["train_loss"].append(train_loss)
         c["val_loss"].append(res.loss)
         c["val_mean_dice"].append(res.mean_dice)
-        c["lr"].append(float(optimizer.param_groups[0]["lr"]))
+        c["lr"].append(bk.get("last_lr", float(optimizer.param_groups[0]["lr"])))
         for n in label_names:
             c["val_dice"][n].append(res.dice.get(n))
+
+    def end_epoch(epoch_time: float) -> Generator[EpochReport, None, bool]:
+        """Validate, track the best weights, report; returns True to stop early."""
+        snapshot = json.loads(json.dumps(bk))
+        bk["epoch"] += 1
+        train_loss = bk["epoch_loss_sum"] / max(1, bk["epoch_loss_n"])
+        bk["epoch_loss_sum"], bk["epoch_loss_n"] = 0.0, 0
+        if not (val_ids and (bk["epoch"] % config.validate_every_epochs == 0 or bk["step"] == total)):
+            record(_NoVal(), train_loss)
+            bk["pending_end"] = False
+            yield EpochReport(bk["epoch"], bk["step"], train_loss, None, {}, None, None, False, epoch_time, elapsed(),
+                              config.patience)
+            return False
+        try:
+            res = validate()
+        except CancelledError:
+            bk.clear()
+            bk.update(snapshot)  # still pending: a resumed run validates this epoch first
+            save()
+            raise CancelledError(f"training cancelled during validation at step {bk['step']} of {total}; the state "
+                                 f"is saved in {folder} and the run can be resumed") from None
+        record(res, train_loss)
+        score = res.mean_dice if res.mean_dice is not None else -math.inf
+        improved = bk["best"] is None or score > bk["best"] + config.min_delta
+        if improved:
+            bk["best"], bk["best_epoch"], bk["bad_epochs"] = score, bk["epoch"], 0
+            held["best_state"] = _cpu_state(model)
+        else:
+            bk["bad_epochs"] += 1
+        bk["pending_end"] = False
+        left = config.patience - bk["bad_epochs"] if config.patience else config.patience
+        yield EpochReport(bk["epoch"], bk["step"], train_loss, res.loss, res.dice, res.mean_dice, bk["best"], improved,
+                          epoch_time, elapsed(), left)
+        return bool(config.patience and bk["bad_epochs"] >= config.patience and bk["step"] < total)
 
     # ----- baseline ----------------------------------------------------------------------------
     if saved is None and val_ids and config.validate_at_start:
@@ -298,7 +334,14 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     # ----- the loop ----------------------------------------------------------------------------
     stopped = "completed"
     epoch_t0 = time.perf_counter()
-    while bk["step"] < total:
+    while True:
+        if bk.get("pending_end"):  # end of an epoch (also when resuming a run cancelled during validation)
+            if (yield from end_epoch(time.perf_counter() - epoch_t0)):
+                stopped = "early-stopping"
+                break
+            epoch_t0 = time.perf_counter()
+        if bk["step"] >= total:
+            break
         want_cancel = cancel is not None and cancel.cancelled
         want_pause = pause is not None and pause.is_set()
         out_of_time = config.max_minutes is not None and elapsed() >= config.max_minutes * 60.0
@@ -341,47 +384,29 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        lr = float(optimizer.param_groups[0]["lr"])
+        lr = bk["last_lr"] = float(optimizer.param_groups[0]["lr"])
         scheduler.step()
         bk["step"] += 1
         loss_v = float(loss.detach())
         bk["epoch_loss_sum"] += loss_v
         bk["epoch_loss_n"] += 1
         dt = max(time.perf_counter() - t_step, 1e-9)
-        yield StepReport(bk["step"], total, bk["epoch"] + 1, loss_v, lr, images.shape[0] * env.world_size / dt, elapsed())
-        end_of_epoch = bk["step"] % config.steps_per_epoch == 0 or bk["step"] == total
-        if end_of_epoch:
-            bk["epoch"] += 1
-            train_loss = bk["epoch_loss_sum"] / max(1, bk["epoch_loss_n"])
-            bk["epoch_loss_sum"], bk["epoch_loss_n"] = 0.0, 0
-            if val_ids and (bk["epoch"] % config.validate_every_epochs == 0 or bk["step"] == total):
-                res = validate()
-                record(res, train_loss)
-                score = res.mean_dice if res.mean_dice is not None else -math.inf
-                improved = bk["best"] is None or score > bk["best"] + config.min_delta
-                if improved:
-                    bk["best"], bk["best_epoch"], bk["bad_epochs"] = score, bk["epoch"], 0
-                    best_state = _cpu_state(model)
-                else:
-                    bk["bad_epochs"] += 1
-                left = config.patience - bk["bad_epochs"] if config.patience else config.patience
-                yield EpochReport(bk["epoch"], bk["step"], train_loss, res.loss, res.dice, res.mean_dice, bk["best"],
-                                  improved, time.perf_counter() - epoch_t0, elapsed(), left)
-                if config.patience and bk["bad_epochs"] >= config.patience and bk["step"] < total:
-                    stopped = "early-stopping"
-                    break
-            else:
-                record(_NoVal(), train_loss)
-                yield EpochReport(bk["epoch"], bk["step"], train_loss, None, {}, None, None, False,
-                                  time.perf_counter() - epoch_t0, elapsed(), config.patience)
-            epoch_t0 = time.perf_counter()
+        if bk["step"] % config.steps_per_epoch == 0 or bk["step"] == total:
+            bk["pending_end"] = True
+        try:
+            yield StepReport(bk["step"], total, bk["epoch"] + 1, loss_v, lr, images.shape[0] * env.world_size / dt,
+                             elapsed())
+        except GeneratorExit:  # the consumer dropped the run (e.g. a worker quit): keep it resumable
+            if not env.distributed:
+                save()
+            raise
         if bk["step"] % config.checkpoint_every_steps == 0 and bk["step"] < total:
             save()
 
     # ----- finish: best weights into the registry ---------------------------------------------------
     dd.broadcast_buffers(model)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if held["best_state"] is not None:
+        model.load_state_dict(held["best_state"])
     model.eval()
     metrics = _final_metrics(bk, label_names)
     version = path = None

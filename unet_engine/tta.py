@@ -1,8 +1,9 @@
 """Flip test-time augmentation and the per-voxel summaries computed on the device.
 
 With TTA the network runs on the input and its mirror images (in-plane flips for 2D and
-2.5D models: 4 variants; all axes for 3D models: 8 variants); the softmax outputs are
-flipped back and averaged. ``disagreement`` is the fraction of variants whose own label
+2.5D models: up to 4 variants; 3D models: up to 8), along the axes the model was trained
+to be mirror-invariant on (:func:`flip_axes_for`); the softmax outputs are flipped back
+and averaged. ``disagreement`` is the fraction of variants whose own label
 differs from the averaged label (0 = all agree, 1 = none agrees with the consensus).
 """
 
@@ -11,13 +12,41 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 
-def flip_sets(spatial_dims: int) -> list[tuple[int, ...]]:
-    """Tensor dims to flip for each TTA variant (identity first), for ``[B, C, *spatial]`` tensors."""
-    axes = [2 + a for a in range(spatial_dims)]
+def flip_axes_for(card: Any) -> list[int]:
+    """Spatial axes (0 = first after channels) the model may be mirrored along at test time.
+
+    Flipping is only valid for a model trained with flips (a hippocampus model trained
+    without them sees a mirrored head as garbage), so the card decides:
+    ``training["tta_flip_axes"]`` if set; else the trainer's augmentation settings
+    (``training["config"]["augment"]``: none when ``p_flip`` is 0, else its ``flip_axes``,
+    ``None`` meaning all); else, for a card that says nothing, every axis (the nnU-Net
+    convention of mirror-augmented training).
+    """
+    dims = card.spec.dims
+    training = card.training if isinstance(card.training, dict) else {}
+    if training.get("tta_flip_axes") is not None:
+        return sorted({int(a) for a in training["tta_flip_axes"]})
+    config = training.get("config")
+    aug = config.get("augment") if isinstance(config, dict) else None
+    if isinstance(aug, dict):
+        if float(aug.get("p_flip", 0.0) or 0.0) <= 0.0:
+            return []
+        axes = aug.get("flip_axes")
+        return list(range(dims)) if axes is None else sorted({int(a) for a in axes})
+    return list(range(dims))
+
+
+def flip_sets(spatial_dims: int, axes: list[int] | None = None) -> list[tuple[int, ...]]:
+    """Tensor dims to flip for each TTA variant (identity first), for ``[B, C, *spatial]`` tensors.
+
+    ``axes`` are spatial axes (0 = first spatial); default all of them.
+    """
+    axes = [2 + a for a in (range(spatial_dims) if axes is None else axes) if 0 <= a < spatial_dims]
     out: list[tuple[int, ...]] = []
     for r in range(len(axes) + 1):
         out.extend(itertools.combinations(axes, r))
@@ -25,12 +54,15 @@ def flip_sets(spatial_dims: int) -> list[tuple[int, ...]]:
 
 
 def softmax_probs(
-    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tta: bool
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tta: bool, flip_axes: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Class probabilities ``[B, C, ...]`` (float32) and, with TTA, the disagreement ``[B, ...]``."""
+    """Class probabilities ``[B, C, ...]`` (float32) and, with TTA, the disagreement ``[B, ...]``.
+
+    ``flip_axes``: spatial axes TTA mirrors (default all; see :func:`flip_axes_for`).
+    """
     if not tta:
         return torch.softmax(forward(x).float(), dim=1), None
-    variants = flip_sets(x.ndim - 2)
+    variants = flip_sets(x.ndim - 2, flip_axes)
     total: torch.Tensor | None = None
     votes = []
     for dims in variants:

@@ -1,0 +1,260 @@
+"""Tools panel: navigate / brush / eraser / fill, brush shape and size, 2D/3D, paint-over
+rule, threshold paint, and the one-shot "Interpolate slices" / "Fill holes" buttons.
+
+The panel edits a :class:`~desktop_app.state.brush.BrushSettings` in place and emits
+``settings_changed()``; the chosen tool is announced with ``tool_changed(name)``
+(``"navigate"``, ``"brush"``, ``"eraser"``, ``"fill"``). Keyboard shortcuts live on the
+panel's QActions (:attr:`ToolPanel.actions`): B brush, E eraser, F fill, N navigate,
+``[`` / ``]`` brush size; the editing controller registers them with the window.
+"""
+
+from __future__ import annotations
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from desktop_app.state.brush import BrushSettings
+from desktop_app.state.labels import LabelTable
+
+TOOL_NAMES: tuple[str, ...] = ("navigate", "brush", "eraser", "fill")
+_TOOL_SPECS = {  # name -> (button text, shortcut, tip)
+    "navigate": ("Navigate", "N", "Left-click moves the crosshair (no editing)"),
+    "brush": ("Brush", "B", "Paint the active label (Shift + drag erases)"),
+    "eraser": ("Eraser", "E", "Erase voxels (only the active label with 'Empty voxels only')"),
+    "fill": ("Fill", "F", "Flood-fill the clicked region of the slice with the active label"),
+}
+_PAINT_OVER = (("all", "All labels"), ("empty", "Empty voxels only"), ("label", "Only label:"))
+MAX_SIZE = 200.0
+
+
+class ToolPanel(QtWidgets.QWidget):
+    """Tool selection and brush settings (edits ``brush`` in place)."""
+
+    tool_changed = QtCore.Signal(str)
+    settings_changed = QtCore.Signal()
+    interpolate_requested = QtCore.Signal()
+    fill_holes_requested = QtCore.Signal(str)  # "3d" | "2d"
+
+    def __init__(self, brush: BrushSettings, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("tool_panel")
+        self.brush = brush
+        self._tool = "navigate"
+        self._syncing = False
+        self.actions: dict[str, QtGui.QAction] = {}
+        self._build()
+        self.sync_from_brush()
+        self.set_tool("navigate")
+
+    # ----- construction ----------------------------------------------------------------
+    def _build(self) -> None:
+        tools_box = QtWidgets.QHBoxLayout()
+        tools_box.setSpacing(2)
+        self.tool_group = QtGui.QActionGroup(self)
+        self.tool_group.setExclusive(True)
+        self.tool_buttons: dict[str, QtWidgets.QToolButton] = {}
+        for name in TOOL_NAMES:
+            text, key, tip = _TOOL_SPECS[name]
+            act = QtGui.QAction(text, self)
+            act.setObjectName(f"action_tool_{name}")
+            act.setCheckable(True)
+            act.setShortcut(QtGui.QKeySequence(key))
+            act.setToolTip(f"{tip} ({key})")
+            act.setStatusTip(tip)
+            act.setProperty("group", "Tools")
+            act.triggered.connect(lambda _=False, name=name: self.set_tool(name))
+            self.tool_group.addAction(act)
+            self.actions[f"tool_{name}"] = act
+            btn = QtWidgets.QToolButton()
+            btn.setDefaultAction(act)
+            btn.setObjectName(f"tool_button_{name}")
+            btn.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
+            btn.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
+            self.tool_buttons[name] = btn
+            tools_box.addWidget(btn)
+        for name, text, key, step in (("brush_smaller", "Smaller brush", "[", -1), ("brush_larger", "Larger brush", "]", 1)):
+            act = QtGui.QAction(text, self)
+            act.setObjectName(f"action_{name}")
+            act.setShortcut(QtGui.QKeySequence(key))
+            act.setProperty("group", "Tools")
+            act.triggered.connect(lambda _=False, step=step: self.step_size(step))
+            self.actions[name] = act
+
+        self.shape_combo = QtWidgets.QComboBox(objectName="brush_shape")
+        self.shape_combo.addItem("Round", "round")
+        self.shape_combo.addItem("Square", "square")
+        self.size_spin = QtWidgets.QDoubleSpinBox(objectName="brush_size", decimals=1, minimum=0.5,
+                                                  maximum=MAX_SIZE, singleStep=1.0)
+        self.size_spin.setToolTip("Brush diameter ([ and ] change it)")
+        self.unit_combo = QtWidgets.QComboBox(objectName="brush_unit")
+        self.unit_combo.addItem("voxels", "voxel")
+        self.unit_combo.addItem("mm", "mm")
+        size_row = QtWidgets.QHBoxLayout()
+        size_row.addWidget(self.size_spin, 1)
+        size_row.addWidget(self.unit_combo)
+        self.mode_2d = QtWidgets.QRadioButton("2D (this slice)", objectName="brush_2d")
+        self.mode_3d = QtWidgets.QRadioButton("3D (sphere)", objectName="brush_3d")
+        mode_row = QtWidgets.QHBoxLayout()
+        mode_row.addWidget(self.mode_2d)
+        mode_row.addWidget(self.mode_3d)
+        self.paint_over_combo = QtWidgets.QComboBox(objectName="paint_over")
+        for value, text in _PAINT_OVER:
+            self.paint_over_combo.addItem(text, value)
+        self.paint_over_combo.setToolTip("Which voxels the brush, eraser and fill may change")
+        self.paint_over_label = QtWidgets.QComboBox(objectName="paint_over_label")
+        over_row = QtWidgets.QHBoxLayout()
+        over_row.addWidget(self.paint_over_combo, 1)
+        over_row.addWidget(self.paint_over_label, 1)
+
+        self.threshold_check = QtWidgets.QCheckBox("Only intensities in", objectName="threshold_enabled")
+        self.threshold_check.setToolTip("Threshold paint: only voxels whose scan intensity is in [low, high]")
+        self.threshold_low = QtWidgets.QDoubleSpinBox(objectName="threshold_low", decimals=1,
+                                                      minimum=-1e9, maximum=1e9, singleStep=10.0)
+        self.threshold_high = QtWidgets.QDoubleSpinBox(objectName="threshold_high", decimals=1,
+                                                       minimum=-1e9, maximum=1e9, singleStep=10.0)
+        thr_row = QtWidgets.QHBoxLayout()
+        thr_row.addWidget(self.threshold_low, 1)
+        thr_row.addWidget(QtWidgets.QLabel("to"))
+        thr_row.addWidget(self.threshold_high, 1)
+
+        form = QtWidgets.QFormLayout()
+        form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Shape", self.shape_combo)
+        form.addRow("Size", size_row)
+        form.addRow("Brush", mode_row)
+        form.addRow("Paint over", over_row)
+        form.addRow(self.threshold_check)
+        form.addRow("", thr_row)
+
+        self.interpolate_button = QtWidgets.QPushButton("Interpolate slices", objectName="interpolate_button")
+        self.interpolate_button.setToolTip("Fill the slices between the drawn slices of the active label "
+                                           "(along the active view's axis); one undo step")
+        self.fill_holes_button = QtWidgets.QPushButton("Fill holes", objectName="fill_holes_button")
+        self.fill_holes_button.setToolTip("Fill the holes of the active label; one undo step")
+        self.fill_holes_mode = QtWidgets.QComboBox(objectName="fill_holes_mode")
+        self.fill_holes_mode.addItem("in 3D", "3d")
+        self.fill_holes_mode.addItem("per slice", "2d")
+        ops = QtWidgets.QGridLayout()
+        ops.addWidget(self.interpolate_button, 0, 0, 1, 2)
+        ops.addWidget(self.fill_holes_button, 1, 0)
+        ops.addWidget(self.fill_holes_mode, 1, 1)
+
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(tools_box)
+        lay.addLayout(form)
+        lay.addLayout(ops)
+        lay.addStretch(1)
+
+        for w in (self.shape_combo, self.unit_combo, self.paint_over_combo, self.paint_over_label):
+            w.currentIndexChanged.connect(self._apply)
+        for w in (self.size_spin, self.threshold_low, self.threshold_high):
+            w.valueChanged.connect(self._apply)
+        for w in (self.mode_2d, self.mode_3d, self.threshold_check):
+            w.toggled.connect(self._apply)
+        self.unit_combo.currentIndexChanged.connect(self._on_unit_changed)
+        self.interpolate_button.clicked.connect(self.interpolate_requested)
+        self.fill_holes_button.clicked.connect(
+            lambda: self.fill_holes_requested.emit(str(self.fill_holes_mode.currentData())))
+
+    # ----- tools -------------------------------------------------------------------------
+    @property
+    def tool(self) -> str:
+        return self._tool
+
+    def set_tool(self, name: str) -> None:
+        if name not in TOOL_NAMES:
+            raise ValueError(f"tool must be one of {TOOL_NAMES}, got {name!r}")
+        self.actions[f"tool_{name}"].setChecked(True)
+        changed = name != self._tool
+        self._tool = name
+        if changed:
+            self.tool_changed.emit(name)
+
+    def step_size(self, step: int) -> None:
+        """``[`` / ``]``: one voxel (or 1 mm) smaller/larger; steps of 10 % above 10."""
+        size = self.size_spin.value()
+        delta = max(1.0, round(size * 0.1)) if size >= 10 else 1.0
+        self.size_spin.setValue(min(MAX_SIZE, max(1.0, size + step * delta)))
+
+    # ----- settings ----------------------------------------------------------------------
+    def set_labels(self, labels: LabelTable) -> None:
+        """Fill the paint-over label list from the label table."""
+        current = self.brush.paint_over_label
+        self._syncing = True
+        try:
+            self.paint_over_label.clear()
+            self.paint_over_label.addItem("Clear (0)", 0)
+            for lab in labels:
+                self.paint_over_label.addItem(f"{lab.value}: {lab.name}", lab.value)
+            idx = self.paint_over_label.findData(current)
+            self.paint_over_label.setCurrentIndex(max(0, idx))
+        finally:
+            self._syncing = False
+
+    def set_intensity_range(self, low: float, high: float, default: tuple[float, float] | None = None) -> None:
+        """Range of the threshold boxes (the scan's min/max); ``default`` fills them."""
+        self._syncing = True
+        try:
+            for box in (self.threshold_low, self.threshold_high):
+                box.setRange(float(low), float(high))
+                box.setSingleStep(max(0.1, (high - low) / 100.0))
+            if default is not None:
+                self.threshold_low.setValue(float(default[0]))
+                self.threshold_high.setValue(float(default[1]))
+        finally:
+            self._syncing = False
+        self._apply()
+
+    def sync_from_brush(self) -> None:
+        """Show the values of :attr:`brush` (after it was changed elsewhere)."""
+        b = self.brush
+        self._syncing = True
+        try:
+            self.shape_combo.setCurrentIndex(self.shape_combo.findData(b.shape))
+            self.unit_combo.setCurrentIndex(self.unit_combo.findData(b.unit))
+            self._on_unit_changed()
+            self.size_spin.setValue(float(b.size))
+            (self.mode_3d if b.mode == "3d" else self.mode_2d).setChecked(True)
+            self.paint_over_combo.setCurrentIndex(self.paint_over_combo.findData(b.paint_over))
+            idx = self.paint_over_label.findData(b.paint_over_label)
+            if idx >= 0:
+                self.paint_over_label.setCurrentIndex(idx)
+            self.threshold_check.setChecked(b.threshold is not None)
+            if b.threshold is not None:
+                self.threshold_low.setValue(float(b.threshold[0]))
+                self.threshold_high.setValue(float(b.threshold[1]))
+        finally:
+            self._syncing = False
+        self._update_enabled()
+
+    def _on_unit_changed(self) -> None:
+        voxels = self.unit_combo.currentData() == "voxel"
+        self.size_spin.setDecimals(0 if voxels else 1)
+        self.size_spin.setSingleStep(1.0)
+        self.size_spin.setMinimum(1.0 if voxels else 0.5)
+
+    def _apply(self, *_args) -> None:
+        if self._syncing:
+            return
+        b = self.brush
+        b.shape = str(self.shape_combo.currentData())
+        b.unit = str(self.unit_combo.currentData())
+        b.size = float(self.size_spin.value())
+        b.mode = "3d" if self.mode_3d.isChecked() else "2d"
+        b.paint_over = str(self.paint_over_combo.currentData())
+        b.paint_over_label = int(self.paint_over_label.currentData() or 0)
+        lo, hi = self.threshold_low.value(), self.threshold_high.value()
+        if self.threshold_check.isChecked():
+            if lo > hi:  # keep the pair valid while the user types
+                lo, hi = hi, lo
+            b.threshold = (lo, hi)
+        else:
+            b.threshold = None
+        self._update_enabled()
+        self.settings_changed.emit()
+
+    def _update_enabled(self) -> None:
+        self.paint_over_label.setEnabled(self.paint_over_combo.currentData() == "label")
+        on = self.threshold_check.isChecked()
+        self.threshold_low.setEnabled(on)
+        self.threshold_high.setEnabled(on)

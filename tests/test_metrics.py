@@ -1,0 +1,119 @@
+"""Metrics on masks with hand-computed answers (Dice, IoU, HD95 with anisotropic spacing) and losses."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unet_engine.losses import DiceCELoss
+from unet_engine.metrics import dice, evaluate, hd95, iou, json_safe, label_volume_ml, summarize
+
+
+def test_dice_iou_by_hand():
+    a = np.zeros((1, 4, 4), bool)
+    b = np.zeros((1, 4, 4), bool)
+    a[0, :2, :2] = True  # 4 voxels
+    b[0, :2, :3] = True  # 6 voxels, overlap 4
+    assert dice(a, b) == pytest.approx(2 * 4 / 10)
+    assert iou(a, b) == pytest.approx(4 / 6)
+    labels_p = a.astype(np.uint8) * 2
+    labels_r = b.astype(np.uint8) * 2
+    assert dice(labels_p, labels_r, label=2) == pytest.approx(0.8)
+
+
+def test_empty_conventions():
+    z = np.zeros((3, 3, 3), bool)
+    one = z.copy()
+    one[1, 1, 1] = True
+    assert dice(z, z) == 1.0 and iou(z, z) == 1.0 and hd95(z, z) == 0.0
+    assert dice(one, z) == 0.0 and iou(z, one) == 0.0 and math.isinf(hd95(one, z))
+
+
+def test_hd95_single_voxels_with_anisotropic_spacing():
+    a = np.zeros((10, 10, 10), bool)
+    b = np.zeros_like(a)
+    a[2, 5, 5] = True
+    b[5, 5, 7] = True  # 3 steps along k (3 mm each), 2 along i (0.5 mm each)
+    spacing = (3.0, 1.0, 0.5)
+    assert hd95(a, b, spacing) == pytest.approx(math.hypot(9.0, 1.0))
+    assert hd95(a, a, spacing) == 0.0
+
+
+def test_hd95_shifted_slab_by_hand():
+    # a slab 4 slices thick, shifted by 2 slices along k (2.5 mm each): every surface
+    # point of one is at most 2 slices from the other's surface -> HD95 = 5 mm
+    a = np.zeros((20, 12, 12), bool)
+    b = np.zeros_like(a)
+    a[5:9, 2:10, 2:10] = True
+    b[7:11, 2:10, 2:10] = True
+    assert hd95(a, b, (2.5, 0.8, 0.8)) == pytest.approx(5.0)
+
+
+def test_hd95_matches_monai():
+    monai_metrics = pytest.importorskip("monai.metrics")
+    rng = np.random.default_rng(0)
+    a = np.zeros((12, 30, 40), bool)
+    b = np.zeros_like(a)
+    a[3:9, 5:20, 8:30] = True
+    b[4:11, 6:22, 4:28] = True
+    a &= rng.random(a.shape) > 0.05
+    sp = (3.0, 0.7, 1.1)
+    ref = monai_metrics.compute_hausdorff_distance(
+        torch.tensor(a)[None, None].float(), torch.tensor(b)[None, None].float(), include_background=True,
+        percentile=95, spacing=sp)
+    assert hd95(a, b, sp) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_volume_and_evaluate():
+    pred = np.zeros((4, 10, 10), np.uint8)
+    ref = np.zeros_like(pred)
+    pred[1:3, 2:6, 2:6] = 1  # 32 voxels
+    ref[1:3, 2:6, 2:7] = 1  # 40 voxels
+    ref[0, 0, 0] = 2  # label 2 only in the reference
+    spacing = (2.0, 0.5, 0.5)
+    assert label_volume_ml(pred, spacing, 1) == pytest.approx(32 * 0.5 / 1000)
+    res = evaluate(pred, ref, {0: "background", 1: "a", 2: "b", 3: "c"}, spacing)
+    assert set(res) == {"a", "b", "c"}
+    assert res["a"]["dice"] == pytest.approx(64 / 72) and res["a"]["iou"] == pytest.approx(32 / 40)
+    assert res["a"]["hd95"] == pytest.approx(0.5)
+    assert res["b"]["dice"] == 0.0 and math.isinf(res["b"]["hd95"])
+    assert res["c"] == {"label": 3, "dice": 1.0, "iou": 1.0, "hd95": 0.0, "volume_ml_pred": 0.0, "volume_ml_ref": 0.0}
+    mean = summarize([res, res])
+    assert mean["a"]["dice"] == pytest.approx(64 / 72) and mean["b"]["hd95_nonfinite"] == 2
+    json.dumps(json_safe(mean), allow_nan=False)
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="shape"):
+        dice(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 3, 4, 6, 6)])
+def test_dice_ce_loss_2d_3d(shape):
+    torch.manual_seed(0)
+    loss_fn = DiceCELoss(3)
+    target = torch.randint(0, 3, (shape[0], *shape[2:]))
+    perfect = torch.nn.functional.one_hot(target, 3).movedim(-1, 1).float() * 20
+    random = torch.randn(shape, requires_grad=True)
+    assert loss_fn(perfect, target) < 0.01
+    loss = loss_fn(random, target)
+    loss.backward()
+    assert loss > 0.5 and random.grad is not None and torch.isfinite(random.grad).all()
+
+
+def test_weight_map_scales_ce():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, 4, 4)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    ce_only = DiceCELoss(2, dice_weight=0.0)
+    w = torch.ones(1, 4, 4)
+    assert ce_only(logits, target, w * 3) == pytest.approx(float(ce_only(logits, target)), rel=1e-5)  # uniform: same mean
+    w2 = torch.zeros(1, 4, 4)
+    w2[0, 0, 0] = 1.0  # only one voxel counts
+    expected = torch.nn.functional.cross_entropy(logits, target, reduction="none")[0, 0, 0]
+    assert ce_only(logits, target, w2) == pytest.approx(float(expected), rel=1e-5)
+    assert DiceCELoss(2, include_background=True)(logits, target) > 0

@@ -1,0 +1,274 @@
+"""Fine-tuning: learns, resumes exactly, pauses, streams with replay, survives kill -9."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.train_helpers import make_dataset, python_env, start_python, tiny_config, tiny_model, wait_for
+from unet_engine.checkpoint import load_checkpoint
+from unet_engine.errors import CancelledError, SegLoopError
+from unet_engine.progress import CancelToken, run_generator
+from unet_engine.registry import ModelRegistry
+from unet_engine.train_config import AugmentConfig, TrainConfig
+from unet_engine.training import EpochReport, StepReport, WarmupCosine, fine_tune
+
+
+def test_short_fine_tune_raises_validation_dice(tmp_path):
+    ds = make_dataset(tmp_path)
+    reg = ModelRegistry(tmp_path / "models")
+    cfg = tiny_config(max_steps=60, steps_per_epoch=30, batch_size=8, lr=5e-3, warmup_steps=3,
+                      model_spec={"base_width": 8, "depth": 3}, validate_at_start=True, val_max_cases=None)
+    reports: list = []
+    result = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version="scratch", promote=True),
+                           reports.append)
+    epochs = [r for r in reports if isinstance(r, EpochReport)]
+    steps = [r for r in reports if isinstance(r, StepReport)]
+    assert [e.epoch for e in epochs] == [0, 1, 2] and len(steps) == 60
+    assert all(s.images_per_s > 0 and s.lr > 0 and np.isfinite(s.loss) for s in steps)
+    baseline, best = epochs[0].val_mean_dice, result.metrics["val_mean_dice"]
+    assert best > baseline + 0.2, (baseline, best)
+    assert set(result.metrics["val_dice"]) == {"anterior", "posterior"}
+    assert result.metrics["baseline_val_mean_dice"] == pytest.approx(baseline)
+    # the new version: registered, active, with lineage, config, snapshot and curves
+    info = reg.get(result.version)
+    assert reg.active == result.version and info.parent is None
+    assert info.config["max_steps"] == 60 and info.curves["epoch"] == [0, 1, 2]
+    assert {c["id"] for c in info.dataset["cases"]} == {c.id for c in ds.cases()}
+    model, card = load_checkpoint(info.path)
+    assert card.metrics["val_mean_dice"] == pytest.approx(best) and card.labels[1] == "anterior"
+    # scoring the registered weights again gives the recorded val Dice (same code as inference)
+    from unet_engine.validation import evaluate_model
+
+    again = evaluate_model(model, card, ds, ds.val_cases())
+    assert again.mean_dice == pytest.approx(best, abs=1e-6)
+
+
+@pytest.mark.parametrize("stop_step, where", [(7, "at step 7"), (8, "during validation at step 8")])
+def test_cancel_then_resume_equals_uninterrupted_run(tmp_path, stop_step, where):
+    ds = make_dataset(tmp_path)
+    cfg = tiny_config(max_steps=12, steps_per_epoch=4, checkpoint_every_steps=5, val_max_cases=1)
+    full = run_generator(fine_tune(cfg, dataset=ds, registry=ModelRegistry(tmp_path / "a"), from_version="scratch"))
+    token = CancelToken()
+
+    def stop(r):  # step 8 ends an epoch: the cancel lands in its validation
+        if isinstance(r, StepReport) and r.step == stop_step:
+            token.cancel()
+
+    reg_b = ModelRegistry(tmp_path / "b")
+    with pytest.raises(CancelledError, match=f"cancelled {where} of 12"):
+        run_generator(fine_tune(cfg, dataset=ds, registry=reg_b, from_version="scratch", cancel=token), stop)
+    state = json.loads(next((tmp_path / "b" / "training").glob("*/state.json")).read_text())
+    assert state["step"] == stop_step and reg_b.list() == []
+    seen: list = []
+    resumed = run_generator(fine_tune(cfg, dataset=ds, registry=reg_b, resume=True), seen.append)
+    assert [r.step for r in seen if isinstance(r, StepReport)] == list(range(stop_step + 1, 13))
+    assert [r.epoch for r in seen if isinstance(r, EpochReport)] == [2, 3]  # a pending validation runs first
+    assert resumed.weights_sha256 == full.weights_sha256  # bit-identical to the uninterrupted run
+    assert resumed.curves == full.curves and resumed.steps == 12
+    assert not list((tmp_path / "b" / "training").glob("*/state.json"))  # finished: state removed
+    again = run_generator(fine_tune(cfg, dataset=ds, registry=ModelRegistry(tmp_path / "c"), from_version="scratch"))
+    assert again.weights_sha256 == full.weights_sha256  # same seed, same weights
+    with pytest.raises(SegLoopError, match="no saved training state"):
+        run_generator(fine_tune(cfg, dataset=ds, registry=reg_b, resume=True))
+
+
+def test_pause_saves_state_and_continues(tmp_path):
+    ds = make_dataset(tmp_path, limit=5)
+    reg = ModelRegistry(tmp_path / "models")
+    pause = threading.Event()
+    cfg = tiny_config(max_steps=6, steps_per_epoch=3, val_max_cases=1)
+    reports: list = []
+
+    def on(r):
+        reports.append(r)
+        if isinstance(r, StepReport) and r.step == 2 and not r.paused:
+            pause.set()
+            threading.Timer(0.4, pause.clear).start()
+
+    t0 = time.perf_counter()
+    result = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version="scratch", pause=pause), on)
+    paused = [r for r in reports if isinstance(r, StepReport) and r.paused]
+    assert len(paused) == 1 and paused[0].step == 2 and result.steps == 6
+    assert time.perf_counter() - t0 >= 0.4
+    assert result.elapsed_s >= 0.0 and reg.list()[0].version == result.version
+
+
+def test_replay_mix_and_bounded_streaming(tmp_path):
+    from unet_engine.sampling import CaseStream, PatchExtractor, ReplaySampler, decode_case
+
+    ds = make_dataset(tmp_path)
+    ids = [c.id for c in ds.train_cases()]
+    loaded: list[str] = []
+
+    def loader(cid):
+        loaded.append(cid)
+        return decode_case(ds, cid, {"mode": "mr"})
+
+    ex = PatchExtractor(2, 0, (48, 64), 0.5, 2.0)
+    s = ReplaySampler(new_ids=ids[:2], old_ids=ids[2:], loader=loader, extractor=ex, batch_size=8, replay_ratio=0.25,
+                      cache_cases=1, samples_per_case=3, seed=0)
+    assert s.split() == (6, 2)
+    for _ in range(10):
+        x, y, w = s.next_batch()
+        assert x.shape == (8, 1, 48, 64) and y.shape == w.shape == (8, 48, 64)
+        assert len(s.cache) <= 2  # never more than the working sets in memory
+    assert set(loaded) == set(ids) and len(loaded) > len(ids)  # cases stream in and out
+    # ranks see disjoint cases of each pass
+    shards = [CaseStream(ids, seed=3, tag=1, working_set=1, samples_per_case=1, rank=r, world=2) for r in (0, 1)]
+    rng = np.random.default_rng(0)
+    first = [{st.draw(rng) for _ in range(3)} for st in shards]
+    assert not first[0] & first[1] and first[0] | first[1] == set(ids)
+
+
+def test_samples_weight_edits_and_padding(tmp_path):
+    from unet_engine.sampling import DecodedCase, PatchExtractor
+
+    img = np.random.default_rng(0).normal(size=(5, 10, 12)).astype(np.float32)
+    lab = np.zeros((5, 10, 12), np.uint8)
+    lab[2, 3:6, 4:8] = 2
+    edits = np.zeros_like(lab, bool)
+    edits[2, 3, 4] = True
+    case = DecodedCase("c", img, lab, edits, np.argwhere(lab > 0).astype(np.int32), 0)
+    s = PatchExtractor(2, 1, (16, 16), 1.0, 3.0)(case, np.random.default_rng(1))
+    assert s.image.shape == (3, 16, 16) and s.label.shape == (16, 16)
+    np.testing.assert_array_equal(s.image[1, 3:13, 2:14], img[2])  # centred, like inference pads
+    assert s.weight[3 + 3, 2 + 4] == 4.0 and s.weight[0, 0] == 0.0 and s.weight[5, 5] == 1.0
+    s3 = PatchExtractor(3, 0, (8, 8, 8), 0.0, 0.0)(case, np.random.default_rng(2))
+    assert s3.image.shape == (1, 8, 8, 8) and s3.weight[5:].sum() == 0  # 3D pads after the volume
+
+
+def test_augment_keeps_label_values_and_is_seeded():
+    from unet_engine.augment import Augmenter
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.randn(4, 1, 24, 32)
+    lab = torch.randint(0, 3, (4, 24, 32))
+    aug = Augmenter(AugmentConfig(p_flip=0.5, p_spatial=1.0, p_gamma=1.0, p_noise=1.0), 2)
+    x, y, w = aug(img, lab, None, g)
+    assert x.shape == img.shape and set(y.unique().tolist()) <= {0, 1, 2} and w.shape == lab.shape
+    assert torch.isfinite(x).all() and ((w == 0) | (w == 1)).all()
+    x2, y2, _ = aug(img, lab, None, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    off = Augmenter(AugmentConfig(p_flip=0, p_spatial=0, p_intensity=0, p_gamma=0, p_noise=0), 2)
+    x3, y3, _ = off(img, lab, torch.ones(4, 24, 32), g)
+    assert torch.equal(x3, img) and torch.equal(y3, lab)
+    flip = Augmenter(AugmentConfig(p_flip=1.0, flip_axes=[1], p_spatial=0, p_intensity=0, p_gamma=0, p_noise=0), 2)
+    x4, y4, _ = flip(img, lab, None, g)
+    assert torch.equal(y4, lab.flip(-1)) and torch.allclose(x4, img.flip(-1), atol=1e-5)
+    a3 = Augmenter(AugmentConfig(p_spatial=1.0), 3)
+    x5, y5, _ = a3(torch.randn(2, 1, 8, 12, 16), torch.randint(0, 3, (2, 8, 12, 16)), None, g)
+    assert x5.shape == (2, 1, 8, 12, 16) and set(y5.unique().tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("spec", [{"dims": 3, "base_width": 4, "depth": 2},
+                                  {"dims": 2, "in_channels": 3, "context_slices": 1, "base_width": 4, "depth": 2}])
+def test_3d_and_2_5d_models_train(tmp_path, spec):
+    ds = make_dataset(tmp_path, limit=5)
+    cfg = tiny_config(max_steps=3, steps_per_epoch=3, batch_size=2, model_spec=spec, patch_size=None,
+                      val_max_cases=1)
+    res = run_generator(fine_tune(cfg, dataset=ds, registry=ModelRegistry(tmp_path / "m"), from_version="scratch"))
+    _, card = load_checkpoint(res.checkpoint_path)
+    assert card.spec.dims == spec["dims"] and res.metrics["val_dice"]
+    if spec["dims"] == 3:
+        biggest = np.max([c.shape for c in ds.train_cases()], axis=0)  # whole volumes, rounded up to 2**depth
+        assert card.training["patch_size"] == [int(np.ceil(n / 4) * 4) for n in biggest]  # inference tiles with it
+
+
+def test_fine_tune_from_version_replays_earlier_cases(tmp_path):
+    ds = make_dataset(tmp_path, limit=5)
+    reg = ModelRegistry(tmp_path / "models")
+    first = run_generator(fine_tune(tiny_config(max_steps=2, steps_per_epoch=2), dataset=ds, registry=reg,
+                                    from_version="scratch", promote=True))
+    from tests.train_helpers import HIPPO
+    from unet_engine.io import read_volume
+
+    for name in ("hippocampus_221", "hippocampus_320"):
+        ds.add_case(read_volume(HIPPO / "imagesTr" / f"{name}.nii.gz"),
+                    read_volume(HIPPO / "labelsTr" / f"{name}.nii.gz").array, model_version=first.version)
+    import unet_engine.training as training
+
+    seen: dict = {}
+    real = training.ReplaySampler
+
+    class Spy(real):
+        def __init__(self, **kw):
+            seen.update(new=kw["new_ids"], old=kw["old_ids"])
+            super().__init__(**kw)
+
+    training.ReplaySampler = Spy
+    try:
+        second = run_generator(fine_tune(tiny_config(max_steps=2, steps_per_epoch=2), dataset=ds, registry=reg))
+    finally:
+        training.ReplaySampler = real
+    new_train = {c.id for c in ds.train_cases()} - {c["id"] for c in reg.get(first.version).dataset["cases"]}
+    assert set(seen["new"]) == new_train and seen["old"]
+    assert second.parent == first.version and reg.get(second.version).parent == first.version
+
+
+def test_kill9_during_training_keeps_previous_version_and_dataset(tmp_path):
+    ds = make_dataset(tmp_path, limit=5)
+    reg = ModelRegistry(tmp_path / "models")
+    model, card = tiny_model(0)
+    v1 = reg.add_version(model, card, promote=True)
+    cfg = tiny_config(max_steps=10_000, steps_per_epoch=10_000, checkpoint_every_steps=2)
+    proc = start_python(
+        "from unet_engine.cli import main\n"
+        f"main(['train', '--dataset', {str(ds.folder)!r}, '--registry', {str(reg.root)!r}, "
+        f"'--config', {cfg.to_json()!r}])\n")
+    try:
+        assert wait_for(lambda: any((reg.root / "training").glob("*/state.json")), timeout=90), proc.stderr.read() \
+            if proc.poll() is not None else "no state"
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert reg.active == v1.version and [v.version for v in reg.list()] == [v1.version]
+    load_checkpoint(reg.active_checkpoint_path())
+    for c in ds.cases():
+        ds.load_case(c)
+    saved = json.loads(next((reg.root / "training").glob("*/state.json")).read_text())
+    token = CancelToken()
+    steps: list[int] = []
+
+    def stop(r):
+        if isinstance(r, StepReport):
+            steps.append(r.step)
+            token.cancel()
+
+    with pytest.raises(CancelledError):  # the killed run resumes from its last saved step
+        run_generator(fine_tune(TrainConfig(), dataset=ds, registry=reg, resume=True, cancel=token), stop)
+    assert steps == [saved["step"] + 1] and saved["config"]["max_steps"] == 10_000 and saved["parent"] == v1.version
+    assert python_env()  # helper used by the subprocess above
+
+
+def test_schedule_and_config():
+    s = WarmupCosine(warmup=4, total=20, min_ratio=0.1)
+    assert [round(s(i), 3) for i in (0, 3)] == [0.25, 1.0]
+    assert s(4) == pytest.approx(1.0) and s(20) == pytest.approx(0.1) and s(12) == pytest.approx(0.55)
+    cfg = TrainConfig(epochs=3, augment={"p_flip": 0.1})
+    assert TrainConfig.from_json(cfg.to_json()) == cfg and cfg.augment.p_flip == 0.1
+    with pytest.raises(SegLoopError, match="unknown setting"):
+        TrainConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(SegLoopError, match="replay_ratio"):
+        TrainConfig(replay_ratio=2.0)
+
+
+def test_closing_the_generator_keeps_the_run_resumable(tmp_path):
+    ds = make_dataset(tmp_path, limit=5)
+    reg = ModelRegistry(tmp_path / "models")
+    cfg = tiny_config(max_steps=6, steps_per_epoch=3, val_max_cases=1)
+    gen = fine_tune(cfg, dataset=ds, registry=reg, from_version="scratch")
+    while not (isinstance(r := next(gen), StepReport) and r.step == 3):
+        pass
+    gen.close()  # e.g. the GUI's worker quits without cancelling
+    assert json.loads(next((reg.root / "training").glob("*/state.json")).read_text())["step"] == 3
+    seen: list = []
+    res = run_generator(fine_tune(cfg, dataset=ds, registry=reg, resume=True), seen.append)
+    assert res.steps == 6 and [r.epoch for r in seen if isinstance(r, EpochReport)] == [1, 2]
