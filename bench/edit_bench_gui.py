@@ -167,7 +167,7 @@ def bench_app(app, moves: int) -> dict[str, list[float]]:
             out[f"{name}, {where}"] = samples[:moves]
     # undo of a stroke -> repainted (through the QAction)
     samples = []
-    for _ in range(min(moves, 40)):
+    for _ in range(min(moves, ed.history.undo_count)):
         before = [axial.overlay_item.qimage]
         t0 = time.perf_counter()
         parts.window.actions["undo"].trigger()

@@ -71,35 +71,35 @@ def _peak() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
-def child(loader: str, path: str) -> None:
-    """Run in a fresh process: import everything, then time one load."""
+def child(loader: str, path: str, warmup: str) -> None:
+    """Run in a fresh process: import everything, load a tiny file of the same format
+    with the same loader (first-use costs: IO factories, code pages), then time one load."""
     import nibabel as nib
     import numpy as np
     import SimpleITK as sitk
 
     from unet_engine.io import read_volume
 
+    loaders = {
+        "segloop": lambda p: read_volume(p).array,
+        "nibabel": lambda p: np.asanyarray(nib.load(p).dataobj),
+        "sitk": lambda p: sitk.GetArrayFromImage(sitk.ReadImage(p)),
+        "baseline": lambda p: np.zeros(1),
+    }
+    load = loaders[loader]
+    load(warmup)
     before = _reset_peak()
     t0 = time.perf_counter()
-    if loader == "segloop":
-        array = read_volume(path).array
-    elif loader == "nibabel":
-        array = np.asanyarray(nib.load(path).dataobj)
-    elif loader == "sitk":
-        array = sitk.GetArrayFromImage(sitk.ReadImage(path))
-    elif loader == "baseline":
-        array = np.zeros(1)
-    else:
-        raise SystemExit(f"unknown loader {loader}")
+    array = load(path)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "peak_bytes": _peak() - before, "rss_base": before,
                       "nbytes": int(array.nbytes), "shape": list(array.shape), "dtype": str(array.dtype)}))
 
 
-def run_child(loader: str, path: Path) -> dict:
+def run_child(loader: str, path: Path, warmup: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, __file__, "--child", loader, str(path)], capture_output=True, text=True,
-                         env=env, check=True, timeout=900)
+    out = subprocess.run([sys.executable, __file__, "--child", loader, str(path), str(warmup)], capture_output=True,
+                         text=True, env=env, check=True, timeout=900)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -122,12 +122,13 @@ def make_big(folder: Path, shape: tuple[int, int, int]) -> list[Path]:
     paths = [folder / "ct_like.nii.gz", folder / "ct_like.nrrd"]
     for p in paths:
         sitk.WriteImage(image, str(p), True)
+        sitk.WriteImage(image[:8, :8, :8], str(folder / f"tiny{''.join(p.suffixes)}"), True)  # warm-up files
     return paths
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--child", nargs=2, metavar=("LOADER", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=3, metavar=("LOADER", "PATH", "WARMUP"), help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--shape", type=int, nargs=3, default=[400, 512, 512], metavar=("K", "J", "I"))
     ap.add_argument("--mni", type=Path, default=MNI)
@@ -145,7 +146,10 @@ def main() -> int:
         t0 = time.perf_counter()
         files += make_big(Path(tmp), tuple(args.shape))  # type: ignore[arg-type]
         print(f"wrote the {' x '.join(map(str, args.shape[::-1]))} test volume in {time.perf_counter() - t0:.1f} s")
-        base = run_child("baseline", files[0])
+        def warm(p: Path) -> Path:
+            return Path(tmp) / ("tiny.nii.gz" if p.name.endswith(".nii.gz") else "tiny.nrrd")
+
+        base = run_child("baseline", files[0], warm(files[0]))
         rows = []
         for path in files:
             path.read_bytes()  # warm the page cache so every loader starts equal
@@ -153,19 +157,20 @@ def main() -> int:
             runs: dict[str, list[dict]] = {name: [] for name in loaders}
             for _ in range(args.repeats):
                 for name in loaders:  # interleaved, so drift hits every loader alike
-                    runs[name].append(run_child(name, path))
+                    runs[name].append(run_child(name, path, warm(path)))
             for name in loaders:
                 r = runs[name]
                 rows.append({"file": path.name, "loader": name, "seconds": statistics.median(x["seconds"] for x in r),
+                             "best": min(x["seconds"] for x in r),
                              "peak": max(x["peak_bytes"] for x in r), "nbytes": r[0]["nbytes"],
                              "shape": r[0]["shape"], "dtype": r[0]["dtype"], "size": path.stat().st_size})
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
           f"baseline RSS after imports {base['rss_base'] / 2**20:.0f} MiB; median of {args.repeats} runs")
     print()
-    print("| file | voxels (dtype) | loader | time (s) | vs nibabel | vs SimpleITK | peak RSS above baseline | "
-          "peak / voxel bytes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| file | voxels (dtype) | loader | median time (s) | best (s) | median vs nibabel | median vs SimpleITK "
+          "| peak RSS above baseline | peak / voxel bytes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         same = [r for r in rows if r["file"] == row["file"]]
         ref = {r["loader"]: r["seconds"] for r in same}
@@ -173,17 +178,21 @@ def main() -> int:
         vs_itk = f"{row['seconds'] / ref['sitk']:.2f}x"
         shape = " x ".join(map(str, row["shape"]))
         print(f"| {row['file']} ({row['size'] / 2**20:.0f} MiB) | {shape} ({row['dtype']}) | {row['loader']} | "
-              f"{row['seconds']:.3f} | {vs_nib} | {vs_itk} | {row['peak'] / 2**20:.0f} MiB | "
+              f"{row['seconds']:.3f} | {row['best']:.3f} | {vs_nib} | {vs_itk} | {row['peak'] / 2**20:.0f} MiB | "
               f"{row['peak'] / row['nbytes']:.2f} |")
-    ours = [r for r in rows if r["loader"] == "segloop"]
+    print()
     ok = True
-    for r in ours:
-        plain = min(x["seconds"] for x in rows if x["file"] == r["file"] and x["loader"] != "segloop")
-        t_ok, m_ok = r["seconds"] <= 1.3 * plain, r["peak"] <= 2 * r["nbytes"]
-        ok &= t_ok and m_ok
-        print(f"{r['file']}: time {r['seconds'] / plain:.2f}x the fastest plain library "
-              f"({'ok' if t_ok else 'OVER'} target 1.3x), peak {r['peak'] / r['nbytes']:.2f}x voxel bytes "
-              f"({'ok' if m_ok else 'OVER'} target 2x)")
+    for r in (x for x in rows if x["loader"] == "segloop"):
+        plain = [x for x in rows if x["file"] == r["file"] and x["loader"] != "segloop"]
+        for p in plain:
+            med, best = r["seconds"] / p["seconds"], r["best"] / p["best"]
+            t_ok = med <= 1.3
+            ok &= t_ok
+            print(f"{r['file']}: time vs {p['loader']}: {med:.2f}x median, {best:.2f}x best "
+                  f"({'ok' if t_ok else 'OVER'}: target 1.3x)")
+        m_ok = r["peak"] <= 2 * r["nbytes"]
+        ok &= m_ok
+        print(f"{r['file']}: peak {r['peak'] / r['nbytes']:.2f}x voxel bytes ({'ok' if m_ok else 'OVER'}: target 2x)")
     return 0 if ok else 1
 
 

@@ -40,6 +40,7 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    from unet_engine.checkpoint import load_checkpoint
     from unet_engine.dataset import RetrainingDataset
     from unet_engine.paths import BUNDLED_MODELS
     from unet_engine.progress import run_generator
@@ -66,8 +67,7 @@ def child(args: argparse.Namespace) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"cases": len(ds), "steps": res.steps, "images_per_s": float(np.median(rates)),
                       "peak_rss_mb": peak, "rss_before_training_mb": rss0, "wall_s": wall,
-                      "params": sum(p.numel() for p in __import__("unet_engine.checkpoint", fromlist=["x"])
-                                    .load_checkpoint(res.checkpoint_path)[0].parameters())}))
+                      "params": sum(p.numel() for p in load_checkpoint(res.checkpoint_path)[0].parameters())}))
 
 
 def main() -> int:
@@ -105,9 +105,10 @@ def main() -> int:
                   f"(baseline before training {r['rss_before_training_mb']:.1f} MB), {r['steps']} steps in "
                   f"{r['wall_s']:.1f}s, {r['params'] / 1e6:.2f} M parameters", flush=True)
     small, large = results
+    overhead = [r["peak_rss_mb"] - r["rss_before_training_mb"] for r in (small, large)]
     print(f"cases ratio {large['cases'] / small['cases']:.2f}x -> peak RSS ratio "
           f"{large['peak_rss_mb'] / small['peak_rss_mb']:.3f}x, training-overhead RSS ratio "
-          f"{(large['peak_rss_mb'] - large['rss_before_training_mb']) / max(1e-9, small['peak_rss_mb'] - small['rss_before_training_mb']):.3f}x, "
+          f"{overhead[1] / max(1e-9, overhead[0]):.3f}x, "
           f"throughput ratio {large['images_per_s'] / small['images_per_s']:.3f}x")
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from desktop_app.viewer.intensity import intensity_stats
 from unet_engine.volume import Volume
@@ -25,9 +25,23 @@ def show_volume(parts, vol: Volume, mask: np.ndarray | None = None) -> None:
     parts.window_level.set_stats(intensity_stats(vol.array), vol.modality)
 
 
-def click_view(qtbot, view, kji, button=QtCore.Qt.MouseButton.LeftButton) -> None:
-    """Left-click on the centre of voxel ``kji`` as drawn in ``view``."""
+def zoom_on(view, kji, voxels: int = 12) -> None:
+    """Zoom ``view`` on voxel ``kji`` so one voxel spans many screen pixels (clicks on a
+    voxel centre then land on that voxel whatever the window size)."""
     g = view.geometry_info
     x, y = g.crosshair_mm(kji)
-    pos = view.display_to_widget(y / g.row_spacing, x / g.col_spacing)
-    qtbot.mouseClick(view.canvas.viewport(), button, pos=pos)
+    w, h = voxels * g.col_spacing, voxels * g.row_spacing
+    view.viewbox.setRange(QtCore.QRectF(x - w / 2, y - h / 2, w, h), padding=0)
+    QtWidgets.QApplication.processEvents()
+
+
+def voxel_widget_pos(view, kji) -> QtCore.QPoint:
+    g = view.geometry_info
+    x, y = g.crosshair_mm(kji)
+    return view.display_to_widget(y / g.row_spacing, x / g.col_spacing)
+
+
+def click_view(qtbot, view, kji, button=QtCore.Qt.MouseButton.LeftButton) -> None:
+    """Left-click on the centre of voxel ``kji`` as drawn in ``view`` (zoomed in on it)."""
+    zoom_on(view, kji)
+    qtbot.mouseClick(view.canvas.viewport(), button, pos=voxel_widget_pos(view, kji))

@@ -8,7 +8,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.viewer.intensity import intensity_stats
 from desktop_app.viewer.slice_geometry import PLANES
-from gui_helpers import click_view, make_ct_volume, show_volume
+from gui_helpers import click_view, make_ct_volume, show_volume, voxel_widget_pos, zoom_on
 
 
 def expected_rgba(parts, plane: str) -> np.ndarray:
@@ -73,10 +73,8 @@ def test_hover_shows_voxel_value_and_label_in_status_bar(segloop_app, qtbot):
     k = parts.document.cursor[0]
     kji = (k, 12, 20)  # inside the labelled block
     assert mask[kji] == 1
-    g = axial.geometry_info
-    x, y = g.crosshair_mm(kji)
-    pos = axial.display_to_widget(y / g.row_spacing, x / g.col_spacing)
-    qtbot.mouseMove(axial.canvas.viewport(), pos)
+    zoom_on(axial, kji)
+    qtbot.mouseMove(axial.canvas.viewport(), voxel_widget_pos(axial, kji))
     qtbot.waitUntil(lambda: "(20, 12," in parts.window.position_label.text(), timeout=2000)
     text = parts.window.position_label.text()
     assert f"Value {vol.array[kji]}" in text and "Label 1: Spleen" in text
@@ -107,7 +105,9 @@ def test_wheel_keys_and_slider_change_the_slice(segloop_app, qtbot):
     assert doc.cursor[1] == 7
     # ctrl+wheel zooms instead of scrolling
     before = axial.viewbox.viewRange()
-    zoom = QtGui.QWheelEvent(QtCore.QPointF(60, 60), QtCore.QPointF(60, 60), QtCore.QPoint(0, 0),
+    local = QtCore.QPointF(60, 60)
+    glob = QtCore.QPointF(axial.canvas.viewport().mapToGlobal(local.toPoint()))  # the scene finds items by it
+    zoom = QtGui.QWheelEvent(local, glob, QtCore.QPoint(0, 0),
                              QtCore.QPoint(0, 240), QtCore.Qt.MouseButton.NoButton,
                              QtCore.Qt.KeyboardModifier.ControlModifier, QtCore.Qt.ScrollPhase.NoScrollPhase, False)
     QtWidgets.QApplication.sendEvent(axial.canvas.viewport(), zoom)
@@ -157,9 +157,9 @@ def test_paint_mode_hands_left_drag_to_tools(segloop_app, qtbot):
     left = QtCore.Qt.MouseButton.LeftButton
 
     def widget_pos(kji):
-        x, y = g.crosshair_mm(kji)
-        return view.display_to_widget(y / g.row_spacing, x / g.col_spacing)
+        return voxel_widget_pos(view, kji)
 
+    zoom_on(view, (5, 12, before[2]), voxels=10)
     qtbot.mousePress(vp, left, pos=widget_pos(kji_a))
     p = QtCore.QPointF(widget_pos(kji_b))
     QtWidgets.QApplication.sendEvent(vp, QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, p, p, left, left,

@@ -21,7 +21,14 @@ from unet_engine.model import ModelSpec, build_model
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.volume import Volume
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny shapes gain nothing from threads, and on a busy shared CPU spinning threads cost a lot."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _model(spec: ModelSpec, seed: int = 0) -> nn.Module:
@@ -77,6 +84,23 @@ def test_tta_adds_disagreement():
     assert pred.probabilities.dtype == np.float32
     assert pred.disagreement is not None and pred.disagreement.shape == (7, 37, 51)
     assert 0.0 <= pred.disagreement.min() and pred.disagreement.max() <= 1.0
+
+
+def test_tta_flips_only_axes_the_model_was_trained_to_mirror(caplog):
+    from unet_engine.tta import flip_axes_for, flip_sets
+
+    spec = ModelSpec(base_width=2, depth=1)
+    assert flip_axes_for(ModelCard(spec=spec)) == [0, 1]  # card says nothing: nnU-Net convention
+    assert flip_axes_for(ModelCard(spec=spec, training={"config": {"augment": {"p_flip": 0.5, "flip_axes": [1]}}})) == [1]
+    no_flip = ModelCard(spec=spec, training={"config": {"augment": {"p_flip": 0.0}}})
+    assert flip_axes_for(no_flip) == []
+    assert flip_axes_for(ModelCard(spec=spec, training={"tta_flip_axes": [0]})) == [0]
+    assert flip_sets(2) == [(), (2,), (3,), (2, 3)]
+    assert flip_sets(3, [0, 2]) == [(), (2,), (4,), (2, 4)]
+    with caplog.at_level("WARNING"):
+        pred = predict_array(_model(spec), no_flip, _volume().array, tta=True)
+    assert "without mirroring" in caplog.text
+    assert pred.disagreement is not None and pred.disagreement.max() == 0.0
 
 
 def test_tta_3d():

@@ -237,3 +237,14 @@ def test_errors_carry_the_path_attribute(tmp_path):
         read_volume(src)
     assert info.value.path == src
     assert os.linesep not in str(info.value)
+
+
+def test_slicer_segmentation_with_layers(tmp_path):
+    layers = np.zeros((4, 5, 6, 3), np.uint8)  # k, j, i, layer
+    layers[1, 1, 1, 2] = 1
+    src = tmp_path / "overlap.seg.nrrd"
+    src.write_bytes(b"NRRD0004\ntype: uchar\ndimension: 4\nspace: left-posterior-superior\nsizes: 3 6 5 4\n"
+                    b"space directions: none (1,0,0) (0,1,0) (0,0,1)\nkinds: list domain domain domain\n"
+                    b"endian: little\nencoding: raw\nspace origin: (0,0,0)\n\n" + layers.tobytes())
+    assert_refused(src, ImageDimensionError, "3 layers.*Export to labelmap")
+    assert read_volume(src, volume_index=2).array[1, 1, 1] == 1

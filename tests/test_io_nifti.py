@@ -92,3 +92,14 @@ def test_uncompressed_nii_and_rgb24(tmp_path):
     vol = read_volume(tmp_path / "rgb.nii.gz")
     assert vol.array.shape == (2, 5, 4, 3) and vol.modality == "photo"
     assert np.array_equal(vol.array[..., 2], rgb["B"].T) and (vol.array[..., 0] == 10).all()
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_rgb_volume_round_trips(tmp_path, suffix):
+    """write_volume stores colour as ITK does (NIfTI: a 3-component vector); it reads back."""
+    from unet_engine.io import write_volume
+    from unet_engine.volume import Volume
+
+    rgb = Volume(array=(np.arange(3 * 4 * 5 * 3) % 250).astype(np.uint8).reshape(3, 4, 5, 3), spacing=(3, 2, 1))
+    back = read_volume(write_volume(rgb, tmp_path / f"rgb{suffix}"))
+    assert back.modality == "photo" and np.array_equal(back.array, rgb.array) and back.same_geometry(rgb)

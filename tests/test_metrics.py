@@ -53,6 +53,7 @@ def test_hd95_shifted_slab_by_hand():
     assert hd95(a, b, (2.5, 0.8, 0.8)) == pytest.approx(5.0)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_hd95_matches_monai():
     monai_metrics = pytest.importorskip("monai.metrics")
     rng = np.random.default_rng(0)

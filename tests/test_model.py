@@ -7,7 +7,14 @@ import torch
 
 from unet_engine.model import ModelSpec, UNet, build_model, count_parameters, fuse_for_inference, required_multiple
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny shapes gain nothing from threads, and on a busy shared CPU spinning threads cost a lot."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "bilinear"])

@@ -41,9 +41,19 @@ def _slices(case: str, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     return slice_stack(img, axis, card.spec.context_slices), slice_stack(lab, axis)[:, 0]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread: on a busy shared 2-core CPU, two spinning OpenMP threads train ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    torch.set_num_threads(2)
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     spec = ModelSpec(dims=2, base_width=8, depth=3)
     card = ModelCard(spec=spec, preprocessing={"mode": "mr"}, labels=LABELS, name="overfit-test")
@@ -71,6 +81,7 @@ def trained(tmp_path_factory) -> Path:
     model.eval()
     # the trainer's layout: TTA reads the flip axes the model was trained with from here
     card.training = {"steps": steps, "final_loss": float(loss.detach()), "config": {"augment": {"p_flip": 0.5, "flip_axes": None}}}
+    torch.set_num_threads(n_threads)
     return save_checkpoint(model, card, tmp_path_factory.mktemp("models") / "overfit")
 
 
@@ -92,7 +103,7 @@ def test_segloop_predict_writes_a_mask_on_the_scan_grid(trained, tmp_path, capsy
     case = CASES[0]
     image = HIPPO / "imagesTr" / f"{case}.nii.gz"
     out = tmp_path / "pred.nii.gz"
-    rc = main(["predict", "--model", str(trained), str(image), str(out), "--tta", "--device", "cpu",
+    rc = main(["predict", "--model", str(trained), str(image), str(out), "--tta", "--device", "cpu", "--threads", "1",
                "--probabilities", str(tmp_path / "probs.npy"), "--uncertainty", str(tmp_path / "unc.nii.gz")])
     assert rc == 0
     stdout = capsys.readouterr().out
@@ -112,10 +123,14 @@ def test_segloop_predict_writes_a_mask_on_the_scan_grid(trained, tmp_path, capsy
 def test_segloop_predict_probabilities_as_image(trained, tmp_path):
     image = HIPPO / "imagesTr" / f"{CASES[1]}.nii.gz"
     rc = main(["predict", "--model", str(trained / "card.json"), str(image), str(tmp_path / "m.nrrd"),
-               "--probabilities", str(tmp_path / "p.nrrd"), "--batch-size", "5"])
+               "--probabilities", str(tmp_path / "p.nrrd"), "--batch-size", "5", "--threads", "1"])
     assert rc == 0
-    probs = read_volume(tmp_path / "p.nrrd")
-    assert probs.channels == 3 and probs.same_geometry(read_volume(image))
+    scan = read_volume(image)
+    channels = [read_volume(tmp_path / "p.nrrd", volume_index=c) for c in range(3)]  # one class per component
+    assert all(ch.same_geometry(scan) for ch in channels)
+    np.testing.assert_allclose(sum(ch.array for ch in channels), 1.0, atol=5e-3)
+    argmax = np.argmax(np.stack([ch.array for ch in channels]), 0)
+    assert (argmax == read_mask(tmp_path / "m.nrrd", like=scan)).mean() > 0.999  # fp16 ties may differ
 
 
 @pytest.mark.slow
@@ -127,13 +142,14 @@ def test_segloop_eval(trained, tmp_path, capsys):
         shutil.copy(HIPPO / "imagesTr" / f"{case}.nii.gz", images / f"{case}_0000.nii.gz")
         shutil.copy(HIPPO / "labelsTr" / f"{case}.nii.gz", labels / f"{case}.nii.gz")
     (images / "unlabelled.nii.gz").write_bytes((HIPPO / "imagesTr" / f"{CASES[0]}.nii.gz").read_bytes())
-    assert main(["eval", "--model", str(trained), "--images", str(images), "--labels", str(labels), "--json"]) == 0
+    assert main(["eval", "--model", str(trained), "--images", str(images), "--labels", str(labels), "--json", "--tta",
+                 "--threads", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["cases"]) == set(CASES)
     for name in ("anterior", "posterior"):
         assert result["mean"][name]["dice"] > 0.8
         assert result["mean"][name]["hd95"] < 5.0
-    assert main(["eval", "--model", str(trained), "--images", str(images), "--labels", str(labels)]) == 0
+    assert main(["eval", "--model", str(trained), "--images", str(images), "--labels", str(labels), "--threads", "1"]) == 0
     text = capsys.readouterr().out
     assert text.count("anterior=") == 3 and text.splitlines()[-1].startswith("mean")
 

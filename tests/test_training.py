@@ -272,3 +272,23 @@ def test_closing_the_generator_keeps_the_run_resumable(tmp_path):
     seen: list = []
     res = run_generator(fine_tune(cfg, dataset=ds, registry=reg, resume=True), seen.append)
     assert res.steps == 6 and [r.epoch for r in seen if isinstance(r, EpochReport)] == [1, 2]
+
+
+def test_starts_from_the_bundled_default_model(tmp_path, monkeypatch):
+    import unet_engine.registry as registry_mod
+    import unet_engine.training_setup as setup_mod
+    from unet_engine.checkpoint import save_checkpoint
+
+    model, card = tiny_model(7)
+    save_checkpoint(model, card, tmp_path / "bundled" / "default")
+    monkeypatch.setattr(registry_mod, "BUNDLED_MODELS", tmp_path / "bundled")
+    monkeypatch.setattr(setup_mod, "BUNDLED_MODELS", tmp_path / "bundled")
+    ds = make_dataset(tmp_path, limit=4)
+    reg = ModelRegistry(tmp_path / "models")
+    cfg = tiny_config(max_steps=2, steps_per_epoch=2)
+    first = run_generator(fine_tune(cfg, dataset=ds, registry=reg))  # empty registry: default imported first
+    assert [(v.version, v.source) for v in reg.list()] == [("v0001", "bundled-default"), ("v0002", "fine-tune")]
+    assert first.parent == "v0001" and reg.active == "v0001"
+    reg.promote("v0002")
+    again = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version="default"))
+    assert again.parent == "v0001" and len(reg.list()) == 3

@@ -261,8 +261,9 @@ def label_array(values: np.ndarray, path: Path | None, what: str = "label map") 
                 example = float(s[nz].flat[0])
             frac += n
         if frac:
-            raise InvalidVoxelDataError(f"the {what} has {frac:,} voxels that are not whole numbers (e.g. {example:g}); "
-                                        f"it looks like a probability map or an image, not labels", path)
+            raise InvalidVoxelDataError(f"the {what} has {frac:,} voxels that are not whole numbers "
+                                        f"(e.g. {example:g}); it looks like a probability map or an image, not labels",
+                                        path)
     elif not np.issubdtype(a.dtype, np.integer):
         raise InvalidVoxelDataError(f"the {what} holds {a.dtype} values; labels must be whole numbers", path)
     lo, hi = min(float(s.min()) for s in slabs(a)), max(float(s.max()) for s in slabs(a))

@@ -104,7 +104,7 @@ def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | 
     dim = reader.GetDimension()
     size = tuple(int(s) for s in reader.GetSize())
     ncomp = int(reader.GetNumberOfComponents())
-    if dim > 4 or (dim == 4 and any(s > 1 for s in size[4:])):
+    if dim > 4:
         raise ImageDimensionError(f"a {dim}D image of size {size}; SegLoop opens 3D volumes (or 2D images) only", path)
     n_t = size[3] if dim == 4 else 1
     t_index = None
@@ -119,10 +119,16 @@ def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | 
                                       f"(0..{n_t - 1})", path)
         t_index = volume_index
     comp_index = None
+    layers = reader.HasMetaDataKey("NRRD_kinds[pixel]") and reader.GetMetaData("NRRD_kinds[pixel]") == "list"
     if photo:
         rgb = ncomp in (2, 3, 4)
     else:
-        rgb = allow_rgb and ncomp in (3, 4) and component_bytes(reader.GetPixelID()) == 1
+        rgb = allow_rgb and not layers and ncomp in (3, 4) and component_bytes(reader.GetPixelID()) == 1
+    if layers and volume_index is None:
+        raise ImageDimensionError(
+            f"a segmentation with {ncomp} layers (overlapping segments, as 3D Slicer saves them); SegLoop reads "
+            f"single-layer label maps: in Slicer use Segmentations > Export to labelmap, or pick one layer with "
+            f"read_volume(path, volume_index=N) (N = 0..{ncomp - 1})", path)
     if ncomp > 1 and not rgb:
         if volume_index is None or n_t > 1:
             raise ImageDimensionError(

@@ -80,7 +80,8 @@ def _layout(img: nib.Nifti1Image, path: Path, volume_index: int | None
     if n_c > 1 and n_t > 1:
         raise ImageDimensionError(f"a 4D image with {n_t} volumes of {n_c}-component voxels; SegLoop opens 3D "
                                   f"volumes only", path)
-    if n_c > 1:
+    colour = n_c in (3, 4) and np.dtype(img.header.get_data_dtype()) == np.uint8  # e.g. RGB saved by ITK
+    if n_c > 1 and not colour:
         raise ImageDimensionError(f"each voxel holds {n_c} values (a vector image, shape {shape}); SegLoop opens "
                                   f"single-channel 3D volumes only; extract one component first", path)
     t = 0
@@ -218,10 +219,10 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
     warn_uncompressed_twin(path)
     img = _load_header(path)
     hdr = img.header
-    (ni, nj, nk), n_t, _n_c, t = _layout(img, path, volume_index)
+    (ni, nj, nk), n_t, n_c, t = _layout(img, path, volume_index)
     disk_dtype = np.dtype(hdr.get_data_dtype())
-    rgb = disk_dtype.fields is not None
-    itemsize = disk_dtype.itemsize
+    rgb = disk_dtype.fields is not None or n_c > 1
+    itemsize = disk_dtype.itemsize * n_c
     check_budget(path, (ni, nj, nk), itemsize, max_voxels)
     vol_bytes = ni * nj * nk * itemsize
     proxy = img.dataobj
@@ -248,6 +249,9 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
         with open(path, "rb") as fobj:
             fobj.seek(start)
             _read_exact(fobj, buf, path)
+    if n_c > 1:  # vector intent: one plane per component, then drop alpha
+        planes = buf.reshape(n_c, nk, nj, ni)[:3]
+        return np.ascontiguousarray(np.moveaxis(planes, 0, -1)), spacing, origin, direction
     if rgb:  # RGB24: 3 bytes per voxel, i fastest
         return buf.reshape(nk, nj, ni, itemsize), spacing, origin, direction
     raw = buf.view(disk_dtype).reshape(nk, nj, ni)  # Fortran (i, j, k) on disk == C (k, j, i)
@@ -301,7 +305,8 @@ def _source_header(like: Volume) -> nib.Nifti1Header | None:
         return None
     spacing, origin, direction = geometry_from_itk(reader.GetDimension(), reader.GetSpacing(), reader.GetOrigin(),
                                                    reader.GetDirection())
-    same = (np.allclose(spacing, like.spacing, rtol=0, atol=1e-9) and np.allclose(origin, like.origin, rtol=0, atol=1e-9)
+    same = (np.allclose(spacing, like.spacing, rtol=0, atol=1e-9)
+            and np.allclose(origin, like.origin, rtol=0, atol=1e-9)
             and np.allclose(direction, like.direction, rtol=0, atol=1e-12))
     return img.header if same else None
 

@@ -65,7 +65,8 @@ def decode_case(dataset: Any, case_id: str, preprocessing: Any) -> DecodedCase:
     fg = np.argwhere(lab > 0).astype(np.int32)
     if len(fg) > MAX_FOREGROUND_POINTS:
         fg = fg[:: int(np.ceil(len(fg) / MAX_FOREGROUND_POINTS))]
-    return DecodedCase(case_id, image, lab.astype(np.uint8, copy=False), ed, fg, slice_axis_for_spacing(volume.spacing))  # inference's axis choice
+    axis = slice_axis_for_spacing(volume.spacing)  # the axis inference slices along (original spacing)
+    return DecodedCase(case_id, image, lab.astype(np.uint8, copy=False), ed, fg, axis)
 
 
 def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -53,7 +53,7 @@ from unet_engine.progress import CancelToken
 from unet_engine.registry import ModelRegistry
 from unet_engine.sampling import PatchExtractor, ReplaySampler, decode_case
 from unet_engine.train_config import TrainConfig
-from unet_engine.training_setup import StartPoint, patch_size_for, resolve_start, run_folder
+from unet_engine.training_setup import StartPoint, patch_size_for, prepare_registry, resolve_start, run_folder
 from unet_engine.validation import result_from_sums, validation_sums
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,9 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     ``pause``: while set, the run saves its state and waits (a ``paused`` StepReport is
     yielded first). ``cancel``: saves the state and raises CancelledError. ``resume``:
     continue the saved run in ``state_dir`` (default: the registry's ``training/`` folder
-    for this dataset) with its saved config, except that ``max_minutes`` is taken from
-    ``config``. ``promote``: make the new version active.
+    for this dataset) with its saved config, except that ``max_minutes`` (training time
+    summed over all sessions, pauses excluded) is taken from ``config``. ``promote``:
+    make the new version active. Ranks other than 0 (torchrun) write nothing.
     """
     registry = registry or ModelRegistry()
     wall0 = time.perf_counter()
@@ -171,8 +172,7 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not config.deterministic
         torch.backends.cudnn.deterministic = config.deterministic
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2**32))
+    torch.manual_seed(config.seed)  # model initialisation (scratch); every other draw has its own generator
 
     # ----- model, data, optimisation ---------------------------------------------------------
     if saved is not None:
@@ -182,8 +182,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         start.model.load_state_dict(saved[1])
         train_ids, val_ids = list(info["train_ids"]), list(info["val_ids"])
     else:
-        if env.is_main and from_version is None:
-            registry.ensure_default()
+        if env.is_main:
+            prepare_registry(from_version, registry)
         dd.barrier()
         start = resolve_start(from_version, registry, config, dataset)
         train_ids = [c.id for c in dataset.train_cases()]
@@ -251,8 +251,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
                 "torch_rng": ts.tensor_to_b64(torch.get_rng_state()),
                 "cuda_rng": ts.tensor_to_b64(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None}
         ranks = dd.gather_objects(mine)
+        bk["elapsed"] = elapsed()
         if env.is_main:
-            bk["elapsed"] = elapsed()
             ts.save_state(folder, model_state=model.state_dict(), best_state=held["best_state"],
                           optimizer_state=optimizer.state_dict(), info={
                               "step": bk["step"], "config": config.to_dict(), "card": card.to_dict(),

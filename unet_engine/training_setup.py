@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_engine.checkpoint import ModelCard, load_checkpoint
-from unet_engine.errors import RegistryError, SegLoopError
+from unet_engine.checkpoint import CARD_NAME, ModelCard, load_checkpoint
+from unet_engine.errors import SegLoopError
 from unet_engine.model import ModelSpec, build_model, required_multiple
+from unet_engine.paths import BUNDLED_MODELS
 from unet_engine.preprocessing import PreprocessConfig, as_config, resampled_shape, slice_axis_for_spacing
 from unet_engine.registry import ModelRegistry
 from unet_engine.sliding_window import default_patch_size
@@ -52,18 +53,32 @@ def scratch_start(config: TrainConfig, dataset: Any) -> StartPoint:
     return StartPoint(build_model(spec), card, None, set(), "scratch")
 
 
+def prepare_registry(from_version: str | None, registry: ModelRegistry) -> None:
+    """Import the bundled default model when the run needs it (rank 0 only under DDP).
+
+    ``None`` with an empty registry imports and promotes it as the first version;
+    ``"default"`` imports it (once) when the registry does not hold it yet.
+    """
+    choice = (from_version or "").strip()
+    if not choice:
+        registry.ensure_default()
+    elif choice == "default" and not any(v.source == "bundled-default" for v in registry.list()):
+        src = BUNDLED_MODELS / "default"
+        if (src / CARD_NAME).is_file():
+            registry.import_checkpoint(src, source="bundled-default", promote=registry.active is None)
+
+
 def resolve_start(from_version: str | None, registry: ModelRegistry, config: TrainConfig, dataset: Any) -> StartPoint:
     """See :func:`unet_engine.training.fine_tune` for the accepted ``from_version`` values."""
     choice = (from_version or "").strip()
     if choice == "scratch":
         return scratch_start(config, dataset)
     if choice == "default":
-        bundled = [v for v in registry.list() if v.source == "bundled-default"]
-        if not bundled and registry.ensure_default() is None:
-            if not bundled:
-                raise SegLoopError("there is no bundled default model to start from; use --from scratch")
-        bundled = [v for v in registry.list() if v.source == "bundled-default"]
-        choice = bundled[0].version
+        found = [v for v in registry.list() if v.source == "bundled-default"]
+        if not found:
+            raise SegLoopError("there is no bundled default model to start from (resources/models/default); "
+                               "use --from scratch or a version")
+        choice = found[-1].version
     if not choice:
         if registry.active is None:
             log.info("no active model and no bundled default: training a new network from scratch")
@@ -73,10 +88,7 @@ def resolve_start(from_version: str | None, registry: ModelRegistry, config: Tra
     if path.is_dir():
         model, card = load_checkpoint(path, "cpu")
         return StartPoint(model, card, None, set(), "checkpoint")
-    try:
-        version = registry.resolve(choice)
-    except RegistryError:
-        raise
+    version = registry.resolve(choice)
     model, card = registry.load(version, "cpu")
     return StartPoint(model, card, version, _seen(registry, version, card), "version")
 
