@@ -55,3 +55,7 @@ class RegistryError(SegLoopError):
 
 class CancelledError(SegLoopError):
     """A long-running job was cancelled by the user."""
+
+
+class SourceOverwriteError(SegLoopError):
+    """A write would overwrite the source scan (or a file of its DICOM folder)."""

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from unet_engine.atomic import atomic_path
 from unet_engine.dicom import read_dicom_file, read_dicom_series
-from unet_engine.errors import (GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError, SegLoopError,
+from unet_engine.errors import (GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError, SegLoopError, SourceOverwriteError,
                                 UnsupportedImageError)
 from unet_engine.image2d import read_image2d
 from unet_engine.io_checks import (WRITE_SUFFIXES, check_budget, check_input_file, check_text_header_size,
@@ -110,9 +110,9 @@ def _check_target(target: Path, like: Volume) -> str:
             except OSError:
                 same = False
         if same:
-            raise SegLoopError("refusing to overwrite the scan itself; save the mask under another name", target)
+            raise SourceOverwriteError("refusing to overwrite the scan itself; save the mask under another name", target)
         if src.is_dir() and target.exists() and target.resolve().parent == src.resolve():
-            raise SegLoopError("refusing to overwrite a file inside the scan's DICOM folder", target)
+            raise SourceOverwriteError("refusing to overwrite a file inside the scan's DICOM folder", target)
     if target.is_dir():
         raise UnsupportedImageError("a folder has this name; choose a file name", target)
     return suffix
