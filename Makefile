@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/segloop resources/samples/hippocampus_367.nii.gz --model default
+	$(VENV)/bin/segloop resources/samples/hippocampus_003.nii.gz --model default
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports

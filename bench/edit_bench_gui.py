@@ -193,9 +193,9 @@ def bench_app(app, moves: int) -> dict[str, list[float]]:
             samples.append((time.perf_counter() - t0) * 1e3)
         ctl.release()
     out["(state only) ToolController.move, round 5 vox, no views"] = samples[:moves]
-    ed.shutdown()
-    parts.controller.shutdown()
+    parts.controller.ask_discard_changes = lambda: True  # no modal question on close
     parts.window.close()
+    parts.controller.shutdown()
     return out
 
 

@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtWidgets
 
 from desktop_app.controller import Controller
 from desktop_app.editing import EditingController
+from desktop_app.learning import LearningController
 from desktop_app.main_window import MainWindow
 from desktop_app.settings import Settings
 from desktop_app.state.document import Document
@@ -53,7 +54,8 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
     window = MainWindow(grid, {"Window / level": (window_level, "right"), "Labels": (overlay_panel, "right")})
     options.setParent(window)
     controller = Controller(window, document, grid, window_level, overlay_panel, options, settings)
-    EditingController(window, controller, document, grid)  # tools, undo, labels, autosave (owned by window)
+    editing = EditingController(window, controller, document, grid)  # tools, undo, labels, autosave (owned by window)
+    LearningController(window, controller, document, editing)  # inference, review, dataset, fine-tune, versions
     _default_dock_sizes(window)
     if restore_layout:
         geometry, state = settings.window_geometry(), settings.window_state()

@@ -107,8 +107,7 @@ class Controller(QtCore.QObject):
         self.document.cursor_changed.connect(self._on_cursor)
         self.document.labels.changed.connect(self._refresh_readout)
         self.document.dirty_changed.connect(lambda _dirty: self._update_title())
-        self.workers.busy_changed.connect(lambda busy: w.set_busy(busy, self.workers.descriptions()[-1:][0]
-                                                                   if busy and self.workers.descriptions() else ""))
+        self.workers.busy_changed.connect(lambda busy: w.set_busy(busy, (self.workers.descriptions() or [""])[-1]))
         self.workers.message_changed.connect(lambda text: w.busy_label.setText(text))
         w.files_dropped.connect(self.open_paths)
         w.close_guard = self.can_close
@@ -236,6 +235,7 @@ class Controller(QtCore.QObject):
         self.document.labels.replace_all(self._default_labels)
         self.document.set_image(res.volume, res.mask, mask_path=res.mask_path)
         self.window_level.set_stats(res.stats, res.volume.modality)
+        self.grid.show_plane_alone_if_flat()
         self.settings.add_recent(path)
         self.settings.set_last_dir(path.parent)
         self.refresh_recent_menu()
@@ -350,7 +350,7 @@ class Controller(QtCore.QObject):
 
     # ----- help / lifetime ---------------------------------------------------------------
     def show_shortcuts(self) -> ShortcutsDialog:
-        dlg = ShortcutsDialog(self.window.actions, self.window)
+        dlg = ShortcutsDialog(self.window.actions, self.window, mouse=self.window.mouse_help)
         dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         return dlg

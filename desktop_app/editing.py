@@ -49,7 +49,7 @@ from desktop_app.state.journal import (
     scan_key,
 )
 from desktop_app.state.tools import ToolController
-from desktop_app.viewer.interaction import ViewInteraction
+from desktop_app.viewer.interaction import TOOL_MOUSE_HELP, ViewInteraction
 from desktop_app.viewer.view_grid import ViewGrid
 from desktop_app.widgets.label_editor import LabelEditor, wait_cursor
 from desktop_app.widgets.tool_panel import ToolPanel
@@ -94,8 +94,10 @@ class EditingController(QtCore.QObject):
 
         self.tool_panel = ToolPanel(self.tools.brush)
         self.label_editor = LabelEditor(document, self.tools)
-        window.add_panel("Tools", self.tool_panel, "left")
-        window.add_panel("Label editor", self.label_editor, "left")
+        docks = [window.add_panel("Tools", self.tool_panel, "left"),
+                 window.add_panel("Label editor", self.label_editor, "left")]
+        window.resizeDocks(docks, [self.tool_panel.sizeHint().height(), 2000], QtCore.Qt.Orientation.Vertical)
+        window.resizeDocks(docks[:1], [300], QtCore.Qt.Orientation.Horizontal)
         self.interactions = {plane: ViewInteraction(view, self.tools, self) for plane, view in grid.views.items()}
         self._build_actions()
         self._connect()
@@ -109,6 +111,9 @@ class EditingController(QtCore.QObject):
         for name, act in self.tool_panel.actions.items():
             if name not in w.actions:
                 w.add_action(act, name)
+        mouse_help = getattr(w, "mouse_help", None)  # Help > Shortcuts lists these too
+        if isinstance(mouse_help, list):
+            mouse_help.extend(row for row in TOOL_MOUSE_HELP if row not in mouse_help)
         edit = getattr(w, "menus", {}).get("Edit")
         if edit is not None:
             edit.addSeparator()

@@ -8,6 +8,8 @@ exposes them:
 * :meth:`add_panel` docks a panel (Tools, Inference, Training, Dataset, Model versions...).
 * ``files_dropped(paths, as_mask)``: files dropped on the window (Shift = as mask).
 * ``close_guard``: a callable returning False to veto closing (unsaved mask).
+* ``mouse_help``: ``(gesture, what it does)`` rows shown in Help > Shortcuts; panels
+  with mouse bindings (tools) append theirs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.actions import ACTION_SPECS, ActionSpec, make_action
+from desktop_app.viewer.slice_view import MOUSE_HELP
 from desktop_app.viewer.view_grid import ViewGrid
 
 _MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -57,6 +60,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_grid = view_grid
         self.setCentralWidget(view_grid)
         self.close_guard: Callable[[], bool] | None = None
+        self.mouse_help: list[tuple[str, str]] = list(MOUSE_HELP)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
         self.actions: dict[str, QtGui.QAction] = {}
         for spec in ACTION_SPECS:

@@ -103,6 +103,7 @@ def test_app_builds_with_editing_panels_and_actions(segloop_app):
     assert not a["undo"].isEnabled() and not a["redo"].isEnabled()
     dlg = parts.controller.show_shortcuts()
     assert any(r[1] == "Brush" and r[2] == "B" for r in dlg.rows())
+    assert any(r[0] == "Mouse" and "Erase" in r[1] and "Shift" in r[2] for r in dlg.rows())
     dlg.close()
 
 

@@ -220,3 +220,21 @@ def test_label_names_come_from_the_defaults_not_the_previous_scan(segloop_app):
     np.testing.assert_array_equal(parts.grid.views["axial"].overlay_item.image,
                                   lut[parts.grid.views["axial"].geometry_info.extract(parts.document.mask,
                                                                                       parts.document.cursor[0])])
+
+
+def test_rgb_photo_opens_in_one_view_without_windowing(segloop_app, tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    rgb[..., 0] = np.arange(40, dtype=np.uint8)[None, :] * 6
+    rgb[5:10, 5:20, 1] = 200
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    open_and_wait(segloop_app, path)
+    parts = segloop_app
+    assert parts.controller.last_error is None and parts.document.image.channels == 3
+    g_planes = [p for p, v in parts.grid.views.items() if v.geometry_info.n_slices == 1]
+    assert parts.grid.layout_name == g_planes[0]
+    view = parts.grid.views[g_planes[0]]
+    assert view.image_item.image.shape[-1] == 3 and view.image_item.levels is None
+    assert sorted(view.image_item.image.shape[:2]) == [30, 40]

@@ -48,7 +48,14 @@ from unet_engine.inference_runner import (  # noqa: F401 - estimate_batch_size /
     run_patches,
     run_slices,
 )
-from unet_engine.preprocessing import prepare_image, resample_back, resample_to_spacing, slice_axis_for_spacing
+from unet_engine.preprocessing import (
+    apply_intensity,
+    image_array,
+    intensity_stats,
+    resample_back,
+    resample_to_spacing,
+    slice_axis_for_spacing,
+)
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.tta import flip_axes_for
 from unet_engine.volume import Volume
@@ -123,44 +130,55 @@ def predict_volume(
     """
     t0 = time.perf_counter()
     spec = card.spec
+    if spec.in_channels != 2 * spec.context_slices + 1:
+        raise SegLoopError(
+            f"the model expects {spec.in_channels} input channels; SegLoop feeds one image channel (2.5D: neighbour slices)"
+        )
     vol = _as_volume(volume)
     dev = devices.choose_device(device)
     shape = vol.shape
     reg = _normalise_region(region, shape) if region is not None else None
     config = card.preprocess_config
     resampling = config.target_spacing is not None
+    if cancel is not None:
+        cancel.raise_if_cancelled("inference")
     yield Progress(0.0, "preparing image", 0, 0)
-    image = prepare_image(vol, config, resample=False)
-    if spec.in_channels != 2 * spec.context_slices + 1:
-        raise SegLoopError(
-            f"the model expects {spec.in_channels} input channels; SegLoop feeds one image channel (2.5D: neighbour slices)"
-        )
+    raw, _, modality = image_array(vol)
+    stats = intensity_stats(raw, config, modality)  # always from the whole image
     prob_dtype = np.float32 if resampling else np.dtype(probabilities_dtype).type
     flips = flip_axes_for(card) if tta else None
     if tta and not flips:
         log.warning("the model card says the model was not trained with flips: TTA runs without mirroring")
-    out_box: Region | None = None  # where `out` lies in the working image, before the final crop
-    if resampling:
-        work = resample_to_spacing(image, vol.spacing, config.target_spacing, order=1).astype(np.float32, copy=False)
-    else:
-        work = image
+    out_box: Region | None = None  # where `out` lies in the input grid (None: all of it)
+    if resampling:  # whole image on the target grid; a region is cut out at the end
+        work = resample_to_spacing(apply_intensity(raw, stats), vol.spacing, config.target_spacing, order=1)
+        work = work.astype(np.float32, copy=False)
     if spec.dims == 2:
         ax = slice_axis_for_spacing(vol.spacing) if axis is None else int(axis)
         slab = slice(None)
-        if reg is not None and not resampling:
-            slab = reg[ax]
-            out_box = tuple(slab if a == ax else slice(0, n) for a, n in enumerate(shape))  # type: ignore[assignment]
+        if not resampling:
+            if reg is None:
+                work = apply_intensity(raw, stats)
+            else:  # normalise only the slices needed: the region's and their 2.5D neighbours
+                c = spec.context_slices
+                ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
+                work = apply_intensity(raw[tuple(ext if a == ax else slice(None) for a in range(3))], stats)
+                slab = slice(reg[ax].start - ext.start, reg[ax].stop - ext.start)
+                out_box = tuple(reg[ax] if a == ax else slice(0, n) for a, n in enumerate(shape))  # type: ignore[assignment]
         sample = tuple(n for a, n in enumerate(work.shape) if a != ax)
         bs = batch_size or estimate_batch_size(spec, (spec.in_channels, *sample), dev)
         runner = Runner(model, dev, 2, bs, tta, flips)
         out = yield from run_slices(runner, work, spec, ax, slab, prob_dtype, cancel)
     else:
-        if reg is not None and not resampling:
-            patch = patch_size(card, shape)
-            out_box = tuple(  # type: ignore[assignment]
-                slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
-            )
-            work = work[out_box]
+        if not resampling:
+            if reg is None:
+                work = apply_intensity(raw, stats)
+            else:  # the region plus half a patch of context on each side
+                patch = patch_size(card, shape)
+                out_box = tuple(  # type: ignore[assignment]
+                    slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
+                )
+                work = apply_intensity(raw[out_box], stats)
         bs = batch_size or estimate_batch_size(spec, (1, *patch_size(card, work.shape)), dev)
         runner = Runner(model, dev, 3, bs, tta, flips)
         out = yield from run_patches(runner, work, card, prob_dtype, cancel)

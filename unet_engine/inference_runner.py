@@ -169,7 +169,9 @@ def run_slices(
     while done < n:
         if cancel is not None:
             cancel.raise_if_cancelled("inference")
-        idx = indices[done : done + runner.batch_size]
+        remaining = n - done  # equal batches: 35 slices at batch 32 run as 18 + 17, not 32 + 3
+        take = -(-remaining // -(-remaining // runner.batch_size))
+        idx = indices[done : done + take]
         if spec.context_slices:
             batch = padded[context_indices(idx, n_all, spec.context_slices)]
         else:
@@ -192,13 +194,15 @@ def run_slices(
             continue
         done += len(idx)
         yield Progress(done / n, f"{done}/{n} slices", done, n)
-    # back to [k, j, i] order
-    out.probs = np.moveaxis(out.probs, 1, axis + 1)
-    out.labels = np.moveaxis(out.labels, 0, axis)
-    out.entropy = np.moveaxis(out.entropy, 0, axis)
-    if out.disagreement is not None:
-        out.disagreement = np.moveaxis(out.disagreement, 0, axis)
-    return out
+    if axis == 0:
+        return out
+    # back to [k, j, i] order, C-contiguous
+    return Out(
+        probs=np.ascontiguousarray(np.moveaxis(out.probs, 1, axis + 1)),
+        labels=np.ascontiguousarray(np.moveaxis(out.labels, 0, axis)),
+        entropy=np.ascontiguousarray(np.moveaxis(out.entropy, 0, axis)),
+        disagreement=None if out.disagreement is None else np.ascontiguousarray(np.moveaxis(out.disagreement, 0, axis)),
+    )
 
 
 def patch_size(card: ModelCard, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -133,47 +133,71 @@ def resolve_mode(array: np.ndarray, config: PreprocessConfig, modality: str | No
     return "ct" if looks_like_hu(array) else "mr"
 
 
-def normalize(array: np.ndarray, config: PreprocessConfig | dict | None = None, modality: str | None = None) -> np.ndarray:
-    """Per-case intensity normalisation to float32 (see the module docstring)."""
+@dataclass(frozen=True)
+class IntensityStats:
+    """Per-case normalisation parameters: ``(clip(x, lo, hi) - centre) / scale`` (scale 0: zeros)."""
+
+    mode: str  # "mr" or "ct"
+    lo: float
+    hi: float
+    centre: float
+    scale: float
+
+
+def intensity_stats(array: np.ndarray, config: PreprocessConfig | dict | None = None, modality: str | None = None) -> IntensityStats:
+    """Measure the normalisation of a whole image (see the module docstring).
+
+    Statistics come from at most ``STATS_MAX_VOXELS`` voxels (a regular subsample), so
+    this is cheap even for a 512x512x600 CT; :func:`apply_intensity` then normalises the
+    whole image or only the slices a job needs, consistently.
+    """
     config = as_config(config)
     a = np.asarray(array)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"cannot normalise an image of dtype {a.dtype}")
-    a = a.astype(np.float32, copy=True) if a.dtype != np.float32 else a.copy()
-    finite = np.isfinite(a)
-    all_finite = bool(finite.all())
-    mode = resolve_mode(a if all_finite else a[finite], config, modality)
-    if not finite.any():
+    sample = _sample(a.reshape(-1))
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
         log.warning("image has no finite voxel; normalised to zeros")
-        return np.zeros(a.shape, np.float32)
+        return IntensityStats("mr", 0.0, 0.0, 0.0, 0.0)
+    sample = sample.astype(np.float64)
+    mode = resolve_mode(sample, config, modality)
     if mode == "ct":
         lo, hi = config.ct_window
-        if not all_finite:
-            np.nan_to_num(a, copy=False, nan=lo, posinf=hi, neginf=lo)
-        np.clip(a, lo, hi, out=a)
-        centre, half = (lo + hi) / 2.0, (hi - lo) / 2.0
-        a -= np.float32(centre)
-        a /= np.float32(half)
-        return a
-    # MR: percentile clip + z-score over foreground voxels
-    values = a[finite] if not all_finite else a.reshape(-1)
+        return IntensityStats("ct", lo, hi, (lo + hi) / 2.0, (hi - lo) / 2.0)
+    values = sample
     if config.foreground == "nonzero":
         nz = values[values != 0]
         if nz.size >= max(16, values.size // 100):  # fall back to all voxels when almost empty
             values = nz
-    sample = _sample(values).astype(np.float64)
-    lo, hi = (float(v) for v in np.percentile(sample, config.percentiles))
-    if not all_finite:
-        np.nan_to_num(a, copy=False, nan=lo, posinf=hi, neginf=lo)
-    np.clip(a, lo, hi, out=a)
-    clipped = np.clip(sample, lo, hi)
+    lo, hi = (float(v) for v in np.percentile(values, config.percentiles))
+    clipped = np.clip(values, lo, hi)
     mean, std = float(clipped.mean()), float(clipped.std())
-    a -= np.float32(mean)
-    if std > 1e-8 * max(1.0, abs(mean)):
-        a /= np.float32(std)
-    else:
-        a[...] = 0.0  # constant image: nothing to see, but no NaN either
+    scale = std if std > 1e-8 * max(1.0, abs(mean)) else 0.0  # constant image: zeros, never NaN
+    return IntensityStats("mr", lo, hi, mean, scale)
+
+
+def apply_intensity(array: np.ndarray, stats: IntensityStats) -> np.ndarray:
+    """Normalise (a part of) an image with :func:`intensity_stats` of the whole; float32 copy.
+
+    NaN and -Inf become the lower clip value, +Inf the upper one.
+    """
+    a = np.array(array, dtype=np.float32, copy=True)
+    if stats.scale == 0.0:
+        a[...] = 0.0
+        return a
+    if not np.isfinite(a).all():
+        np.nan_to_num(a, copy=False, nan=stats.lo, posinf=stats.hi, neginf=stats.lo)
+    np.clip(a, stats.lo, stats.hi, out=a)
+    a -= np.float32(stats.centre)
+    a /= np.float32(stats.scale)
     return a
+
+
+def normalize(array: np.ndarray, config: PreprocessConfig | dict | None = None, modality: str | None = None) -> np.ndarray:
+    """Per-case intensity normalisation to float32 (see the module docstring)."""
+    return apply_intensity(array, intensity_stats(array, config, modality))
 
 
 # ----- resampling ----------------------------------------------------------------------------
@@ -286,7 +310,11 @@ def slice_stack(
 # ----- the shared entry points ------------------------------------------------------------------
 
 
-def _image_array(volume_or_array: Volume | np.ndarray) -> tuple[np.ndarray, tuple[float, float, float] | None, str | None]:
+def image_array(volume_or_array: Volume | np.ndarray) -> tuple[np.ndarray, tuple[float, float, float] | None, str | None]:
+    """``(array [k, j, i], spacing or None, modality or None)`` of a Volume or array.
+
+    Multi-channel (RGB) volumes are averaged to grey; a 2D array becomes one slice.
+    """
     if isinstance(volume_or_array, Volume):
         arr = volume_or_array.array
         if arr.ndim == 4:  # RGB / multi-channel: grey by channel mean
@@ -317,7 +345,7 @@ def prepare_image(
     Normalisation statistics come from the whole image before any resampling.
     """
     config = as_config(card_or_config)
-    arr, vol_spacing, vol_modality = _image_array(volume_or_array)
+    arr, vol_spacing, vol_modality = image_array(volume_or_array)
     spacing = spacing or vol_spacing
     out = normalize(arr, config, modality or vol_modality)
     if resample and config.target_spacing is not None:

@@ -89,6 +89,10 @@ class SliceCanvas(pg.GraphicsView):
             self._owner.step_slice(steps)
         ev.accept()
 
+    def focusInEvent(self, ev: QtGui.QFocusEvent) -> None:
+        self._owner._activate()  # keyboard slice navigation acts on the focused view
+        super().focusInEvent(ev)
+
     def leaveEvent(self, ev: QtCore.QEvent) -> None:
         self._owner.hover_left.emit()
         super().leaveEvent(ev)

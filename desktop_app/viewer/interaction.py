@@ -112,8 +112,11 @@ class ViewInteraction(QtCore.QObject):
         t = ev.type()
         if t == QtCore.QEvent.Type.MouseButtonPress:
             self._press_modifiers = ev.modifiers()  # type: ignore[attr-defined]
-        elif t == QtCore.QEvent.Type.KeyPress and ev.key() == QtCore.Qt.Key.Key_Escape:  # type: ignore[attr-defined]
-            if self.tools.stroke_active:
+        elif t in (QtCore.QEvent.Type.KeyPress, QtCore.QEvent.Type.ShortcutOverride):
+            if ev.key() == QtCore.Qt.Key.Key_Escape and self.tools.stroke_active:  # type: ignore[attr-defined]
+                if t == QtCore.QEvent.Type.ShortcutOverride:
+                    ev.accept()  # Esc cancels the stroke even if some action uses it as a shortcut
+                    return False
                 self.tools.cancel()
                 return True
         return False
@@ -137,8 +140,7 @@ class ViewInteraction(QtCore.QObject):
             self._show_status(str(exc))
 
     def _on_drag(self, axis: int, index: int, row: float, col: float) -> None:
-        self.tools.move(axis, index, row, col)
-        self._on_hover(axis, index, row, col)
+        self.tools.move(axis, index, row, col)  # the outline already followed: voxel_hovered
 
     def _on_release(self, axis: int, index: int, row: float, col: float) -> None:
         if self.tools.stroke_active:

@@ -32,6 +32,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from desktop_app.state.document import Document
 from desktop_app.viewer.canvas import SliceCanvas
 from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.viewer.image_items import DisplayImageItem
 from desktop_app.viewer.intensity import sample_voxels
 from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_size
 from desktop_app.viewer.slice_geometry import PlaneGeometry, plane_geometry
@@ -90,12 +91,12 @@ class SliceView(QtWidgets.QFrame):
         self.viewbox = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.viewbox.setDefaultPadding(0.01)
         self.canvas.setCentralItem(self.viewbox)
-        self.image_item = pg.ImageItem(axisOrder="row-major")
-        self.uncertainty_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item = DisplayImageItem(opaque=True)
+        self.uncertainty_item = DisplayImageItem(opaque=False)
         self.uncertainty_item.setLookupTable(heat_lut())
         self.uncertainty_item.setZValue(5)
         self.uncertainty_item.setOpacity(0.75)
-        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item = DisplayImageItem(opaque=False)
         self.overlay_item.setZValue(10)
         for item in (self.image_item, self.uncertainty_item, self.overlay_item):
             self.viewbox.addItem(item)
@@ -393,7 +394,3 @@ class SliceView(QtWidgets.QFrame):
         ll["top"].move((w - ll["top"].width()) // 2, m)
         ll["bottom"].move((w - ll["bottom"].width()) // 2, h - ll["bottom"].height() - m)
         self.info_label.move(m, m)
-
-    def focusInEvent(self, ev) -> None:  # pragma: no cover - trivial
-        self._activate()
-        super().focusInEvent(ev)

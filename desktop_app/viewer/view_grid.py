@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6 import QtCore, QtWidgets
 
 from desktop_app.state.document import Document
+from desktop_app.state.geometry import view_to_kji
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.slice_geometry import PLANES
 from desktop_app.viewer.slice_view import NAVIGATE, SliceView
@@ -93,6 +94,14 @@ class ViewGrid(QtWidgets.QWidget):
     def active_view(self) -> SliceView:
         return self.views[self._active]
 
+    def show_plane_alone_if_flat(self) -> None:
+        """A one-slice image (photo, single 2D slice): show only the plane that has it."""
+        for plane, view in self.views.items():
+            g = view.geometry_info
+            if g is not None and g.n_slices == 1 and g.n_rows > 1 and g.n_cols > 1:
+                self.set_layout(plane)
+                return
+
     def set_active(self, plane: str) -> None:
         changed = plane != self._active
         self._active = plane
@@ -132,6 +141,4 @@ class ViewGrid(QtWidgets.QWidget):
             view.detach()
 
     def _on_hover(self, axis: int, index: int, row: float, col: float) -> None:
-        from desktop_app.state.geometry import view_to_kji
-
         self.hover_changed.emit(view_to_kji(axis, index, row, col))

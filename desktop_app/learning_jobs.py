@@ -1,0 +1,204 @@
+"""The learning loop's background jobs (run in worker threads; no Qt, no document access).
+
+Each job gets copies of what it needs and returns a small result object; the GUI thread
+(:mod:`desktop_app.learning`) applies results to the document. Generator jobs yield
+:class:`~unet_engine.progress.Progress` (or training reports) for the progress bar and
+stop at the next check when their :class:`WorkerCancelToken` fires -- either because the
+user pressed Cancel or because the worker was asked to quit (window close, shutdown),
+which also ends a *paused* fine-tuning run (``fine_tune`` polls the token while paused).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import torch
+
+from desktop_app.state.effort import correction_stats
+from desktop_app.state.review import ReviewState
+from unet_engine.case_identity import content_hash
+from unet_engine.checkpoint import load_checkpoint
+from unet_engine.dataset import RetrainingDataset
+from unet_engine.devices import choose_device
+from unet_engine.errors import DatasetError
+from unet_engine.inference import predict_volume
+from unet_engine.progress import CancelToken, Progress
+from unet_engine.registry import ModelRegistry
+from unet_engine.training import fine_tune
+from unet_engine.volume import Volume
+
+# The engine modules are imported here, at app start, not lazily in the worker: an import
+# in a worker thread compiles/executes module code holding the GIL for 100+ ms, which
+# stalled the GUI thread at the start of the first fine-tuning run (bench/responsiveness_bench.py).
+
+log = logging.getLogger(__name__)
+
+
+class WorkerCancelToken(CancelToken):
+    """Cancelled when :meth:`cancel` is called or when the attached worker is asked to quit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker: Any = None
+
+    @property
+    def cancelled(self) -> bool:  # type: ignore[override]
+        w = self.worker
+        return self._event.is_set() or bool(w is not None and getattr(w, "abort_requested", False))
+
+    def raise_if_cancelled(self, what: str = "job") -> None:
+        if self.cancelled:
+            self._event.set()
+            super().raise_if_cancelled(what)
+
+
+def device_description(device: Any = "auto") -> str:
+    """"CPU" or the GPU's name, e.g. "NVIDIA H100 80GB HBM3 (cuda:0)"."""
+    dev = choose_device(device)
+    if dev.type == "cuda":
+        try:
+            return f"{torch.cuda.get_device_name(dev)} ({dev})"
+        except Exception:  # noqa: BLE001 - the name is cosmetic
+            return str(dev)
+    if dev.type == "mps":
+        return "Apple GPU (mps)"
+    return "CPU"
+
+
+# ----- inference -------------------------------------------------------------------------------
+@dataclass
+class InferenceResult:
+    model: Any
+    card: Any
+    path: Path
+    labels: np.ndarray | None  # full-volume labels (None when only a region was predicted)
+    region_labels: np.ndarray
+    region: tuple[slice, slice, slice] | None
+    uncertainty: np.ndarray  # full volume, float32 (0 outside the region)
+    review: ReviewState
+    device: str
+    seconds: float
+
+
+def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *, tta: bool = False,
+                  region: tuple[slice, slice, slice] | None = None, review_axis: int = 0,
+                  cancel: CancelToken | None = None, device: str = "auto"):
+    """Load the model (unless ``cached``) and segment ``volume``; returns :class:`InferenceResult`."""
+    yield Progress(0.0, "loading the model")
+    if cached is None:
+        model, card = load_checkpoint(path, device="cpu")
+    else:
+        model, card = cached
+    if cancel is not None:
+        cancel.raise_if_cancelled("inference")
+    dev = choose_device(device)
+    pred = yield from predict_volume(model, card, volume, tta=tta, device=dev, cancel=cancel, region=region)
+    yield Progress(1.0, "finishing")
+    if pred.region is None:
+        unc = np.ascontiguousarray(pred.uncertainty, dtype=np.float32)
+        labels = pred.labels
+    else:
+        unc = np.zeros(volume.shape, np.float32)
+        unc[pred.region] = pred.uncertainty
+        labels = None
+    review = ReviewState.from_uncertainty(unc, axis=review_axis)
+    return InferenceResult(model, card, Path(path), labels, pred.labels, pred.region, unc, review,
+                           device_description(dev), pred.seconds)
+
+
+# ----- add to training set ---------------------------------------------------------------------
+@dataclass
+class AddResult:
+    case_id: str | None
+    dataset: Path
+    duplicate_of: str | None = None
+    voxels_changed: int | None = None
+    voxels_total: int = 0
+    dice: dict[str, float] = field(default_factory=dict)
+    replaced: bool = False
+    split: str = ""
+
+
+def add_case_job(folder: Path, labels: dict[int, str], volume: Volume, mask: np.ndarray,
+                 prediction: np.ndarray | None, model_version: str | None, *, replace: bool = False,
+                 reviewer: str | None = None) -> AddResult:
+    """Store scan + corrected mask (+ edited-voxel mask vs ``prediction``) in the dataset."""
+    folder = Path(folder)
+    if (folder / "dataset.json").is_file():
+        ds = RetrainingDataset(folder)
+    else:
+        modality = volume.modality if volume.modality and volume.modality != "unknown" else "MRI"
+        ds = RetrainingDataset.create(folder, labels, modality=modality)
+    edited = None
+    changed, dice = None, {}
+    names = {int(k): v for k, v in ds.labels.items()}
+    if prediction is not None and prediction.shape == mask.shape:
+        edited, changed, dice = correction_stats(prediction, mask, names)
+    if not replace:
+        existing = ds.find_hash(content_hash(volume))
+        if existing is not None:
+            return AddResult(None, folder, duplicate_of=existing.id)
+    try:
+        cid = ds.add_case(volume, mask, edited=edited, model_version=model_version, reviewer=reviewer,
+                          source_path=volume.source_path, replace=replace)
+    except DatasetError:
+        raise
+    split = ds.get(cid).split
+    return AddResult(cid, folder, None, changed, int(mask.size), dice, replace, split)
+
+
+# ----- compare two versions --------------------------------------------------------------------
+@dataclass
+class CompareResult:
+    a: str
+    b: str
+    difference: np.ndarray  # float32 1 where the versions disagree
+    voxels_differ: int
+    dice: dict[str, float]
+
+
+def compare_job(registry_root: Path, a: str, b: str, volume: Volume, cancel: CancelToken | None = None,
+                device: str = "auto"):
+    """Run versions ``a`` and ``b`` on ``volume``; returns :class:`CompareResult`."""
+    reg = ModelRegistry(registry_root)
+    dev = choose_device(device)
+    out = []
+    for n, v in enumerate((a, b)):
+        yield Progress(n / 2, f"loading {v}")
+        model, card = reg.load(v, "cpu")
+        gen = predict_volume(model, card, volume, device=dev, cancel=cancel)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                out.append((stop.value, card))
+                break
+            yield Progress(n / 2 + p.fraction / 2, f"{v}: {p.message}", p.step, p.total)
+    (pa, card), (pb, _) = out
+    _, changed, dice = correction_stats(pa.labels, pb.labels, {int(k): v for k, v in card.labels.items()})
+    diff = (pa.labels != pb.labels).astype(np.float32)
+    return CompareResult(a, b, diff, changed, dice)
+
+
+# ----- fine-tune -------------------------------------------------------------------------------
+def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_version: str | None,
+              pause: threading.Event, cancel: CancelToken):
+    """Drive :func:`unet_engine.training.fine_tune`; yields its reports, returns its TrainResult.
+
+    ``config.num_threads`` (1 by default in the app) keeps the CPU free for the GUI; torch's
+    thread count is restored afterwards.
+    """
+    before = torch.get_num_threads()
+    try:
+        ds = RetrainingDataset(dataset_folder)
+        reg = ModelRegistry(registry_root)
+        return (yield from fine_tune(config, dataset=ds, registry=reg, from_version=from_version, pause=pause,
+                                     cancel=cancel))
+    finally:
+        torch.set_num_threads(before)

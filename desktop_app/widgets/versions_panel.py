@@ -1,0 +1,151 @@
+"""The "Model versions" panel: the registry as a table, promote / roll back / delete / compare.
+
+A view only; :class:`desktop_app.learning.LearningController` talks to the registry.
+Select one row to promote or delete it, two rows to compare them on the open scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+BASE_COLUMNS = ("", "Version", "Created", "Parent", "Source")
+
+
+def _short_time(iso: str) -> str:
+    return iso.replace("T", " ")[:16] if iso else ""
+
+
+class VersionsPanel(QtWidgets.QWidget):
+    promote_requested = QtCore.Signal(str)
+    rollback_requested = QtCore.Signal()
+    delete_requested = QtCore.Signal(str)
+    compare_requested = QtCore.Signal(str, str)
+    refresh_requested = QtCore.Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("versions_panel")
+        lay = QtWidgets.QVBoxLayout(self)
+        self.table = QtWidgets.QTableWidget(0, len(BASE_COLUMNS))
+        self.table.setObjectName("versions_table")
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(self.table, 1)
+        row = QtWidgets.QHBoxLayout()
+        self.promote_button = QtWidgets.QPushButton("Promote")
+        self.rollback_button = QtWidgets.QPushButton("Roll back")
+        self.delete_button = QtWidgets.QPushButton("Delete")
+        self.compare_button = QtWidgets.QPushButton("Compare on scan")
+        self.refresh_button = QtWidgets.QPushButton("Refresh")
+        for b in (self.promote_button, self.rollback_button, self.delete_button, self.compare_button,
+                  self.refresh_button):
+            row.addWidget(b)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.compare_label = QtWidgets.QLabel("Select two versions and press Compare to see where they disagree.")
+        self.compare_label.setObjectName("compare_label")
+        self.compare_label.setWordWrap(True)
+        lay.addWidget(self.compare_label)
+        self.promote_button.clicked.connect(lambda: self._one(self.promote_requested))
+        self.delete_button.clicked.connect(lambda: self._one(self.delete_requested))
+        self.rollback_button.clicked.connect(self.rollback_requested)
+        self.refresh_button.clicked.connect(self.refresh_requested)
+        self.compare_button.clicked.connect(self._compare)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self._versions: list[str] = []
+        self._update_buttons()
+
+    # ----- content --------------------------------------------------------------------------
+    def set_versions(self, versions: list[Any], label_names: list[str] | None = None) -> None:
+        """Fill the table from registry :class:`~unet_engine.registry.VersionInfo` objects."""
+        selected = set(self.selected_versions())
+        names = list(label_names or [])
+        for v in versions:
+            for n in (v.metrics.get("val_dice") or {}):
+                if n not in names:
+                    names.append(n)
+        cols = [*BASE_COLUMNS, *[f"Dice {n}" for n in names], "Mean Dice"]
+        self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(cols))
+        self.table.setHorizontalHeaderLabels(cols)
+        self.table.setRowCount(len(versions))
+        self._versions = [v.version for v in versions]
+        bold = QtGui.QFont()
+        bold.setBold(True)
+        for r, v in enumerate(reversed(versions)):  # newest first
+            dice = v.metrics.get("val_dice") or {}
+            mean = v.metrics.get("val_mean_dice")
+            cells = ["●" if v.active else "", v.version, _short_time(v.created), v.parent or "—", v.source,
+                     *[_fmt(dice.get(n)) for n in names], _fmt(mean)]
+            for c, text in enumerate(cells):
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, v.version)
+                if v.active:
+                    item.setFont(bold)
+                    item.setToolTip("the active model (used for inference and as the start of fine-tuning)")
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 1).text() in selected:
+                self.table.selectRow(r)
+        self._update_buttons()
+
+    def version_at(self, row: int) -> str:
+        return str(self.table.item(row, 1).text())
+
+    def row_of(self, version: str) -> int:
+        for r in range(self.table.rowCount()):
+            if self.version_at(r) == version:
+                return r
+        return -1
+
+    def select(self, *versions: str) -> None:
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.MultiSelection)
+        for v in versions:
+            r = self.row_of(v)
+            if r >= 0:
+                self.table.selectRow(r)
+        self.table.setSelectionMode(mode)
+
+    def selected_versions(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.version_at(r) for r in rows]
+
+    def set_compare_text(self, text: str) -> None:
+        self.compare_label.setText(text)
+
+    def set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self._update_buttons()
+
+    # ----- internals ------------------------------------------------------------------------
+    def _update_buttons(self) -> None:
+        n = len(self.selected_versions())
+        busy = getattr(self, "_busy", False)
+        self.promote_button.setEnabled(n == 1)
+        self.delete_button.setEnabled(n == 1)
+        self.compare_button.setEnabled(n == 2 and not busy)
+        self.rollback_button.setEnabled(len(self._versions) > 1)
+
+    def _one(self, signal: QtCore.SignalInstance) -> None:
+        sel = self.selected_versions()
+        if len(sel) == 1:
+            signal.emit(sel[0])
+
+    def _compare(self) -> None:
+        sel = self.selected_versions()
+        if len(sel) == 2:
+            a, b = sorted(sel, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
+            self.compare_requested.emit(a, b)
+
+
+def _fmt(x: Any) -> str:
+    return f"{float(x):.3f}" if isinstance(x, (int, float)) else "—"

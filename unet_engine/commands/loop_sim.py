@@ -1,0 +1,152 @@
+"""``segloop loop-sim``: simulate the correct-and-retrain loop and plot its learning curve.
+
+See :mod:`unet_engine.loop_sim`. Writes ``loop_sim.csv``, ``loop_sim.png`` and
+``summary.json`` to ``--out`` (the CSV and plot are rewritten after every round, so a long
+run can be watched); the temporary datasets and registries go to ``--out/work`` and are
+removed at the end unless ``--keep-work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+
+def _default_data() -> str:
+    from unet_engine.paths import PROJECT_ROOT
+
+    return str(PROJECT_ROOT.parent / "shared" / "data" / "hippocampus")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("loop-sim", help="simulate the human-in-the-loop learning curve",
+                              description="Start from a model trained on --initial cases, then for each of --rounds "
+                                          "new cases: predict, count the voxels to correct, add the corrected case, "
+                                          "fine-tune for --steps-per-round steps, score on a fixed held-out set.")
+    p.add_argument("--data", default=None, help="MSD task folder (imagesTr + labelsTr) or a SegLoop dataset "
+                                                "(default: ../shared/data/hippocampus)")
+    p.add_argument("--out", required=True, help="output folder (CSV, PNG, summary.json)")
+    p.add_argument("--mode", choices=["finetune", "finetune-noreplay", "scratch"], default="finetune")
+    p.add_argument("--compare", action="store_true", help="run all three modes")
+    p.add_argument("--initial", type=int, default=5, help="cases the starting model is trained on")
+    p.add_argument("--rounds", type=int, default=30, help="new cases corrected one by one")
+    p.add_argument("--holdout", type=int, default=20, help="held-out cases scored after every round")
+    p.add_argument("--initial-steps", type=int, default=300, help="training steps of the starting model")
+    p.add_argument("--steps-per-round", type=int, default=60, help="training steps after each corrected case")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr-initial", type=float, default=1e-3, help="learning rate from scratch (starting model, scratch mode)")
+    p.add_argument("--lr-round", type=float, default=3e-4, help="learning rate of the per-round fine-tune")
+    p.add_argument("--replay-ratio", type=float, default=0.5, help="share of each batch from earlier cases (finetune)")
+    p.add_argument("--spec", default=None, help='ModelSpec JSON for new networks (default: the reference model\'s spec, '
+                                                'else {"dims": 2, "base_width": 16, "depth": 4})')
+    p.add_argument("--labels", default=None, help="e.g. 1=anterior,2=posterior (default: the reference model's labels)")
+    p.add_argument("--reference", default="default",
+                   help="checkpoint scored on the held-out set for comparison: 'default' (bundled model), a folder, "
+                        "or 'none'; its validation split provides the held-out cases")
+    p.add_argument("--holdout-from", default=None, metavar="DATASET",
+                   help="take the held-out cases from this SegLoop dataset's validation split (the split the "
+                        "reference model was validated on), instead of the reference card's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1 is steadiest on a shared machine)")
+    p.add_argument("--keep-work", action="store_true", help="keep the temporary datasets and registries")
+    p.set_defaults(func=run)
+
+
+def _reference(name: str) -> str | None:
+    from unet_engine.paths import BUNDLED_MODELS
+
+    if not name or name.lower() == "none":
+        return None
+    if name == "default":
+        folder = BUNDLED_MODELS / "default"
+        return str(folder) if (folder / "card.json").is_file() else None
+    return str(Path(name).expanduser())
+
+
+def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imported lazily
+    from unet_engine.checkpoint import load_card
+    from unet_engine.commands.dataset import parse_labels
+    from unet_engine.errors import SegLoopError
+    from unet_engine.loop_sim import DEFAULT_SPEC, MODES, LoopSimConfig
+
+    reference = _reference(args.reference)
+    card = load_card(reference) if reference and Path(reference, "card.json").is_file() else None
+    holdout_ids = None
+    if args.holdout_from:
+        from unet_engine.dataset import RetrainingDataset
+
+        holdout_ids = [c.id for c in RetrainingDataset(args.holdout_from).val_cases()]
+    if args.labels:
+        labels = parse_labels(args.labels)
+    elif card is not None:
+        labels = {k: v for k, v in card.labels.items() if k != 0}
+    else:
+        raise SegLoopError("loop-sim: pass --labels (e.g. 1=anterior,2=posterior) when there is no reference model")
+    if args.spec:
+        try:
+            spec = json.loads(args.spec)
+        except ValueError as exc:
+            raise SegLoopError(f"loop-sim: --spec is not valid JSON: {exc}") from None
+    elif card is not None:
+        spec = {k: v for k, v in card.spec.to_dict().items() if k != "num_classes"}
+    else:
+        spec = dict(DEFAULT_SPEC)
+    spec = {**spec, "num_classes": max(labels) + 1}
+    augment = {"flip_axes": [1] if int(spec.get("dims", 2)) == 2 else [2]}  # left-right only (A/P labels)
+    return LoopSimConfig(data=args.data or _default_data(), labels=labels,
+                         modes=list(MODES) if args.compare else [args.mode], initial=args.initial, rounds=args.rounds,
+                         holdout=args.holdout, initial_steps=args.initial_steps, steps_per_round=args.steps_per_round,
+                         batch_size=args.batch_size, lr_initial=args.lr_initial, lr_round=args.lr_round,
+                         replay_ratio=args.replay_ratio, model_spec=spec, augment=augment, reference=reference,
+                         holdout_ids=holdout_ids, seed=args.seed, threads=args.threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    from unet_engine import loop_sim_report as report
+    from unet_engine.loop_sim import LoopSimulation
+
+    cfg = build_config(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sim = LoopSimulation(cfg, out)
+    names = [cfg.labels[k] for k in sorted(cfg.labels)]
+    csv_path, png_path, summary_path = out / "loop_sim.csv", out / "loop_sim.png", out / "summary.json"
+    print(f"loop-sim: {len(sim.initial)} initial + {len(sim.stream)} streamed cases, {len(sim.holdout)} held out; "
+          f"modes {', '.join(cfg.modes)}", file=sys.stderr)
+    reference = None
+    records = []
+    title = (f"loop-sim: start {cfg.initial} cases/{cfg.initial_steps} steps, {cfg.steps_per_round} steps/round, "
+             f"{len(sim.holdout)} held-out cases, seed {cfg.seed}")
+    try:
+        for rec in sim.run():
+            records.append(rec)
+            effort = "-" if rec.voxels_to_correct is None else str(rec.voxels_to_correct)
+            print(f"{rec.mode:<18} round {rec.round:>3} cases {rec.corrected_cases:>3} to-correct {effort:>6} "
+                  f"held-out Dice {rec.holdout_mean_dice:.4f} round {rec.round_s:5.1f}s", file=sys.stderr)
+            report.write_csv(csv_path, records, names, reference)
+        reference = sim.reference_scores()  # scored last: the reference may be written while this runs
+        if reference is not None:
+            print(f"reference {cfg.reference}: held-out mean Dice {reference[1]:.4f}", file=sys.stderr)
+            report.write_csv(csv_path, records, names, reference)
+    finally:
+        if records:
+            report.plot(png_path, records, reference, title)
+            summary = report.summarize(records, reference)
+            cases = {"initial": [c.id for c in sim.initial], "stream": [c.id for c in sim.stream],
+                     "holdout": [c.id for c in sim.holdout]}
+            report.write_summary(summary_path, cfg.to_dict(), summary, cases)
+        if not args.keep_work:
+            shutil.rmtree(sim.work, ignore_errors=True)
+    for mode, s in report.summarize(records, reference).items():
+        if mode == "reference":
+            continue
+        ratio = s["effort_ratio_last_over_first"]
+        print(f"{mode}: held-out mean Dice {s['start_holdout_mean_dice']:.4f} -> {s['end_holdout_mean_dice']:.4f}; "
+              f"voxels to correct (first/last {s['effort_window']} rounds) {s['effort_first_mean']} -> "
+              f"{s['effort_last_mean']} (x{'-' if ratio is None else f'{ratio:.2f}'}); "
+              f"median round {s['round_s_median']}s")
+    print(f"wrote {csv_path}, {png_path}, {summary_path}")
+    return 0

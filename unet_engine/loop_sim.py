@@ -1,0 +1,318 @@
+"""Simulated human-in-the-loop learning curve (``segloop loop-sim``).
+
+The clinical loop SegLoop supports, replayed with ground truth standing in for the
+radiologist: a model trained on ``initial`` cases meets a stream of ``rounds`` new cases.
+Each round it
+
+1. predicts the new case and counts the voxels the reviewer would have to correct
+   (prediction != reference, in total and per label),
+2. adds the corrected case (the reference label, with ``edited`` = the differing voxels)
+   to a :class:`~unet_engine.dataset.RetrainingDataset`,
+3. trains for a fixed budget of ``steps_per_round`` optimisation steps with the real
+   trainer (:func:`unet_engine.training.fine_tune`, a temporary registry per mode),
+4. scores the new model on a fixed held-out set (mean Dice per label).
+
+Modes: ``finetune`` (from the previous round's model, batches mix the new case with
+replayed earlier cases), ``finetune-noreplay`` (new case only) and ``scratch`` (a new
+network trained on all cases so far with the same per-round budget). A reference model
+(by default the bundled default model, trained on the full training split) is scored on
+the same held-out set. The held-out cases are taken from the reference model's own
+validation split when its card lists one, so the reference never saw them either.
+
+Everything is seeded: the case order, the initial network, every fine-tune (seed +
+round); on CPU two runs with the same arguments give the same numbers (times aside).
+Reporting (CSV, PNG, summary) lives in :mod:`unet_engine.loop_sim_report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unet_engine.dataset import RetrainingDataset, _safe_id
+from unet_engine.errors import SegLoopError
+from unet_engine.inference import predict_volume
+from unet_engine.metrics import dice
+from unet_engine.progress import run_generator
+from unet_engine.registry import ModelRegistry
+from unet_engine.train_config import TrainConfig
+from unet_engine.training import fine_tune
+from unet_engine.volume import Volume
+
+log = logging.getLogger(__name__)
+
+MODES = ("finetune", "finetune-noreplay", "scratch")
+DEFAULT_SPEC: dict[str, Any] = {"dims": 2, "in_channels": 1, "base_width": 16, "depth": 4}
+
+
+@dataclass
+class LoopSimConfig:
+    """Everything that decides a simulation's numbers (stored in ``summary.json``)."""
+
+    data: str  # MSD task folder (imagesTr + labelsTr) or a SegLoop retraining dataset folder
+    labels: dict[int, str]
+    modes: list[str] = field(default_factory=lambda: ["finetune"])
+    initial: int = 5
+    rounds: int = 30
+    holdout: int = 20
+    initial_steps: int = 300
+    steps_per_round: int = 60
+    batch_size: int = 16
+    lr_initial: float = 1e-3
+    lr_round: float = 3e-4
+    replay_ratio: float = 0.5
+    model_spec: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPEC))
+    augment: dict[str, Any] = field(default_factory=lambda: {"flip_axes": [1]})
+    reference: str | None = None  # checkpoint folder scored on the held-out set; None = none
+    holdout_ids: list[str] | None = None  # explicit held-out cases (else from the reference's val split)
+    seed: int = 0
+    threads: int = 1
+
+    def validate(self) -> None:
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise SegLoopError(f"loop-sim: unknown mode(s) {', '.join(bad)}; known: {', '.join(MODES)}")
+        for name in ("initial", "rounds", "holdout", "initial_steps", "steps_per_round", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise SegLoopError(f"loop-sim: --{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = {str(k): v for k, v in self.labels.items()}
+        return d
+
+
+@dataclass
+class Case:
+    id: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class RoundRecord:
+    """One CSV row (round 0 = the initial model, before any corrected case)."""
+
+    mode: str
+    round: int
+    corrected_cases: int  # cases the model has been trained on after this round
+    case_id: str = ""
+    voxels_to_correct: int | None = None
+    per_label_to_correct: dict[str, int] = field(default_factory=dict)
+    case_dice: dict[str, float] = field(default_factory=dict)
+    holdout_dice: dict[str, float] = field(default_factory=dict)
+    holdout_mean_dice: float = float("nan")
+    predict_s: float = 0.0
+    train_s: float = 0.0
+    round_s: float = 0.0  # predict + add case + fine-tune (what the user waits for)
+    eval_s: float = 0.0
+    steps: int = 0
+    version: str = ""
+
+
+# ----- cases ------------------------------------------------------------------------------------
+
+
+def list_cases(data: str | Path) -> list[Case]:
+    """Cases of an MSD task folder or of a retraining dataset, sorted by id."""
+    folder = Path(data)
+    if (folder / "dataset.json").is_file() and not (folder / "imagesTr").is_dir():
+        raise SegLoopError("loop-sim: not a dataset folder (needs imagesTr/ and labelsTr/)", folder)
+    if (folder / "dataset.json").is_file():
+        try:
+            ds = RetrainingDataset(folder)
+            return sorted((Case(c.id, ds.image_path(c), ds.label_path(c)) for c in ds.cases()), key=lambda c: c.id)
+        except SegLoopError:
+            pass  # an MSD dataset.json, not ours: list the files
+    images, labels = folder / "imagesTr", folder / "labelsTr"
+    if not images.is_dir() or not labels.is_dir():
+        raise SegLoopError("loop-sim: no imagesTr/ and labelsTr/ here (an MSD task folder is expected)", folder)
+    out = []
+    for p in sorted(images.iterdir()):
+        if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".") and (labels / p.name).is_file():
+            out.append(Case(_safe_id(p.name), p, labels / p.name))
+    if not out:
+        raise SegLoopError("loop-sim: no labelled cases found", folder)
+    return out
+
+
+def reference_val_ids(reference: str | Path | None) -> list[str]:
+    """Validation-split case ids recorded in a checkpoint's card (``training.dataset.cases``)."""
+    if not reference:
+        return []
+    from unet_engine.checkpoint import load_card
+
+    if not (Path(reference) / "card.json").is_file():
+        return []
+    card = load_card(reference)
+    cases = ((card.training or {}).get("dataset") or {}).get("cases") or []
+    return [str(c["id"]) for c in cases if isinstance(c, dict) and c.get("split") == "val" and c.get("id")]
+
+
+def split_cases(cases: list[Case], cfg: LoopSimConfig) -> tuple[list[Case], list[Case], list[Case]]:
+    """(initial, stream, holdout): disjoint, seeded; held-out from the reference's val split if known."""
+    rng = np.random.default_rng(cfg.seed)
+    by_id = {c.id: c for c in cases}
+    wanted = list(cfg.holdout_ids or []) or reference_val_ids(cfg.reference)
+    pool = [i for i in wanted if i in by_id]
+    if pool:
+        pool = [pool[i] for i in rng.permutation(len(pool))]
+        if len(pool) < cfg.holdout:
+            log.warning("only %d reference validation cases; the held-out set is smaller than asked", len(pool))
+        hold_ids = pool[: cfg.holdout]
+    else:
+        hold_ids = [cases[i].id for i in rng.permutation(len(cases))[: cfg.holdout]]
+    rest = [c for c in cases if c.id not in set(hold_ids)]
+    rest = [rest[i] for i in rng.permutation(len(rest))]
+    need = cfg.initial + cfg.rounds
+    if len(rest) < need:
+        raise SegLoopError(f"loop-sim: {len(rest)} cases outside the held-out set, but --initial + --rounds = {need}")
+    return rest[: cfg.initial], rest[cfg.initial : need], [by_id[i] for i in hold_ids]
+
+
+def _read(case: Case) -> tuple[Volume, np.ndarray]:
+    from unet_engine.io import read_mask, read_volume
+
+    image = read_volume(case.image)
+    return image, np.asarray(read_mask(case.label, image)).astype(np.uint8)
+
+
+# ----- one simulation ------------------------------------------------------------------------------
+
+
+class LoopSimulation:
+    """Runs the modes of ``cfg`` in ``out/work``; yields a :class:`RoundRecord` per round."""
+
+    def __init__(self, cfg: LoopSimConfig, out: str | Path) -> None:
+        cfg.validate()
+        self.cfg, self.out = cfg, Path(out)
+        self.work = self.out / "work"
+        self.initial, self.stream, self.holdout = split_cases(list_cases(cfg.data), cfg)
+        self._holdout_data: list[tuple[Volume, np.ndarray]] | None = None
+
+    # -- helpers --
+    def _train_config(self, steps: int, lr: float, seed: int, replay: float) -> TrainConfig:
+        return TrainConfig(max_steps=int(steps), steps_per_epoch=max(1, int(steps)), batch_size=self.cfg.batch_size,
+                           lr=lr, warmup_steps=min(20, max(1, steps // 10)), patience=0, replay_ratio=replay,
+                           model_spec=dict(self.cfg.model_spec), augment=dict(self.cfg.augment), seed=seed,
+                           device="cpu", num_threads=self.cfg.threads, checkpoint_every_steps=10**9)
+
+    def _train(self, ds: RetrainingDataset, reg: ModelRegistry, from_version: str, cfg: TrainConfig) -> tuple[str, int]:
+        result = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version=from_version))
+        return str(result.version), int(result.steps)
+
+    def holdout_data(self) -> list[tuple[Volume, np.ndarray]]:
+        if self._holdout_data is None:
+            self._holdout_data = [_read(c) for c in self.holdout]
+        return self._holdout_data
+
+    def score(self, model: torch.nn.Module, card: Any) -> tuple[dict[str, float], float]:
+        """Mean Dice per label (and their mean) of a model on the held-out set."""
+        sums = {k: 0.0 for k in self.cfg.labels}
+        data = self.holdout_data()
+        for vol, ref in data:
+            pred = run_generator(predict_volume(model, card, vol, device="cpu"))
+            for k in sums:
+                sums[k] += dice(pred.labels, ref, int(k))
+        per = {self.cfg.labels[k]: v / len(data) for k, v in sums.items()}
+        return per, float(np.mean(list(per.values())))
+
+    def reference_scores(self) -> tuple[dict[str, float], float] | None:
+        if not self.cfg.reference:
+            return None
+        if not (Path(self.cfg.reference) / "card.json").is_file():
+            log.warning("reference model %s not found; no reference line", self.cfg.reference)
+            return None
+        from unet_engine.checkpoint import load_checkpoint
+
+        model, card = load_checkpoint(self.cfg.reference, "cpu")
+        return self.score(model, card)
+
+    def _initial_workspace(self) -> Path:
+        """Train the starting model once (on the ``initial`` cases); each mode copies it."""
+        base = self.work / "initial"
+        if base.exists():
+            shutil.rmtree(base)
+        ds = RetrainingDataset.create(base / "dataset", self.cfg.labels, name="loop-sim", val_fraction=0.0)
+        for c in self.initial:
+            image, label = _read(c)
+            ds.add_case(image, label, case_id=c.id, source_path=c.image)
+        reg = ModelRegistry(base / "registry")
+        cfg = self._train_config(self.cfg.initial_steps, self.cfg.lr_initial, self.cfg.seed, 0.0)
+        version, _ = self._train(ds, reg, "scratch", cfg)
+        (base / "VERSION").write_text(version)
+        return base
+
+    # -- the loop --
+    def run(self, on_record: Callable[[RoundRecord], None] | None = None) -> Iterator[RoundRecord]:
+        if self.cfg.threads:
+            torch.set_num_threads(int(self.cfg.threads))
+        self.work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        base = self._initial_workspace()
+        init_train_s = time.perf_counter() - t0
+        for mode in self.cfg.modes:
+            folder = self.work / mode
+            if folder.exists():
+                shutil.rmtree(folder)
+            shutil.copytree(base, folder)
+            ds, reg = RetrainingDataset(folder / "dataset"), ModelRegistry(folder / "registry")
+            version = (folder / "VERSION").read_text().strip()
+            model, card = reg.load(version, "cpu")
+            t = time.perf_counter()
+            per, mean = self.score(model, card)
+            rec = RoundRecord(mode, 0, len(self.initial), holdout_dice=per, holdout_mean_dice=mean,
+                              train_s=init_train_s, eval_s=time.perf_counter() - t, steps=self.cfg.initial_steps,
+                              version=version)
+            yield rec
+            for r, case in enumerate(self.stream, start=1):
+                rec, version, model, card = self._round(mode, r, case, ds, reg, version, model, card)
+                yield rec
+
+    def _round(self, mode: str, r: int, case: Case, ds: RetrainingDataset, reg: ModelRegistry, version: str,
+               model: torch.nn.Module, card: Any) -> tuple[RoundRecord, str, torch.nn.Module, Any]:
+        image, ref = _read(case)
+        t_round = time.perf_counter()
+        pred = run_generator(predict_volume(model, card, image, device="cpu")).labels
+        predict_s = time.perf_counter() - t_round
+        wrong = pred != ref
+        per_fix = {self.cfg.labels[k]: int(np.count_nonzero((pred == k) != (ref == k))) for k in self.cfg.labels}
+        case_d = {self.cfg.labels[k]: dice(pred, ref, int(k)) for k in self.cfg.labels}
+        ds.add_case(image, ref, edited=wrong, model_version=version, reviewer="loop-sim", case_id=case.id,
+                    source_path=case.image)
+        seed = self.cfg.seed + 1000 * r
+        t_train = time.perf_counter()
+        if mode == "scratch":
+            cfg = self._train_config(self.cfg.steps_per_round, self.cfg.lr_initial, seed, 0.0)
+            new_version, steps = self._train(ds, reg, "scratch", cfg)
+        else:
+            replay = self.cfg.replay_ratio if mode == "finetune" else 0.0
+            cfg = self._train_config(self.cfg.steps_per_round, self.cfg.lr_round, seed, replay)
+            new_version, steps = self._train(ds, reg, version, cfg)
+        train_s = time.perf_counter() - t_train
+        round_s = time.perf_counter() - t_round
+        model, card = reg.load(new_version, "cpu")
+        t_eval = time.perf_counter()
+        per, mean = self.score(model, card)
+        rec = RoundRecord(mode, r, len(ds), case.id, int(np.count_nonzero(wrong)), per_fix, case_d, per, mean,
+                          predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version)
+        log.info("%s round %d: %s, %d voxels to correct, held-out mean Dice %.4f, round %.1fs", mode, r, case.id,
+                 rec.voxels_to_correct, mean, round_s)
+        _drop_version(reg, version)  # keep the temp registry small: only the newest version is needed
+        return rec, new_version, model, card
+
+
+def _drop_version(reg: ModelRegistry, version: str) -> None:
+    try:
+        if version != reg.active:
+            reg.delete(version)
+    except SegLoopError as exc:  # bookkeeping only
+        log.debug("could not delete %s: %s", version, exc)

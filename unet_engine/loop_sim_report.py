@@ -1,0 +1,136 @@
+"""Outputs of ``segloop loop-sim``: the CSV of rounds, the learning-curve PNG, a JSON summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_engine.atomic import atomic_write_json
+from unet_engine.loop_sim import RoundRecord
+
+
+def csv_columns(label_names: list[str]) -> list[str]:
+    cols = ["mode", "round", "corrected_cases", "case_id", "voxels_to_correct"]
+    cols += [f"voxels_to_correct_{n}" for n in label_names]
+    cols += [f"case_dice_{n}" for n in label_names]
+    cols += [f"holdout_dice_{n}" for n in label_names]
+    cols += ["holdout_mean_dice", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
+    return cols
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return "" if v is None else v
+
+
+def record_row(rec: RoundRecord, label_names: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"mode": rec.mode, "round": rec.round, "corrected_cases": rec.corrected_cases,
+                           "case_id": rec.case_id, "voxels_to_correct": rec.voxels_to_correct}
+    for n in label_names:
+        row[f"voxels_to_correct_{n}"] = rec.per_label_to_correct.get(n)
+        row[f"case_dice_{n}"] = rec.case_dice.get(n)
+        row[f"holdout_dice_{n}"] = rec.holdout_dice.get(n)
+    row.update(holdout_mean_dice=rec.holdout_mean_dice, predict_s=rec.predict_s, train_s=rec.train_s,
+               round_s=rec.round_s, eval_s=rec.eval_s, steps=rec.steps, version=rec.version)
+    return {k: _fmt(v) for k, v in row.items()}
+
+
+def write_csv(path: Path, records: list[RoundRecord], label_names: list[str],
+              reference: tuple[dict[str, float], float] | None = None) -> Path:
+    """One row per (mode, round); the reference model (if any) as mode ``reference``, round -1."""
+    rows = [record_row(r, label_names) for r in records]
+    if reference is not None:
+        ref = RoundRecord("reference", -1, 0, holdout_dice=reference[0], holdout_mean_dice=reference[1])
+        rows.append(record_row(ref, label_names))
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=csv_columns(label_names))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
+def _edge_mean(values: list[float], n: int, first: bool) -> float | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return None
+    part = vals[:n] if first else vals[-n:]
+    return float(np.mean(part))
+
+
+def summarize(records: list[RoundRecord], reference: tuple[dict[str, float], float] | None, window: int = 5
+              ) -> dict[str, Any]:
+    """Per mode: start/end held-out Dice, correction effort first vs last rounds, time per round."""
+    out: dict[str, Any] = {}
+    for mode in dict.fromkeys(r.mode for r in records):
+        rs = [r for r in records if r.mode == mode]
+        rounds = [r for r in rs if r.round > 0]
+        w = max(1, min(window, len(rounds) // 2 or 1))
+        effort = [float(r.voxels_to_correct) for r in rounds if r.voxels_to_correct is not None]
+        first, last = _edge_mean(effort, w, True), _edge_mean(effort, w, False)
+        end = rs[-1]
+        d: dict[str, Any] = {
+            "rounds": len(rounds), "start_holdout_dice": rs[0].holdout_dice, "start_holdout_mean_dice": rs[0].holdout_mean_dice,
+            "end_holdout_dice": end.holdout_dice, "end_holdout_mean_dice": end.holdout_mean_dice,
+            "effort_window": w, "effort_first_mean": first, "effort_last_mean": last,
+            "effort_ratio_last_over_first": (last / first) if first and last is not None else None,
+            "round_s_median": float(np.median([r.round_s for r in rounds])) if rounds else None,
+            "round_s_max": float(max(r.round_s for r in rounds)) if rounds else None,
+        }
+        if reference is not None:
+            d["gap_to_reference_mean_dice"] = reference[1] - end.holdout_mean_dice
+            d["gap_to_reference_dice"] = {k: reference[0][k] - end.holdout_dice.get(k, float("nan")) for k in reference[0]}
+        out[mode] = d
+    if reference is not None:
+        out["reference"] = {"holdout_dice": reference[0], "holdout_mean_dice": reference[1]}
+    return out
+
+
+def write_summary(path: Path, config: dict[str, Any], summary: dict[str, Any], cases: dict[str, list[str]]) -> Path:
+    atomic_write_json(path, {"config": config, "cases": cases, "summary": summary})
+    return path
+
+
+def plot(path: Path, records: list[RoundRecord], reference: tuple[dict[str, float], float] | None,
+         title: str = "") -> Path:
+    """Held-out mean Dice and correction effort vs corrected cases, one line per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for mode in dict.fromkeys(r.mode for r in records):
+        rs = [r for r in records if r.mode == mode]
+        ax1.plot([r.corrected_cases for r in rs], [r.holdout_mean_dice for r in rs], marker="o", ms=3, label=mode)
+        rr = [r for r in rs if r.round > 0 and r.voxels_to_correct is not None]
+        # effort for round r is measured with the model trained on corrected_cases - 1 cases
+        ax2.plot([r.corrected_cases - 1 for r in rr], [r.voxels_to_correct for r in rr], marker="o", ms=3, label=mode)
+    if reference is not None:
+        ax1.axhline(reference[1], color="k", ls="--", lw=1, label=f"all-data model ({reference[1]:.3f})")
+        ax1.axhline(reference[1] - 0.03, color="grey", ls=":", lw=1, label="all-data - 0.03")
+    ax1.set_xlabel("corrected cases the model was trained on")
+    ax1.set_ylabel("held-out mean Dice (anterior, posterior)")
+    ax1.set_title("Accuracy on the held-out set")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    ax2.set_xlabel("corrected cases the model was trained on")
+    ax2.set_ylabel("voxels to correct on the next case")
+    ax2.set_title("Correction effort per new case")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
