@@ -130,6 +130,7 @@ def main() -> int:
     ap.add_argument("--platform", default="offscreen")
     ap.add_argument("--train-seconds", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-runs", type=int, default=2, help="run 1 includes one-time warm-up (lazy imports)")
     ap.add_argument("--diagnose", action="store_true", help="sample stacks during stalls > 40 ms")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", args.platform)
@@ -215,11 +216,12 @@ def main() -> int:
     def cancel_when_done() -> bool:
         return lc.train_worker is None
 
-    if args.diagnose:
-        probe.samples.clear()  # the stacks printed below are the fine-tuning phase's
-    s, secs = run_phase(app, probe, lc.start_training, cancel_when_done, timeout_s=args.train_seconds + 120)
-    steps = lc.last_train.steps if lc.last_train is not None else "?"
-    results.append(summary(f"fine-tuning ({steps} steps, 1 thread)", s, secs))
+    for run in range(1, args.train_runs + 1):
+        if args.diagnose:
+            probe.samples.clear()  # the stacks printed below are the last fine-tuning phase's
+        s, secs = run_phase(app, probe, lc.start_training, cancel_when_done, timeout_s=args.train_seconds + 120)
+        steps = lc.last_train.steps if lc.last_train is not None else "?"
+        results.append(summary(f"fine-tuning run {run} ({steps} steps, 1 thread)", s, secs))
     print("\n".join(results))
     if args.diagnose:
         print("stalls > 50 ms in the fine-tuning phase (s after start, ms):",
