@@ -31,6 +31,7 @@ case to the training set, fine-tune, and manage model versions -- all off the GU
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,13 @@ log = logging.getLogger(__name__)
 
 #: Fine-tuning defaults in the app (the budget from the panel sets max_steps / max_minutes).
 APP_TRAIN_CONFIG = dict(num_threads=1, steps_per_epoch=50, val_max_cases=8, checkpoint_every_steps=50)
+
+
+#: GIL switch interval while fine-tuning runs (Python's default is 5 ms). The training thread
+#: runs Python between torch calls; each time the GUI thread needs the GIL back (many times
+#: per repaint) it may wait a full interval, so one plot repaint could stall 100+ ms
+#: (bench/responsiveness_bench.py). A shorter interval hands the GIL back sooner.
+TRAINING_SWITCH_INTERVAL_S = 0.0005
 
 
 def default_dataset_folder() -> Path:
@@ -95,6 +103,7 @@ class LearningController(QtCore.QObject):
         self._infer_token: jobs.WorkerCancelToken | None = None
         self._train_token: jobs.WorkerCancelToken | None = None
         self._pause = threading.Event()
+        self._switch_interval = sys.getswitchinterval()
 
         self.inference_panel = InferencePanel()
         self.training_panel = TrainingPanel()
@@ -406,6 +415,8 @@ class LearningController(QtCore.QObject):
             on_progress=self._on_train_report, on_finished=self._on_train_finished)
         token.worker = worker
         self.train_worker = worker
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(TRAINING_SWITCH_INTERVAL_S)
         return worker
 
     def set_paused(self, paused: bool) -> None:
@@ -442,6 +453,8 @@ class LearningController(QtCore.QObject):
         self.training_finished.emit(res)
 
     def _on_train_finished(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
+        self.training_panel.flush()
         self.train_worker = None
         self._train_token = None
         self._pause.clear()

@@ -26,7 +26,6 @@ from unet_engine.case_identity import content_hash
 from unet_engine.checkpoint import load_checkpoint
 from unet_engine.dataset import RetrainingDataset
 from unet_engine.devices import choose_device
-from unet_engine.errors import DatasetError
 from unet_engine.inference import predict_volume
 from unet_engine.progress import CancelToken, Progress
 from unet_engine.registry import ModelRegistry
@@ -144,11 +143,8 @@ def add_case_job(folder: Path, labels: dict[int, str], volume: Volume, mask: np.
         existing = ds.find_hash(content_hash(volume))
         if existing is not None:
             return AddResult(None, folder, duplicate_of=existing.id)
-    try:
-        cid = ds.add_case(volume, mask, edited=edited, model_version=model_version, reviewer=reviewer,
-                          source_path=volume.source_path, replace=replace)
-    except DatasetError:
-        raise
+    cid = ds.add_case(volume, mask, edited=edited, model_version=model_version, reviewer=reviewer,
+                      source_path=volume.source_path, replace=replace)
     split = ds.get(cid).split
     return AddResult(cid, folder, None, changed, int(mask.size), dice, replace, split)
 

@@ -24,6 +24,37 @@ class SliceCanvas(pg.GraphicsView):
         self._wheel_accum = 0
         self._right_last: QtCore.QPointF | None = None
         self._left_down = False
+        self.info = ""
+        self._info_rect = QtCore.QRect()
+
+    # ----- corner caption ----------------------------------------------------------------
+    def set_info(self, text: str) -> None:
+        """Caption drawn in the top-left corner by :meth:`drawForeground`: part of the
+        view's own paint, so a slice change costs one repaint, not two (a QLabel child
+        here made Qt repaint the view a second time for the label's area)."""
+        if text != self.info:
+            self.info = text
+            area = self._info_rect.adjusted(-2, -2, 80, 2) if not self._info_rect.isNull() else QtCore.QRect(0, 0, 260, 30)
+            # through the scene, so it is batched with the image's own update (one paint)
+            self.scene().update(self.mapToScene(area).boundingRect())
+
+    def drawForeground(self, painter: QtGui.QPainter, rect) -> None:  # noqa: N802 - Qt API
+        super().drawForeground(painter, rect)
+        if not self.info:
+            return
+        painter.save()
+        painter.resetTransform()
+        font = painter.font()
+        font.setPixelSize(11)
+        painter.setFont(font)
+        metrics = QtGui.QFontMetrics(font)
+        box = metrics.boundingRect(self.info).adjusted(-4, -2, 4, 2)
+        box.moveTopLeft(QtCore.QPoint(4, 4))
+        self._info_rect = box
+        painter.fillRect(box, QtGui.QColor(0, 0, 0, 140))
+        painter.setPen(QtGui.QColor(220, 220, 220))
+        painter.drawText(box, int(QtCore.Qt.AlignmentFlag.AlignCenter), self.info)
+        painter.restore()
 
     # ----- helpers ---------------------------------------------------------------------
     def _pos(self, ev) -> QtCore.QPointF:

@@ -50,7 +50,6 @@ MOUSE_HELP: tuple[tuple[str, str], ...] = (
 )
 _LETTER_STYLE = ("color: rgb(255, 220, 80); font-weight: bold; font-size: 13px; "
                  "background: rgba(0, 0, 0, 110); padding: 0px 3px; border-radius: 3px;")
-_INFO_STYLE = "color: rgb(220, 220, 220); font-size: 11px; background: rgba(0, 0, 0, 110); padding: 1px 3px;"
 
 
 class SliceView(QtWidgets.QFrame):
@@ -113,9 +112,7 @@ class SliceView(QtWidgets.QFrame):
             lab.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
             lab.setObjectName(f"letter_{side}")
             self.letter_labels[side] = lab
-        self.info_label = QtWidgets.QLabel(self.plane.capitalize(), self.canvas)
-        self.info_label.setStyleSheet(_INFO_STYLE)
-        self.info_label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.canvas.set_info(self.plane.capitalize())
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setObjectName(f"slider_{self.plane}")
         self.slider.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
@@ -365,11 +362,15 @@ class SliceView(QtWidgets.QFrame):
         self.v_line.setVisible(show)
         self.h_line.setVisible(show)
 
+    @property
+    def info_text(self) -> str:
+        """The corner caption, e.g. ``"Axial  14/26"``."""
+        return self.canvas.info
+
     def _update_info(self) -> None:
         g = self.geometry_
         if g is not None:
-            self.info_label.setText(f"{self.plane.capitalize()}  {self.slice_index + 1}/{g.n_slices}")
-            self.info_label.adjustSize()
+            self.canvas.set_info(f"{self.plane.capitalize()}  {self.slice_index + 1}/{g.n_slices}")
 
     def _apply_options(self, what: str) -> None:
         if what == "opacity":
@@ -393,4 +394,3 @@ class SliceView(QtWidgets.QFrame):
         ll["right"].move(w - ll["right"].width() - m, (h - ll["right"].height()) // 2)
         ll["top"].move((w - ll["top"].width()) // 2, m)
         ll["bottom"].move((w - ll["bottom"].width()) // 2, h - ll["bottom"].height() - m)
-        self.info_label.move(m, m)

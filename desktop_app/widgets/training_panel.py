@@ -87,6 +87,10 @@ class TrainingPanel(QtWidgets.QWidget):
             p.setMinimumSize(220, 160)
             outer.addWidget(p, 1)
         self.dice_curves: dict[str, pg.PlotDataItem] = {}
+        self._redraw = QtCore.QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(250)
+        self._redraw.timeout.connect(self.flush)
         self.start_button.clicked.connect(self.start_requested)
         self.pause_button.toggled.connect(self._on_pause)
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -152,9 +156,16 @@ class TrainingPanel(QtWidgets.QWidget):
         if math.isfinite(loss):
             self._steps.append(step)
             self._losses.append(loss)
-            self.loss_curve.setData(self._steps, self._losses)
+            if not self._redraw.isActive():  # coalesce: at most ~4 curve repaints a second
+                self._redraw.start()
+
+    def flush(self) -> None:
+        """Draw the loss curve now (step reports only schedule a redraw)."""
+        self._redraw.stop()
+        self.loss_curve.setData(self._steps, self._losses)
 
     def on_epoch(self, step: int, val_loss: float | None, val_dice: dict[str, float]) -> None:
+        self.flush()
         if val_loss is not None and math.isfinite(val_loss):
             self._val_loss[0].append(step)
             self._val_loss[1].append(val_loss)

@@ -1,6 +1,6 @@
 """Grab screenshots of the real app with real scans (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/screenshots/take_screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python docs/screenshots/take_screenshots.py
 
 Reads ../shared/data (falls back to tests/data/io); writes docs/screenshots/*.png.
 Each scene opens files through the controller (worker thread, like a user would), waits,
@@ -9,7 +9,9 @@ sets the view, and grabs the main window (or a dialog) once painted.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -41,6 +43,7 @@ def open_files(parts, scan: Path, mask: Path | None = None) -> None:
 
 
 def main() -> int:
+    os.environ.setdefault("SEGLOOP_HOME", tempfile.mkdtemp(prefix="segloop_shots_"))  # never the user's data
     from desktop_app.app import build_app, configure_pyqtgraph
     from desktop_app.settings import Settings
 
@@ -50,7 +53,7 @@ def main() -> int:
     parts = build_app(settings, restore_layout=False)
     parts.controller.ask_discard_changes = lambda: True
     w = parts.window
-    w.resize(1800, 1000)
+    w.resize(1800, 1150)
     w.show()
     settle(app)
     shots: list[str] = []

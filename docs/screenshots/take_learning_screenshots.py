@@ -1,0 +1,79 @@
+"""Screenshots of the fine-tune and model-versions panels with real data (run under Xvfb).
+
+Usage: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/take_learning_screenshots.py
+
+Trains a small 2D U-Net from scratch on 6 hippocampus cases (a few hundred steps, so the
+curves have a shape), fine-tunes it once more from the first version, promotes, compares
+the two on a case, and grabs the "Fine-tune" and "Model versions" docks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
+OUT = ROOT / "docs" / "screenshots"
+
+
+def main() -> int:
+    from PySide6 import QtCore, QtWidgets
+
+    from desktop_app.app import build_app
+    from desktop_app.learning import learning_controller
+    from unet_engine.dataset import import_msd
+
+    hippo = ROOT.parent / "shared" / "data" / "hippocampus"
+    if not (hippo / "imagesTr").is_dir():
+        hippo = ROOT / "tests" / "data" / "hippocampus"
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    parts = build_app(restore_layout=False)
+    parts.window.resize(1500, 950)
+    parts.window.show()
+    lc = learning_controller(parts.window)
+    import_msd(hippo, lc.dataset_folder, labels={1: "anterior", 2: "posterior"}, limit=8)
+    lc.base_config = lc.base_config.replace(
+        model_spec={"base_width": 8, "depth": 3}, steps_per_epoch=20, batch_size=8, lr=3e-3, warmup_steps=10,
+        val_max_cases=2, validate_at_start=True, patience=0, num_threads=2)
+
+    def wait(pred, timeout=900.0):
+        t0 = time.time()
+        while not pred() and time.time() - t0 < timeout:
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            QtCore.QThread.msleep(5)
+
+    for steps in (160, 100):
+        lc.training_panel.set_budget("steps", steps)
+        lc.start_training()
+        wait(lambda: lc.train_worker is None)
+        if steps == 160:
+            lc.promote(lc.last_train.version)
+    parts.controller.open_scan(sorted((hippo / "imagesTr").glob("*.nii.gz"))[-1])
+    wait(lambda: parts.document.image is not None and not parts.controller.workers.is_busy)
+    lc.run_inference()
+    wait(lambda: lc.infer_worker is None)
+    vs = [v.version for v in lc.registry.list()]
+    lc.compare(vs[0], vs[-1])
+    wait(lambda: lc.compare_worker is None)
+    lc.versions_panel.select(vs[-1])
+    for title, name in (("Fine-tune", "finetune_panel.png"), ("Model versions", "versions_panel.png")):
+        dock = parts.window.docks[title]
+        dock.setFloating(True)
+        dock.resize(1100, 380)
+        dock.show()
+        dock.raise_()
+        wait(lambda: False, timeout=0.6)
+        dock.grab().save(str(OUT / name))
+        print("wrote", OUT / name)
+    parts.controller.workers.wait_idle(30_000)
+    parts.controller.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
