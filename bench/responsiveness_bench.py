@@ -1,20 +1,24 @@
 """GUI responsiveness while the learning loop works: event-loop stalls during inference and fine-tuning.
 
 Usage: .venv/bin/python bench/responsiveness_bench.py [--platform offscreen] [--train-seconds 20]
-                                                      [--big spleen|synthetic] [--repeats 3]
+                                                      [--repeats 3] [--train-runs 2] [--no-thread-baseline]
 
 The real app (``build_app``: main window, 3-up views, all panels docked, 1400x900) runs
 offscreen. A QTimer probe fires every 5 ms on the GUI thread; the *stall* of a tick is how
 late it fires (actual gap - 5 ms). Phases, all in the same process:
 
-1. idle baseline (the app doing nothing but the probe);
+1. idle baseline (the app doing nothing but the probe, ``--idle-seconds``; repeated at the end);
 2. inference on a real hippocampus case (MSD Task04, 35x51x35-ish), through the inference
    panel's code path (``LearningController.run_inference``: worker + result applied as one
    undo step + uncertainty map + review stats), repeated;
 3. inference on a bigger volume: the spleen CT of ``../shared/data/formats`` (512x512xN)
    or, with ``--big synthetic``, a 100x256x256 volume;
 4. fine-tuning (``LearningController.start_training``) on a dataset of real hippocampus
-   cases for ``--train-seconds``, with ``num_threads=1`` as the app sets it.
+   cases for ``--train-seconds``: the app runs ``fine_tune`` in a spawned child *process*
+   (``unet_engine.train_process``; torch threads = CPUs - 1) relayed by a thin worker thread;
+5. unless ``--no-thread-baseline``: the same fine-tuning run the old way, ``fine_tune`` in a
+   worker *thread* of the GUI process (``num_threads=1``), feeding the same panel -- the
+   in-run baseline the process figures are compared with.
 
 The model is a random-weight 2D U-Net of the default architecture (``ModelSpec()``: base
 width 16, depth 4) unless the bundled default model exists (then that one). Timing is
@@ -131,6 +135,9 @@ def main() -> int:
     ap.add_argument("--train-seconds", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-runs", type=int, default=2, help="run 1 includes one-time warm-up (lazy imports)")
+    ap.add_argument("--idle-seconds", type=float, default=10.0, help="length of each idle baseline phase")
+    ap.add_argument("--no-thread-baseline", action="store_true",
+                    help="skip the old in-process training thread run (the in-run baseline)")
     ap.add_argument("--diagnose", action="store_true", help="sample stacks during stalls > 40 ms")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", args.platform)
@@ -179,11 +186,12 @@ def main() -> int:
         wait_events(app, 0.5)
 
     print(f"# responsiveness bench: {model_note}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"device {lc.inference_panel.device_label.text()}")
+          f"device {lc.inference_panel.device_label.text()}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     results = []
     if args.diagnose:
         probe.watch()
-    idle, secs = run_phase(app, probe, lambda: None, lambda: False, timeout_s=3.0)
+    idle, secs = run_phase(app, probe, lambda: None, lambda: False, timeout_s=args.idle_seconds)
     results.append(summary("idle baseline", idle, secs))
 
     small = read_volume(cases[-1])
@@ -216,18 +224,59 @@ def main() -> int:
     def cancel_when_done() -> bool:
         return lc.train_worker is None
 
+    from unet_engine.train_process import default_train_threads
+
+    proc_stalls: list[float] = []
     for run in range(1, args.train_runs + 1):
         if args.diagnose:
             probe.samples.clear()  # the stacks printed below are the last fine-tuning phase's
+        lc.last_train = None
         s, secs = run_phase(app, probe, lc.start_training, cancel_when_done, timeout_s=args.train_seconds + 120)
+        proc_stalls += s
         steps = lc.last_train.steps if lc.last_train is not None else "?"
-        results.append(summary(f"fine-tuning run {run} ({steps} steps, 1 thread)", s, secs))
+        results.append(summary(f"fine-tune process run {run} ({steps} st, {default_train_threads()} thr)", s, secs))
+    if not args.no_thread_baseline:
+        from desktop_app.learning_jobs import WorkerCancelToken
+        from unet_engine.dataset import RetrainingDataset
+        from unet_engine.registry import ModelRegistry
+        from unet_engine.training import fine_tune
+
+        def thread_job(config, folder, root, cancel):
+            return (yield from fine_tune(config, dataset=RetrainingDataset(folder), registry=ModelRegistry(root),
+                                         cancel=cancel))
+
+        box: dict = {}
+
+        def start_thread_run() -> None:
+            lc.training_panel.reset()
+            lc.training_panel.set_running(True)
+            box["done"], box["res"] = False, None
+            parts.controller.workers.start(
+                thread_job, lc.base_config.replace(num_threads=1), lc.dataset_folder, lc.registry.root,
+                WorkerCancelToken(), description="Fine-tuning (thread baseline)",
+                on_progress=lc._on_train_report, on_result=lambda r: box.update(res=r),
+                on_finished=lambda: box.update(done=True))
+
+        s, secs = run_phase(app, probe, start_thread_run, lambda: box.get("done", False),
+                            timeout_s=args.train_seconds + 120)
+        lc.training_panel.set_running(False)
+        steps = box["res"].steps if box.get("res") is not None else "?"
+        results.append(summary(f"fine-tune THREAD baseline ({steps} st, 1 thr)", s, secs))
+        if proc_stalls and s:
+            p = np.asarray(proc_stalls)
+            t = np.asarray(s)
+            results.append(f"process vs thread: max {p.max():.1f} vs {t.max():.1f} ms, "
+                           f"p99 {np.percentile(p, 99):.1f} vs {np.percentile(t, 99):.1f} ms, "
+                           f">50ms ticks {int((p > 50).sum())} vs {int((t > 50).sum())}")
+    idle, secs = run_phase(app, probe, lambda: None, lambda: False, timeout_s=args.idle_seconds)
+    results.append(summary("idle baseline (again, at the end)", idle, secs))
     print("\n".join(results))
     if args.diagnose:
         print("stalls > 50 ms in the fine-tuning phase (s after start, ms):",
               ", ".join(f"{t:.2f}s:{ms:.0f}" for t, ms in probe.big))
         for where, n in probe.samples.most_common(25):
             print(f"{n:5d}  {where}")
+    print(f"# load average at the end: {os.getloadavg()[0]:.1f}")
     parts.controller.workers.wait_idle(30_000)
     parts.controller.shutdown()
     return 0

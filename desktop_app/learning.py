@@ -21,9 +21,11 @@ case to the training set, fine-tune, and manage model versions -- all off the GU
   to ``segloop_home()/datasets/default`` (created with the card's labels); a duplicate
   scan asks to replace; the voxels changed and Dice per label are logged
   (:mod:`desktop_app.state.effort`) and shown.
-* **Fine-tune**: a worker drives ``fine_tune`` with ``num_threads=1`` (the GUI keeps a
-  core); pause/resume/cancel; live curves; the new version shows in the versions panel.
-* **Compare**: both versions run on the open scan in a worker; where they disagree is
+* **Fine-tune** (:mod:`desktop_app.training_controller`): ``fine_tune`` runs in a separate
+  *process* (spawned; torch uses all CPUs but one), relayed by a thin worker thread;
+  pause/resume/cancel; live curves; the new version shows in the versions panel.
+* **Versions** (:mod:`desktop_app.versions_controller`): promote / roll back / delete in a
+  worker; compare runs both versions on the open scan in a worker; where they disagree is
   shown with the uncertainty heat layer (it replaces the uncertainty map until the next
   prediction), with the Dice between them per label.
 """
@@ -31,8 +33,6 @@ case to the training set, fine-tune, and manage model versions -- all off the GU
 from __future__ import annotations
 
 import logging
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ from desktop_app import learning_jobs as jobs
 from desktop_app.state.effort import EffortLog, EffortRecord
 from desktop_app.state.labels import Label
 from desktop_app.state.review import ReviewState
+from desktop_app.training_controller import TrainingMixin
+from desktop_app.versions_controller import VersionsMixin
 from desktop_app.viewer.slice_geometry import world_axis_assignment
 from desktop_app.widgets.effort_chart import EffortChart
 from desktop_app.widgets.inference_panel import InferencePanel
@@ -58,27 +60,23 @@ from unet_engine.train_config import TrainConfig
 log = logging.getLogger(__name__)
 
 #: Fine-tuning defaults in the app (the budget from the panel sets max_steps / max_minutes).
-APP_TRAIN_CONFIG = dict(num_threads=1, steps_per_epoch=50, val_max_cases=8, checkpoint_every_steps=50)
-
-
-#: GIL switch interval while fine-tuning runs (Python's default is 5 ms). The training thread
-#: runs Python between torch calls; each time the GUI thread needs the GIL back (many times
-#: per repaint) it may wait a full interval, so one plot repaint could stall 100+ ms
-#: (bench/responsiveness_bench.py). A shorter interval hands the GIL back sooner.
-TRAINING_SWITCH_INTERVAL_S = 0.0005
+#: ``num_threads=None``: the training process uses all CPUs but one
+#: (:func:`unet_engine.train_process.default_train_threads`), leaving one to the GUI.
+APP_TRAIN_CONFIG = dict(num_threads=None, steps_per_epoch=50, val_max_cases=8, checkpoint_every_steps=50)
 
 
 def default_dataset_folder() -> Path:
     return segloop_home() / "datasets" / "default"
 
 
-class LearningController(QtCore.QObject):
+class LearningController(TrainingMixin, VersionsMixin, QtCore.QObject):
     """Inference, review, dataset, fine-tuning and versions, wired to the window."""
 
     prediction_applied = QtCore.Signal(object)  # InferenceResult
     case_added = QtCore.Signal(object)  # AddResult
     training_finished = QtCore.Signal(object)  # TrainResult
     comparison_done = QtCore.Signal(object)  # CompareResult
+    registry_changed = QtCore.Signal(str, object)  # action ("promote" / "rollback" / "delete"), version
 
     def __init__(self, window, controller, document, editing, registry: ModelRegistry | None = None) -> None:
         super().__init__(window)
@@ -97,13 +95,10 @@ class LearningController(QtCore.QObject):
         self.review = ReviewState.empty()
         self.last_add: jobs.AddResult | None = None
         self._retry_replace = False
-        self.last_train: Any = None
-        self.last_compare: jobs.CompareResult | None = None
-        self.infer_worker = self.add_worker = self.train_worker = self.compare_worker = None
+        self.infer_worker = self.add_worker = None
         self._infer_token: jobs.WorkerCancelToken | None = None
-        self._train_token: jobs.WorkerCancelToken | None = None
-        self._pause = threading.Event()
-        self._switch_interval = sys.getswitchinterval()
+        self._init_training()
+        self._init_versions()
 
         self.inference_panel = InferencePanel()
         self.training_panel = TrainingPanel()
@@ -115,6 +110,9 @@ class LearningController(QtCore.QObject):
         window.add_panel("Correction effort", self.effort_chart, "bottom", tabify_with="Fine-tune")
         window.docks["Fine-tune"].raise_()
         self._connect()
+        app = QtCore.QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown_training)
         self.refresh_model()
         self.refresh_versions()
         self._update_enabled()
@@ -375,176 +373,6 @@ class LearningController(QtCore.QObject):
         self.window.show_message(text.replace("\n", " · "), 10000)
         self.case_added.emit(res)
 
-    # ----- fine-tuning -----------------------------------------------------------------------
-    def training_config(self) -> TrainConfig:
-        unit, value = self.training_panel.budget()
-        if unit == "minutes":
-            return self.base_config.replace(max_minutes=float(value))
-        return self.base_config.replace(max_steps=int(value), steps_per_epoch=min(int(value),
-                                                                                   self.base_config.steps_per_epoch))
-
-    def start_training(self):
-        tp = self.training_panel
-        if self.train_worker is not None:
-            return None
-        if not (self.dataset_folder / "dataset.json").is_file():
-            tp.set_status("No training set yet: correct a case and press 'Add to training set' first.")
-            return None
-        config = self.training_config()
-        path = self.model_path()
-        version = self.version_of(path)
-        if path is None or self.requested_model is None:
-            start = None  # active version, else bundled default, else scratch
-        elif path.parent.resolve() == self.registry.versions_dir.resolve():
-            start = path.name
-        else:
-            start = str(path)
-        self._pause.clear()
-        token = jobs.WorkerCancelToken()
-        self._train_token = token
-        tp.reset()
-        unit, value = tp.budget()
-        tp.set_time_budget(value * 60.0 if unit == "minutes" else None)
-        tp.set_running(True)
-        tp.set_status(f"Starting from {version or 'scratch'}…")
-        worker = self.controller.workers.start(
-            jobs.train_job, config, self.dataset_folder, self.registry.root, start, self._pause, token,
-            description="Fine-tuning",
-            on_result=lambda res: self._guard("Could not finish fine-tuning", self._on_trained, res),
-            on_error=lambda exc: self._job_error("Fine-tuning failed", exc, tp.set_status),
-            on_progress=self._on_train_report, on_finished=self._on_train_finished)
-        token.worker = worker
-        self.train_worker = worker
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(TRAINING_SWITCH_INTERVAL_S)
-        return worker
-
-    def set_paused(self, paused: bool) -> None:
-        if paused:
-            self._pause.set()
-        else:
-            self._pause.clear()
-            if self.train_worker is not None:
-                self.training_panel.set_status("Resuming…")
-
-    def cancel_training(self) -> None:
-        if self._train_token is not None and self.train_worker is not None:
-            self._train_token.cancel()
-            self._pause.clear()
-
-    def _on_train_report(self, rep) -> None:
-        tp = self.training_panel
-        if hasattr(rep, "loss"):  # StepReport
-            tp.on_step(rep.step, rep.total_steps, rep.loss, rep.elapsed_s, rep.paused)
-        else:  # EpochReport
-            tp.on_epoch(rep.step, rep.val_loss, rep.val_dice or {})
-
-    def _on_trained(self, res) -> None:
-        self.last_train = res
-        mean = res.metrics.get("val_mean_dice")
-        dice = f", val mean Dice {mean:.3f}" if isinstance(mean, (int, float)) else ""
-        self.training_panel.set_status(f"Done ({res.stopped}, {res.steps} steps{dice}): new version {res.version}. "
-                                       "Promote it in Model versions to use it.")
-        self.training_panel.progress.setValue(1000)
-        self.refresh_versions()
-        if res.version:
-            self.versions_panel.select(res.version)
-        self.window.show_message(f"Fine-tuning finished: new model version {res.version}", 10000)
-        self.training_finished.emit(res)
-
-    def _on_train_finished(self) -> None:
-        sys.setswitchinterval(self._switch_interval)
-        self.training_panel.flush()
-        self.train_worker = None
-        self._train_token = None
-        self._pause.clear()
-        self.training_panel.set_running(False)
-
-    # ----- versions ------------------------------------------------------------------------------
-    def refresh_versions(self) -> None:
-        try:
-            versions = self.registry.list()
-        except SegLoopError as exc:
-            self.versions_panel.set_compare_text(f"Could not read the model registry: {exc}")
-            return
-        names = [lab.name for _v, lab in sorted(self.document.labels.labels.items())]
-        self.versions_panel.set_versions(versions, names)
-
-    def _registry_action(self, title: str, func, *args) -> bool:
-        try:
-            func(*args)
-        except SegLoopError as exc:
-            self.controller.show_error(title, exc)
-            return False
-        self.requested_model = None  # the registry's active version now drives inference
-        self.refresh_versions()
-        self.refresh_model()
-        return True
-
-    def promote(self, version: str) -> bool:
-        ok = self._registry_action("Could not promote", self.registry.promote, version)
-        if ok:
-            self.window.show_message(f"{version} is now the active model", 6000)
-        return ok
-
-    def rollback(self) -> bool:
-        ok = self._registry_action("Could not roll back", self.registry.rollback)
-        if ok:
-            self.window.show_message(f"Rolled back: {self.registry.active} is the active model", 6000)
-        return ok
-
-    def ask_delete(self, version: str) -> bool:
-        """Blocking confirmation (tests replace this method)."""
-        answer = QtWidgets.QMessageBox.question(
-            self.window, "Delete model version", f"Delete model version {version}? This cannot be undone.",
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-            QtWidgets.QMessageBox.StandardButton.No)
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
-
-    def delete_version(self, version: str) -> bool:
-        if not self.ask_delete(version):
-            return False
-        return self._registry_action("Could not delete", self.registry.delete, version)
-
-    def compare(self, a: str, b: str):
-        """Run versions ``a`` and ``b`` on the open scan; show where they disagree."""
-        doc, vp = self.document, self.versions_panel
-        if doc.image is None:
-            vp.set_compare_text("Open a scan to compare two versions on it.")
-            return None
-        if self.compare_worker is not None:
-            return None
-        volume = doc.image
-        token = jobs.WorkerCancelToken()
-        vp.set_busy(True)
-        vp.set_compare_text(f"Running {a} and {b} on the scan…")
-
-        def finished() -> None:
-            self.compare_worker = None
-            vp.set_busy(False)
-
-        worker = self.controller.workers.start(
-            jobs.compare_job, self.registry.root, a, b, volume, cancel=token, description=f"Comparing {a} and {b}",
-            on_result=lambda res: self._guard("Could not compare", self._on_compared, res, volume),
-            on_error=lambda exc: self._job_error("Could not compare", exc, vp.set_compare_text),
-            on_progress=lambda p: vp.set_compare_text(f"Comparing: {p.message} ({100 * p.fraction:.0f} %)"),
-            on_finished=finished)
-        token.worker = worker
-        self.compare_worker = worker
-        return worker
-
-    def _on_compared(self, res: jobs.CompareResult, volume) -> None:
-        self.last_compare = res
-        dice = ", ".join(f"{k} {v:.3f}" for k, v in res.dice.items())
-        pct = 100.0 * res.voxels_differ / max(1, res.difference.size)
-        self.versions_panel.set_compare_text(
-            f"{res.a} vs {res.b}: {res.voxels_differ:,} voxels differ ({pct:.2f} %), shown as the heat overlay. "
-            f"Dice between them: {dice}")
-        if self.document.image is volume:
-            self.document.set_uncertainty(res.difference)
-            self.controller.options.set("uncertainty_visible", True)
-        self.comparison_done.emit(res)
-
     # ----- helpers -------------------------------------------------------------------------
     def _guard(self, title: str, func, *args) -> None:
         try:
@@ -561,7 +389,7 @@ class LearningController(QtCore.QObject):
 
     def is_busy(self) -> bool:
         return any(w is not None for w in (self.infer_worker, self.add_worker, self.train_worker,
-                                           self.compare_worker))
+                                           self.compare_worker, self.registry_worker))
 
 
 def _quick_device() -> str:

@@ -5,7 +5,11 @@ Each job gets copies of what it needs and returns a small result object; the GUI
 :class:`~unet_engine.progress.Progress` (or training reports) for the progress bar and
 stop at the next check when their :class:`WorkerCancelToken` fires -- either because the
 user pressed Cancel or because the worker was asked to quit (window close, shutdown),
-which also ends a *paused* fine-tuning run (``fine_tune`` polls the token while paused).
+which also ends a *paused* fine-tuning run.
+
+Fine-tuning itself runs in a separate process (:mod:`unet_engine.train_process`): a training
+thread in the GUI process held the GIL long enough to stall the event loop 100-270 ms;
+:func:`train_job` is only the thin thread that relays the child's reports.
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ from unet_engine.case_identity import content_hash
 from unet_engine.checkpoint import load_checkpoint
 from unet_engine.dataset import RetrainingDataset
 from unet_engine.devices import choose_device
+from unet_engine.errors import CancelledError
 from unet_engine.inference import predict_volume
 from unet_engine.progress import CancelToken, Progress
 from unet_engine.registry import ModelRegistry
-from unet_engine.training import fine_tune
+from unet_engine.train_process import STOP_TIMEOUT_S, TrainingProcess, start_training_process
+from unet_engine.training import EpochReport, StepReport, TrainResult  # noqa: F401 - unpickled in this process
 from unet_engine.volume import Volume
 
 # The engine modules are imported here, at app start, not lazily in the worker: an import
 # in a worker thread compiles/executes module code holding the GIL for 100+ ms, which
 # stalled the GUI thread at the start of the first fine-tuning run (bench/responsiveness_bench.py).
+# (unet_engine.training is imported for the report classes the training process sends back.)
 
 log = logging.getLogger(__name__)
 
@@ -182,19 +189,63 @@ def compare_job(registry_root: Path, a: str, b: str, volume: Volume, cancel: Can
     return CompareResult(a, b, diff, changed, dice)
 
 
-# ----- fine-tune -------------------------------------------------------------------------------
-def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_version: str | None,
-              pause: threading.Event, cancel: CancelToken):
-    """Drive :func:`unet_engine.training.fine_tune`; yields its reports, returns its TrainResult.
+# ----- fine-tune (in a child process) ------------------------------------------------------------
+@dataclass
+class ProcessSlot:
+    """Where :func:`train_job` puts the :class:`TrainingProcess` it starts, so the GUI can stop it
+    even when the worker is abandoned between two reports (quit() during a yield)."""
 
-    ``config.num_threads`` (1 by default in the app) keeps the CPU free for the GUI; torch's
-    thread count is restored afterwards.
+    process: TrainingProcess | None = None
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        proc = self.process
+        if proc is not None and (proc.is_alive() or not proc.done):
+            proc.stop(timeout_s)
+
+
+def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_version: str | None,
+              pause: threading.Event, cancel: CancelToken, *, segloop_home: Path | None = None,
+              slot: ProcessSlot | None = None, poll_s: float = 0.05, stop_timeout_s: float = 8.0):
+    """Run :func:`unet_engine.training.fine_tune` in a spawned child process
+    (:mod:`unet_engine.train_process`); yields its reports, returns its TrainResult.
+
+    This worker thread only waits on the report queue (the GIL is free while it waits), forwards
+    ``pause`` to the child every ``poll_s`` and, when ``cancel`` fires (Cancel, window close,
+    worker quit), cancels the child and waits ``stop_timeout_s`` before terminating it. Child
+    errors are re-raised here as the same SegLoop error class (a death as TrainingProcessError).
     """
-    before = torch.get_num_threads()
+    proc = start_training_process(config, dataset_folder, registry_root, from_version, segloop_home=segloop_home)
+    if slot is not None:
+        slot.process = proc
     try:
-        ds = RetrainingDataset(dataset_folder)
-        reg = ModelRegistry(registry_root)
-        return (yield from fine_tune(config, dataset=ds, registry=reg, from_version=from_version, pause=pause,
-                                     cancel=cancel))
+        while not proc.done:
+            if cancel.cancelled:
+                proc.stop(stop_timeout_s)  # no more yields: the worker may have been asked to quit
+                break
+            if pause.is_set() != proc.paused:
+                proc.pause() if pause.is_set() else proc.resume()
+            for item in proc.poll(timeout=poll_s):
+                yield item
     finally:
-        torch.set_num_threads(before)
+        proc.stop(stop_timeout_s)  # a no-op once the child has exited; cancel -> join -> terminate otherwise
+    if proc.error is not None:
+        raise proc.error.to_exception()
+    if proc.result is None:
+        raise CancelledError("fine-tuning cancelled")
+    return proc.result
+
+
+# ----- model versions ------------------------------------------------------------------------------
+def registry_job(registry_root: Path, action: str, version: str | None = None) -> str | None:
+    """``promote`` / ``rollback`` / ``delete`` a registry version; returns the version concerned
+    (the new active one for rollback). Runs in a worker: the registry lock may be held by a
+    training process registering its new version."""
+    reg = ModelRegistry(registry_root)
+    if action == "promote":
+        return reg.promote(str(version)).version
+    if action == "rollback":
+        return reg.rollback().version
+    if action == "delete":
+        reg.delete(str(version))
+        return version
+    raise ValueError(f"unknown registry action {action!r}")

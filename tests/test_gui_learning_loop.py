@@ -2,9 +2,17 @@
 open -> predict (worker) -> review -> paint -> add to the training set -> fine-tune a few
 steps -> the new version appears -> promote -> predict again; plus pause/resume/cancel,
 comparing versions and the "no model" state. Tiny budgets keep the file well under 90 s.
+
+Fine-tuning runs in a spawned child process (unet_engine.train_process); every test checks
+that no child process and no Python thread it started is left when it ends. Promote / roll
+back run in a worker, so the test waits for ``registry_worker``.
 """
 
 from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +21,26 @@ from PySide6 import QtWidgets
 from tests.train_helpers import HIPPO, LABELS, tiny_config, tiny_model
 
 CASE = HIPPO / "imagesTr" / "hippocampus_320.nii.gz"  # not among the 3 cases pre-imported below
+
+
+@pytest.fixture(autouse=True)
+def _no_process_or_thread_left():
+    """Fail when a training process or a Python thread started by the test outlives it
+    (QThreads and superqt workers are checked by conftest)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and (mp.active_children() or _new_threads(before)):
+        time.sleep(0.05)
+    assert mp.active_children() == [], f"training process(es) left running: {mp.active_children()}"
+    assert not _new_threads(before), f"threads left running: {_new_threads(before)}"
+
+
+def _new_threads(before):
+    """Python threads started since ``before`` and still running (Qt's own pool threads that
+    merely ran Python code show up as ``_DummyThread`` and are checked by conftest instead)."""
+    return [t.name for t in set(threading.enumerate()) - before
+            if t.is_alive() and not isinstance(t, threading._DummyThread)]
 
 
 @pytest.fixture
@@ -135,8 +163,9 @@ def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
     assert cmp is not None and set(cmp.dice) == {"anterior", "posterior"}
     assert doc.uncertainty is cmp.difference and int(cmp.difference.sum()) == cmp.voxels_differ
 
-    # promote: the active version now drives inference
-    assert lc.promote("v0002")
+    # promote (in a worker): the active version now drives inference
+    assert lc.promote("v0002") is not None
+    qtbot.waitUntil(lambda: lc.registry_worker is None, timeout=20_000)
     assert lc.registry.active == "v0002" and "v0002" in lc.inference_panel.model_label.text()
     table = lc.versions_panel.table
     assert table.item(lc.versions_panel.row_of("v0002"), 0).text() == "●"
@@ -148,7 +177,9 @@ def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
     assert editing.undo()  # the second prediction is one undo step
     assert not np.array_equal(doc.mask, second)
     # roll back returns to v0001
-    assert lc.rollback() and lc.registry.active == "v0001"
+    assert lc.rollback() is not None
+    qtbot.waitUntil(lambda: lc.registry_worker is None, timeout=20_000)
+    assert lc.registry.active == "v0001" and "v0001" in lc.inference_panel.model_label.text()
     assert not lc.is_busy()
 
 
@@ -201,8 +232,38 @@ def test_close_while_paused_stops_the_training_worker(qtbot, segloop_app, tiny_c
     lc.start_training()
     qtbot.waitUntil(lambda: len(lc.training_panel._losses) >= 1, timeout=30_000)
     lc.set_paused(True)
-    assert parts.controller.workers.shutdown(15_000)  # quit() reaches the paused run through its token
+    qtbot.waitUntil(lambda: "Paused" in lc.training_panel.status_label.text(), timeout=20_000)
+    proc = lc._train_slot.process
+    assert proc is not None and proc.is_alive()
+    assert parts.controller.workers.shutdown(15_000)  # quit() -> token -> the child is cancelled and joined
     assert lc.train_worker is None
+    assert not proc.is_alive() and proc.exitcode == 0  # it stopped by itself (state saved), not terminated
+    assert [v.version for v in lc.registry.list()] == ["v0001"]
+
+
+def test_a_training_process_that_dies_is_reported_in_the_panel(qtbot, segloop_app, tiny_checkpoint):
+    import os
+    import signal
+
+    from unet_engine.dataset import import_msd
+
+    parts = segloop_app
+    lc = _learning(parts)
+    lc.registry.import_checkpoint(tiny_checkpoint, promote=True)
+    import_msd(HIPPO, lc.dataset_folder, labels=LABELS, limit=2)
+    lc.base_config = tiny_config(model_spec=None, validate_at_start=False)
+    lc.training_panel.set_budget("steps", 500)
+    errors = []
+    parts.controller.show_error = lambda title, exc: errors.append((title, str(exc)))
+    lc.start_training()
+    qtbot.waitUntil(lambda: len(lc.training_panel._losses) >= 1, timeout=30_000)
+    os.kill(lc._train_slot.process.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: lc.train_worker is None, timeout=30_000)
+    status = lc.training_panel.status_label.text()
+    assert "stopped unexpectedly" in status and "SIGKILL" in status, status
+    assert errors and errors[0][0] == "Fine-tuning failed"
+    assert lc.training_panel.start_button.isEnabled()
+    assert [v.version for v in lc.registry.list()] == ["v0001"] and lc.registry.active == "v0001"
 
 
 def test_no_model_is_said_clearly_and_inference_can_be_cancelled(qtbot, segloop_app, tiny_checkpoint, monkeypatch):

@@ -33,6 +33,7 @@ def test_views_show_the_cursor_slices_with_overlay(segloop_app):
         t = view.image_item.transform()
         assert (t.m11(), t.m22()) == pytest.approx((g.col_spacing, g.row_spacing))
     assert parts.window_level.preset == "Soft tissue"
+    assert parts.grid.views["axial"].info_text == f"Axial  {doc.cursor[0] + 1}/{vol.shape[0]}"
     k, j, i = doc.cursor
     assert f"Voxel (i, j, k) = ({i}, {j}, {k})" in parts.window.position_label.text()
     assert f"Value {vol.array[k, j, i]}" in parts.window.position_label.text()

@@ -1,6 +1,7 @@
 """The "Model versions" panel: the registry as a table, promote / roll back / delete / compare.
 
-A view only; :class:`desktop_app.learning.LearningController` talks to the registry.
+A view only; :class:`desktop_app.learning.LearningController` talks to the registry (its
+promote / roll back / delete run in a worker: the buttons are disabled meanwhile).
 Select one row to promote or delete it, two rows to compare them on the open scan.
 """
 
@@ -122,18 +123,22 @@ class VersionsPanel(QtWidgets.QWidget):
     def set_compare_text(self, text: str) -> None:
         self.compare_label.setText(text)
 
-    def set_busy(self, busy: bool) -> None:
+    def set_busy(self, busy: bool, registry: bool = False) -> None:
+        """``busy``: a comparison runs (Compare disabled); ``registry``: a promote / roll back /
+        delete runs in a worker (those three disabled until it ends)."""
         self._busy = busy
+        self._registry_busy = registry
         self._update_buttons()
 
     # ----- internals ------------------------------------------------------------------------
     def _update_buttons(self) -> None:
         n = len(self.selected_versions())
         busy = getattr(self, "_busy", False)
-        self.promote_button.setEnabled(n == 1)
-        self.delete_button.setEnabled(n == 1)
+        reg_busy = getattr(self, "_registry_busy", False)
+        self.promote_button.setEnabled(n == 1 and not reg_busy)
+        self.delete_button.setEnabled(n == 1 and not reg_busy)
         self.compare_button.setEnabled(n == 2 and not busy)
-        self.rollback_button.setEnabled(len(self._versions) > 1)
+        self.rollback_button.setEnabled(len(self._versions) > 1 and not reg_busy)
 
     def _one(self, signal: QtCore.SignalInstance) -> None:
         sel = self.selected_versions()
