@@ -134,3 +134,30 @@ def plot(path: Path, records: list[RoundRecord], reference: tuple[dict[str, floa
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def records_from_csv(path: Path, label_names: list[str]) -> list[RoundRecord]:
+    """The rounds of a written ``loop_sim.csv`` (reference rows left out), for re-plotting."""
+    def num(v: str, cast: Any = float) -> Any:
+        return None if v == "" else cast(float(v)) if cast is int else cast(v)
+
+    out = []
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["mode"] == "reference":
+                continue
+            rec = RoundRecord(row["mode"], int(row["round"]), int(row["corrected_cases"]), row["case_id"],
+                              num(row["voxels_to_correct"], int))
+            for n in label_names:
+                if row.get(f"voxels_to_correct_{n}"):
+                    rec.per_label_to_correct[n] = int(float(row[f"voxels_to_correct_{n}"]))
+                if row.get(f"case_dice_{n}"):
+                    rec.case_dice[n] = float(row[f"case_dice_{n}"])
+                if row.get(f"holdout_dice_{n}"):
+                    rec.holdout_dice[n] = float(row[f"holdout_dice_{n}"])
+            rec.holdout_mean_dice = num(row["holdout_mean_dice"]) if row["holdout_mean_dice"] else float("nan")
+            for k in ("predict_s", "train_s", "round_s", "eval_s"):
+                setattr(rec, k, float(row[k] or 0.0))
+            rec.steps, rec.version = int(float(row["steps"] or 0)), row["version"]
+            out.append(rec)
+    return out

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1 is steadiest on a shared machine)")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary datasets and registries")
+    p.add_argument("--replot", action="store_true",
+                   help="no simulation: re-score the reference on the held-out set of the run in --out (its "
+                        "summary.json) and rewrite the CSV, PNG and summary")
     p.set_defaults(func=run)
 
 
@@ -104,10 +107,44 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
                          holdout_ids=holdout_ids, seed=args.seed, threads=args.threads)
 
 
+def replot(args: argparse.Namespace) -> int:
+    """Rewrite the outputs of an earlier run (e.g. after the reference model changed)."""
+    from unet_engine import loop_sim_report as report
+    from unet_engine.errors import SegLoopError
+    from unet_engine.loop_sim import LoopSimConfig, LoopSimulation
+
+    out = Path(args.out)
+    try:
+        saved = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SegLoopError(f"loop-sim --replot: no readable summary.json ({exc})", out) from None
+    d = dict(saved["config"])
+    d["labels"] = {int(k): v for k, v in d["labels"].items()}
+    if args.reference != "default" or _reference("default"):
+        d["reference"] = _reference(args.reference)
+    cfg = LoopSimConfig(**d)
+    sim = LoopSimulation(cfg, out)
+    if [c.id for c in sim.holdout] != saved["cases"]["holdout"]:
+        raise SegLoopError("loop-sim --replot: the held-out cases differ from the saved run's", out)
+    names = [cfg.labels[k] for k in sorted(cfg.labels)]
+    records = report.records_from_csv(out / "loop_sim.csv", names)
+    reference = sim.reference_scores()
+    report.write_csv(out / "loop_sim.csv", records, names, reference)
+    title = (f"loop-sim: start {cfg.initial} cases/{cfg.initial_steps} steps, {cfg.steps_per_round} steps/round, "
+             f"{len(sim.holdout)} held-out cases, seed {cfg.seed}")
+    report.plot(out / "loop_sim.png", records, reference, title)
+    report.write_summary(out / "summary.json", cfg.to_dict(), report.summarize(records, reference), saved["cases"])
+    if reference is not None:
+        print(f"reference {cfg.reference}: held-out mean Dice {reference[1]:.4f}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from unet_engine import loop_sim_report as report
     from unet_engine.loop_sim import LoopSimulation
 
+    if args.replot:
+        return replot(args)
     cfg = build_config(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
