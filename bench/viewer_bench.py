@@ -98,6 +98,8 @@ def bench_slices(app, repeats: int) -> dict[str, list[float]]:
     for _ in range(5):
         app.processEvents()
     views = parts.grid.views
+    print("window %dx%d, view canvases: %s" % (parts.window.width(), parts.window.height(), ", ".join(
+        f"{p} {v.canvas.width()}x{v.canvas.height()}" for p, v in views.items())))
     items = {p: [v.image_item, v.overlay_item] for p, v in views.items()}
     doc = parts.document
     out: dict[str, list[float]] = {}

@@ -51,12 +51,15 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
     grid = ViewGrid(document, options)
     window_level = WindowLevelWidget()
     overlay_panel = OverlayPanel(document, options)
-    window = MainWindow(grid, {"Window / level": (window_level, "right"), "Labels": (overlay_panel, "right")})
+    window = MainWindow(grid)
+    window.add_panel("Window / level", window_level, "right")
+    window.add_panel("Labels", overlay_panel, "right", tabify_with="Window / level")
+    window.docks["Window / level"].raise_()
     options.setParent(window)
     controller = Controller(window, document, grid, window_level, overlay_panel, options, settings)
     editing = EditingController(window, controller, document, grid)  # tools, undo, labels, autosave (owned by window)
     LearningController(window, controller, document, editing)  # inference, review, dataset, fine-tune, versions
-    _default_dock_sizes(window)
+    window.fit_docks()
     if restore_layout:
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
@@ -67,12 +70,6 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
         if layout in ("3-up", "axial", "coronal", "sagittal"):
             grid.set_layout(layout)
     return App(window, controller, document, grid, window_level, overlay_panel, options)
-
-
-def _default_dock_sizes(window: MainWindow) -> None:
-    docks = [window.docks["Window / level"], window.docks["Labels"]]
-    window.resizeDocks(docks, [300, 300], QtCore.Qt.Orientation.Horizontal)
-    window.resizeDocks(docks, [260, 500], QtCore.Qt.Orientation.Vertical)
 
 
 def run_gui(scan: str | Path | None = None, mask: str | Path | None = None, model: str | None = None) -> int:

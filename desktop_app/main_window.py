@@ -37,6 +37,8 @@ _MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _TOOLBAR = ("open_scan", "open_mask", "save_mask", "-", "undo", "redo", "-", "layout_3up", "layout_axial",
             "layout_coronal", "layout_sagittal", "reset_zoom", "-", "toggle_overlay", "toggle_outline",
             "toggle_uncertainty")
+_MAX_SIDE_WIDTH = 340  # px: by default side columns and bottom panels leave the views room
+_MAX_BOTTOM_HEIGHT = 230
 _AREAS = {
     "left": QtCore.Qt.DockWidgetArea.LeftDockWidgetArea,
     "right": QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
@@ -62,6 +64,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.close_guard: Callable[[], bool] | None = None
         self.mouse_help: list[tuple[str, str]] = list(MOUSE_HELP)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        self.panels: dict[str, QtWidgets.QWidget] = {}  # title -> the panel widget itself
         self.actions: dict[str, QtGui.QAction] = {}
         for spec in ACTION_SPECS:
             self.add_action(spec)
@@ -143,10 +146,20 @@ class MainWindow(QtWidgets.QMainWindow):
                   tabify_with: str | None = None) -> QtWidgets.QDockWidget:
         """Dock ``widget`` under ``title`` (``area``: "left", "right", "bottom", "top" or a
         Qt.DockWidgetArea); ``tabify_with`` stacks it as a tab with an existing panel.
-        Its show/hide toggle is added to the View menu's Panels submenu."""
+        The widget sits in a scroll area (``panels[title]`` is the widget itself); its
+        show/hide toggle is added to the View menu's Panels submenu."""
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
-        dock.setWidget(widget)
+        # inside a scroll area: the panels' minimum heights do not add up to a window taller
+        # than the screen; a squeezed panel scrolls instead
+        scroll = QtWidgets.QScrollArea()
+        scroll.setObjectName(f"scroll_{title.lower().replace(' ', '_')}")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(widget)
+        dock.setWidget(scroll)
+        self.panels[title] = widget
         qt_area = _AREAS[area] if isinstance(area, str) else area
         self.addDockWidget(qt_area, dock)
         if tabify_with is not None and tabify_with in self.docks:
@@ -156,6 +169,32 @@ class MainWindow(QtWidgets.QMainWindow):
             self._panels_menu = self.menus["View"].addMenu("&Panels")
         self._panels_menu.addAction(dock.toggleViewAction())
         return dock
+
+    def fit_docks(self) -> None:
+        """Default dock sizes from the panels' own size hints (call once every panel is
+        added): each side column as wide as its widest panel, each dock as tall as its panel
+        wants -- scaled down together when they do not all fit (the panels scroll)."""
+        tabbed: set[QtWidgets.QDockWidget] = set()
+        for dock in self.docks.values():
+            if dock not in tabbed:
+                tabbed.update(d for d in self.tabifiedDockWidgets(dock))
+        for name, area in _AREAS.items():
+            docks = [d for d in self.docks.values() if self.dockWidgetArea(d) == area and not d.isFloating()]
+            front = [d for d in docks if d not in tabbed or not any(t in docks[: docks.index(d)]
+                                                                    for t in self.tabifiedDockWidgets(d))]
+            if not front:
+                continue
+            hints = [self.panels[t].sizeHint() for t, d in self.docks.items() if d in front]
+            title_h = self.fontMetrics().height() + 12
+            if name in ("left", "right"):
+                width = min(max(h.width() for h in hints) + 20, _MAX_SIDE_WIDTH)
+                self.resizeDocks(front, [width] * len(front),
+                                 QtCore.Qt.Orientation.Horizontal)
+                self.resizeDocks(front, [h.height() + title_h for h in hints], QtCore.Qt.Orientation.Vertical)
+            else:
+                height = min(max(h.height() for h in hints) + title_h, _MAX_BOTTOM_HEIGHT)
+                self.resizeDocks(front, [height] * len(front),
+                                 QtCore.Qt.Orientation.Vertical)
 
     # ----- status ------------------------------------------------------------------------
     def set_busy(self, busy: bool, text: str = "") -> None:

@@ -67,9 +67,11 @@ def test_card_json_is_readable(saved):
 
 def test_replace_is_atomic_and_leaves_no_temp(saved, tmp_path):
     model, card, folder = saved
+    (folder / "TRAINING.md").write_text("how this model was trained")
     card2 = ModelCard(spec=card.spec, labels=card.labels, version="4", parent="3")
     save_checkpoint(model, card2, folder)
     assert load_card(folder).version == "4"
+    assert (folder / "TRAINING.md").read_text() == "how this model was trained"  # extra files survive
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp or backup siblings
 
 

@@ -57,13 +57,15 @@ def test_add_panel_docks_a_widget_and_lists_it(segloop_app):
     w = segloop_app.window
     panel = QtWidgets.QLabel("Inference goes here")
     dock = w.add_panel("Inference", panel, "right", tabify_with="Labels")
-    assert w.docks["Inference"] is dock and dock.widget() is panel
+    assert w.docks["Inference"] is dock and w.panels["Inference"] is panel and dock.isAncestorOf(panel)
     assert "Inference" in [a.text() for a in w._panels_menu.actions()]
     act = QtGui.QAction("Run model", w)
     act.setShortcut("Ctrl+R")
     act.setProperty("group", "Inference")
     w.add_action(act, name="run_model")
     assert w.actions["run_model"] is act
+    # however many panels are docked, the window still fits a 1366x768 laptop screen
+    assert w.minimumSizeHint().height() <= 768 and w.minimumSizeHint().width() <= 1366
 
 
 def test_command_line_opens_scan_and_mask(qapp, monkeypatch):

@@ -219,7 +219,8 @@ def _check_state_matches(state: dict[str, torch.Tensor], spec: ModelSpec, where:
 def save_checkpoint(model: nn.Module, card: ModelCard, folder: str | Path) -> Path:
     """Write ``model``'s weights and ``card`` to ``folder`` atomically; returns the folder.
 
-    Refuses to replace an existing folder that is not a SegLoop checkpoint.
+    Refuses to replace an existing folder that is not a SegLoop checkpoint; replacing one
+    keeps its other files (notes such as ``TRAINING.md``).
     """
     folder = Path(folder).expanduser().absolute()
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +241,10 @@ def save_checkpoint(model: nn.Module, card: ModelCard, folder: str | Path) -> Pa
     try:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata=metadata)
         (tmp / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
+        if folder.is_dir():  # keep the old folder's other files (e.g. a TRAINING.md)
+            for extra in folder.iterdir():
+                if extra.name not in (WEIGHTS_NAME, CARD_NAME) and extra.is_file():
+                    shutil.copy2(extra, tmp / extra.name)
         for name in (WEIGHTS_NAME, CARD_NAME):
             with open(tmp / name, "rb+") as fh:
                 os.fsync(fh.fileno())

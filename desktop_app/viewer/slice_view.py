@@ -178,11 +178,12 @@ class SliceView(QtWidgets.QFrame):
         self.set_slice(self.slice_index + int(steps))
 
     def reset_zoom(self) -> None:
-        g = self.geometry_
-        if g is None:
+        """Fit the slice to the view, and keep it fitted when the view is resized until
+        the user zooms or pans (pyqtgraph turns auto-range off on those)."""
+        if self.geometry_ is None:
             return
-        w, h = g.extent_mm()
-        self.viewbox.setRange(QtCore.QRectF(0, 0, w, h), padding=0.01)
+        self.viewbox.enableAutoRange(enable=True)
+        self.viewbox.autoRange()
 
     def voxel_to_view_mm(self, kji: tuple[float, float, float]) -> tuple[float, float]:
         """Display position (x, y in view mm) of a voxel centre; for tool previews."""

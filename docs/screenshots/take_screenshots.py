@@ -1,6 +1,6 @@
 """Grab screenshots of the real app with real scans (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python docs/screenshots/take_screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/screenshots/take_screenshots.py
 
 Reads ../shared/data (falls back to tests/data/io); writes docs/screenshots/*.png.
 Each scene opens files through the controller (worker thread, like a user would), waits,
@@ -53,7 +53,7 @@ def main() -> int:
     parts = build_app(settings, restore_layout=False)
     parts.controller.ask_discard_changes = lambda: True
     w = parts.window
-    w.resize(1800, 1150)
+    w.resize(1800, 1000)
     w.show()
     settle(app)
     shots: list[str] = []
