@@ -29,6 +29,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/io_bench.py
 	$(PY) bench/inference_bench.py
+	$(PY) bench/train_bench.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/viewer_bench.py
+	$(PY) bench/edit_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,14 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from psygnal import EmitLoopError
 from PySide6 import QtCore, QtWidgets
 
 from desktop_app import io_jobs
 from desktop_app.main_window import MainWindow
 from desktop_app.settings import Settings
-from desktop_app.state.document import Document
+from desktop_app.state.document import Document, label_values_present
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.readout import format_readout, voxel_index
 from desktop_app.viewer.view_grid import ViewGrid
@@ -368,7 +367,7 @@ class Controller(QtCore.QObject):
         self._default_labels = list(labels.values() if isinstance(labels, dict) else labels)
         self.document.labels.replace_all(self._default_labels)
         if self.document.mask is not None:
-            self.document.labels.ensure(set(np.unique(self.document.mask).tolist()))
+            self.document.labels.ensure(label_values_present(self.document.mask))
 
     def request_model(self, model: str | None) -> None:
         """Remember the ``--model`` argument and announce it to the inference panel."""

@@ -29,6 +29,16 @@ from unet_engine.volume import Volume
 __all__ = ["BBox", "Document"]
 
 
+def label_values_present(mask: np.ndarray) -> set[int]:
+    """Label values in ``mask`` (fast: one bincount pass for uint8/uint16, nothing for an empty mask)."""
+    if not mask.any():
+        return set()
+    if mask.dtype in (np.uint8, np.uint16):
+        counts = np.bincount(mask.reshape(-1), minlength=1)
+        return {int(v) for v in np.flatnonzero(counts)}
+    return {int(v) for v in np.unique(mask).tolist()}
+
+
 class Document:
     image_changed = Signal()
     mask_changed = Signal(object)
@@ -60,7 +70,7 @@ class Document:
         self.mask_path = mask_path
         self.uncertainty = None
         self.cursor = tuple(n // 2 for n in volume.shape)  # type: ignore[assignment]
-        self.labels.ensure(set(np.unique(self.mask).tolist()))
+        self.labels.ensure(label_values_present(self.mask))
         self._bump()
         self._set_dirty(False)
         self.image_changed.emit()
@@ -73,7 +83,7 @@ class Document:
         self.mask = np.ascontiguousarray(mask)
         if mask_path is not None:
             self.mask_path = mask_path
-        self.labels.ensure(set(np.unique(self.mask).tolist()))
+        self.labels.ensure(label_values_present(self.mask))
         self._bump()
         self._set_dirty(dirty)
         self.mask_replaced.emit()
