@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +252,7 @@ class LoopSimulation:
         return base
 
     # -- the loop --
-    def run(self, on_record: Callable[[RoundRecord], None] | None = None) -> Iterator[RoundRecord]:
+    def run(self) -> Iterator[RoundRecord]:
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
         self.work.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,8 @@ def plot(path: Path, records: list[RoundRecord], reference: tuple[dict[str, floa
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     ax2.set_xlabel("corrected cases the model was trained on")
-    ax2.set_ylabel("voxels to correct on the next case")
+    ax2.set_ylabel("voxels to correct on the next case (log scale)")
+    ax2.set_yscale("log")
     ax2.set_title("Correction effort per new case")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
