@@ -20,6 +20,12 @@ Robust to constant images (-> zeros), NaN/Inf (NaN and -Inf -> the lower clip va
 
 Resampling happens only when the config sets ``target_spacing`` (``None`` entries keep
 that axis); inference resamples its output back to the input grid.
+
+Public helpers: :func:`prepare_image` / :func:`prepare_label` (a whole case, as the trainer
+and inference use it), :func:`slice_stack` (2D/2.5D network input along
+:func:`slice_axis_for_spacing`), :func:`pad_to_multiple`, :func:`intensity_stats` +
+:func:`apply_intensity` (statistics of the whole image applied to some of its slices:
+what :func:`normalize` does in one go), :func:`resample_to_spacing` / :func:`resample_back`.
 """
 
 from __future__ import annotations
