@@ -21,7 +21,7 @@ def test_console_script_points_at_the_launcher() -> None:
 def test_subcommand_runs_headless(capsys: pytest.CaptureFixture[str]) -> None:
     assert launcher.main(["info", str(SCAN), "--json"]) == 0
     out = capsys.readouterr().out
-    assert '"shape"' in out and "35" in out
+    assert '"shape_kji"' in out and "51" in out
 
 
 def test_bad_file_gives_exit_code_2_and_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
