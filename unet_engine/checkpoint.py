@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unet_engine.atomic import fsync_path
 from unet_engine.errors import CheckpointError
 from unet_engine.model import ModelSpec, UNet, build_model
 from unet_engine.preprocessing import PreprocessConfig
@@ -167,15 +168,6 @@ def _recover_interrupted_swap(folder: Path) -> None:
                 return
 
 
-def _fsync_path(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -248,7 +240,7 @@ def save_checkpoint(model: nn.Module, card: ModelCard, folder: str | Path) -> Pa
         for name in (WEIGHTS_NAME, CARD_NAME):
             with open(tmp / name, "rb+") as fh:
                 os.fsync(fh.fileno())
-        _fsync_path(tmp)
+        fsync_path(tmp)
         if not folder.exists():
             os.rename(tmp, folder)
         elif _exchange(tmp, folder):
@@ -262,7 +254,7 @@ def save_checkpoint(model: nn.Module, card: ModelCard, folder: str | Path) -> Pa
                 os.rename(backup, folder)
                 raise
             shutil.rmtree(backup, ignore_errors=True)
-        _fsync_path(folder.parent)
+        fsync_path(folder.parent)
     except OSError as exc:
         raise CheckpointError(f"could not write the checkpoint: {exc}", folder) from exc
     finally:

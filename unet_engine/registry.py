@@ -37,7 +37,7 @@ from typing import Any
 
 from torch import nn
 
-from unet_engine.atomic import atomic_write_json
+from unet_engine.atomic import atomic_write_json, fsync_path
 from unet_engine.checkpoint import CARD_NAME, WEIGHTS_NAME, ModelCard, load_card, load_checkpoint, save_checkpoint
 from unet_engine.dataset_lock import FolderLock
 from unet_engine.errors import CheckpointError, RegistryError
@@ -238,7 +238,7 @@ class ModelRegistry:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
-            _fsync_dir(self.versions_dir)
+            fsync_path(self.versions_dir)
             if promote:
                 state["stack"].append(version)
                 state["history"].append({"action": "promote", "version": version, "time": _now()})
@@ -335,17 +335,6 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def active_checkpoint_path() -> Path | None:
