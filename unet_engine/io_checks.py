@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_engine.errors import ImageTooLargeError, InvalidVoxelDataError, UnsupportedImageError
+from unet_engine.errors import ImageDimensionError, ImageTooLargeError, InvalidVoxelDataError, UnsupportedImageError
 
 #: largest expansion ratio of a deflate stream (zlib / gzip): a compressed file can never
 #: hold more than about this many times its own size.
@@ -291,3 +291,22 @@ def short_reason(exc: BaseException) -> str:
     pick = re.sub(r"\w+\(0x[0-9a-fA-F]+\):\s*", "", pick)
     pick = re.sub(r"\s*:?\s*\"?/[^\s\"]+\"?!?$", "", pick)  # trailing file path
     return (pick or type(exc).__name__)[:200]
+
+
+def pick_time_index(n_t: int, size: tuple[int, ...], volume_index: int | None, path: str | Path) -> int | None:
+    """Which volume of a 4D image to read: ``None`` for a 3D image, else ``volume_index``.
+
+    A 4D image without ``volume_index`` is refused with a message that says how many
+    volumes it holds and how to pick one; an index out of range is refused too.
+    """
+    if n_t <= 1:
+        return None
+    if volume_index is None:
+        raise ImageDimensionError(
+            f"this is a 4D image with {n_t} volumes ({' x '.join(map(str, size))}); SegLoop opens 3D volumes only. "
+            f"Extract one volume first (e.g. `fslroi in.nii.gz out.nii.gz N 1`), or open one with "
+            f"read_volume(path, volume_index=N) / `segloop info --volume N` (N = 0..{n_t - 1})", path)
+    if not 0 <= volume_index < n_t:
+        raise ImageDimensionError(f"volume_index {volume_index} is out of range: the image has {n_t} volumes "
+                                  f"(0..{n_t - 1})", path)
+    return volume_index

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from unet_engine.errors import ImageDimensionError, UnsupportedImageError
-from unet_engine.io_checks import check_budget, short_reason
+from unet_engine.io_checks import check_budget, pick_time_index, short_reason
 from unet_engine.volume import Volume, direction_from_itk, direction_to_itk
 
 #: what SimpleITK raises: RuntimeError, or UnicodeDecodeError when ITK's message quotes raw bytes
@@ -107,17 +107,7 @@ def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | 
     if dim > 4:
         raise ImageDimensionError(f"a {dim}D image of size {size}; SegLoop opens 3D volumes (or 2D images) only", path)
     n_t = size[3] if dim == 4 else 1
-    t_index = None
-    if n_t > 1:
-        if volume_index is None:
-            raise ImageDimensionError(
-                f"this is a 4D image with {n_t} volumes ({' x '.join(map(str, size))}); SegLoop opens 3D volumes only. "
-                f"Extract one volume first (e.g. `fslroi in.nii.gz out.nii.gz N 1`), or open one with "
-                f"read_volume(path, volume_index=N) / `segloop info --volume N` (N = 0..{n_t - 1})", path)
-        if not 0 <= volume_index < n_t:
-            raise ImageDimensionError(f"volume_index {volume_index} is out of range: the image has {n_t} volumes "
-                                      f"(0..{n_t - 1})", path)
-        t_index = volume_index
+    t_index = pick_time_index(n_t, size, volume_index, path)
     comp_index = None
     layers = reader.HasMetaDataKey("NRRD_kinds[pixel]") and reader.GetMetaData("NRRD_kinds[pixel]") == "list"
     if photo:

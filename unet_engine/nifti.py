@@ -40,7 +40,7 @@ from nibabel.spatialimages import HeaderDataError
 from nibabel.volumeutils import apply_read_scaling
 
 from unet_engine.errors import ImageDimensionError, UnsupportedImageError
-from unet_engine.io_checks import check_budget, check_stored_size, short_reason
+from unet_engine.io_checks import check_budget, check_stored_size, pick_time_index, short_reason
 from unet_engine.itk_io import ITK_ERRORS, array_from_itk, geometry_from_itk, info_reader
 from unet_engine.volume import Volume
 
@@ -84,18 +84,8 @@ def _layout(img: nib.Nifti1Image, path: Path, volume_index: int | None
     if n_c > 1 and not colour:
         raise ImageDimensionError(f"each voxel holds {n_c} values (a vector image, shape {shape}); SegLoop opens "
                                   f"single-channel 3D volumes only; extract one component first", path)
-    t = 0
-    if n_t > 1:
-        if volume_index is None:
-            raise ImageDimensionError(
-                f"this is a 4D image with {n_t} volumes ({' x '.join(map(str, shape))}); SegLoop opens 3D volumes "
-                f"only. Extract one volume first (e.g. `fslroi in.nii.gz out.nii.gz N 1`), or open one with "
-                f"read_volume(path, volume_index=N) / `segloop info --volume N` (N = 0..{n_t - 1})", path)
-        if not 0 <= volume_index < n_t:
-            raise ImageDimensionError(f"volume_index {volume_index} is out of range: the image has {n_t} volumes "
-                                      f"(0..{n_t - 1})", path)
-        t = volume_index
-    elif volume_index not in (None, 0):
+    t = pick_time_index(n_t, shape, volume_index, path) or 0
+    if n_t <= 1 and volume_index not in (None, 0):
         raise ImageDimensionError(f"volume_index {volume_index} given but the image holds a single volume", path)
     return spatial, n_t, n_c, t  # type: ignore[return-value]
 
