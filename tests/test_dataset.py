@@ -234,3 +234,21 @@ def test_export_nnunet(tmp_path):
     np.testing.assert_array_equal(lab.array, ds.load_case(labels[0][:-7])[1])
     with pytest.raises(DatasetError, match="exists"):
         export_nnunet(ds, tmp_path / "nnUNet_raw", dataset_id=4, name="Hippocampus")
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed_on_open(tmp_path):
+    ds = make_dataset(tmp_path, limit=1)
+    stale = ds.folder / "imagesTr" / ".hippocampus_999.nii.gz.k3j2.tmp.nii.gz"
+    stale.write_bytes(b"half a file")
+    # another instance holding the lock may be mid-write: its temp files are left alone
+    with ds.locked():
+        import threading
+
+        seen: list[bool] = []
+        t = threading.Thread(target=lambda: (RetrainingDataset(ds.folder), seen.append(stale.exists())))
+        t.start()
+        t.join()
+        assert seen == [True]
+    RetrainingDataset(ds.folder)
+    assert not stale.exists()
+    assert ds.orphan_files() == []

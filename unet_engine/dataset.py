@@ -143,6 +143,7 @@ class RetrainingDataset:
                                "`segloop dataset create`", self.folder)
         self._lock = FolderLock(self.folder, timeout=lock_timeout, what="the dataset", error_cls=DatasetError)
         self._read()  # validate now
+        self._remove_stale_temp_files()
 
     # ----- creation ------------------------------------------------------------------------
     @classmethod
@@ -276,6 +277,21 @@ class RetrainingDataset:
         """Hold the dataset's write lock (re-entrant in this thread)."""
         with self._lock.hold(timeout):
             yield
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temp files a killed writer left behind (only when no other instance writes)."""
+        try:
+            with self._lock.hold(timeout=0):
+                for sub in ("imagesTr", "labelsTr", "editsTr", "."):
+                    for p in (self.folder / sub).glob(".*.tmp*"):
+                        if p.is_file():
+                            p.unlink(missing_ok=True)
+                        elif p.is_dir():
+                            shutil.rmtree(p, ignore_errors=True)
+        except DatasetError:
+            pass  # another instance holds the lock and may be mid-write: its temp files are live
+        except OSError as exc:
+            log.warning("could not remove stale temp files in %s: %s", self.folder, exc)
 
     def _write(self, meta: dict[str, Any]) -> None:
         meta["numTraining"] = len(meta["training"])
