@@ -20,6 +20,16 @@
   mask, when another scan replaces this one, and on a clean close. Closing with unsaved
   edits is confirmed by the controller's close guard (``document.dirty``); this class
   only wraps that guard to stop the journal afterwards.
+* One-shot ops (Interpolate slices, Fill holes, label Delete / Merge) never block the GUI
+  thread: the state layer's ``*_job`` snapshots the mask, the pure compute step runs in a
+  worker (:meth:`run_patch_job`, through the controller's ``WorkerManager``: status-bar
+  busy indicator), and the resulting patch is written on the GUI thread as one undo step.
+  Their buttons are disabled while one runs (one op at a time). **Stale results are
+  refused**: if ``document.generation`` changed meanwhile (a brush stroke, undo, a label
+  rename, another scan...) nothing is written and the status bar says so ("... the mask
+  changed meanwhile; nothing was applied, run it again"); recomputing silently could
+  loop forever under a user who keeps painting, and applying a stale patch could undo
+  their newer edits.
 
 The app creates one with ``EditingController(window, controller, document, grid)`` (see
 :func:`desktop_app.app.build_app`); :func:`editing_controller` finds it from the window.
@@ -39,6 +49,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from desktop_app.main_window import MainWindow
 from desktop_app.state.document import Document
 from desktop_app.state.history import History
+from desktop_app.state.label_ops import MaskPatch, StalePatchError
 from desktop_app.state.journal import (
     Journal,
     RecoveryInfo,
@@ -91,9 +102,11 @@ class EditingController(QtCore.QObject):
         self._journal_folder: Path | None = None
         self._shut_down = False
         self.recovered: RecoveryInfo | None = None  # the snapshot restored at the last open
+        self.op_worker = None  # the running one-shot op's worker (None when idle)
 
         self.tool_panel = ToolPanel(self.tools.brush)
         self.label_editor = LabelEditor(document, self.tools)
+        self.label_editor.runner = self.run_patch_job
         docks = [window.add_panel("Tools", self.tool_panel, "left"),
                  window.add_panel("Label editor", self.label_editor, "left")]
         window.resizeDocks(docks, [self.tool_panel.sizeHint().height(), 2000], QtCore.Qt.Orientation.Vertical)
@@ -172,34 +185,90 @@ class EditingController(QtCore.QObject):
         g = self.grid.active_view.geometry_info
         return g.axis if g is not None else 0
 
+    @property
+    def op_running(self) -> bool:
+        """True while a one-shot op computes in a worker."""
+        return self.op_worker is not None
+
     def interpolate(self) -> bool:
-        """Interpolate the active label between its drawn slices along the active view's axis."""
-        if self.document.mask is None:
+        """Interpolate the active label between its drawn slices along the active view's
+        axis, in a worker; True when started (the result is applied when it arrives)."""
+        if self.document.mask is None or self.op_running:
             return False
         label = self.tools.brush.label
         try:
-            with wait_cursor():
-                bbox = self.tools.interpolate(self._active_axis())
-        except (ValueError, SegLoopError) as exc:
+            job = self.tools.interpolate_job(self._active_axis())
+        except (ValueError, RuntimeError, SegLoopError) as exc:
             self._show_error("Could not interpolate", exc)
             return False
-        self.window.show_message(f"Interpolated label {label}" if bbox else
-                                 f"Nothing to interpolate: draw label {label} on two or more slices with a gap")
-        return bbox is not None
+
+        def done(bbox) -> None:
+            self.window.show_message(f"Interpolated label {label}" if bbox else
+                                     f"Nothing to interpolate: draw label {label} on two or more slices with a gap")
+        return self.run_patch_job(job, f"Interpolating label {label}", "Could not interpolate", done)
 
     def fill_holes(self, mode: str = "3d") -> bool:
-        """Fill the holes of the active label (3D, or per slice of the active view)."""
-        if self.document.mask is None:
+        """Fill the holes of the active label (3D, or per slice of the active view), in a
+        worker; True when started."""
+        if self.document.mask is None or self.op_running:
             return False
         label = self.tools.brush.label
         try:
-            with wait_cursor():
-                bbox = self.tools.fill_holes(mode=mode, axis=self._active_axis())
-        except (ValueError, SegLoopError) as exc:
+            job = self.tools.fill_holes_job(mode=mode, axis=self._active_axis())
+        except (ValueError, RuntimeError, SegLoopError) as exc:
             self._show_error("Could not fill holes", exc)
             return False
-        self.window.show_message(f"Filled holes in label {label}" if bbox else f"Label {label} has no holes")
-        return bbox is not None
+
+        def done(bbox) -> None:
+            self.window.show_message(f"Filled holes in label {label}" if bbox else f"Label {label} has no holes")
+        return self.run_patch_job(job, f"Filling holes in label {label}", "Could not fill holes", done)
+
+    def run_patch_job(self, job: Callable[[], MaskPatch], description: str, error_title: str,
+                      on_done: Callable[[object], None] | None = None) -> bool:
+        """Run ``job`` (a state-layer ``*_job``) in a worker, then apply its patch on the GUI
+        thread as one undo step and call ``on_done(bbox)``; a stale patch (the document
+        changed meanwhile) is refused with a status-bar message. True when started."""
+        if self.op_running:
+            self.window.show_message("Another mask operation is still running", 3000)
+            return False
+        workers = getattr(self.controller, "workers", None)
+        if workers is None:  # no worker manager (bare embedding): run here
+            with wait_cursor():
+                self._apply_patch(job(), description, error_title, on_done)
+            return True
+
+        def result(patch: MaskPatch) -> None:
+            self._apply_patch(patch, description, error_title, on_done)
+
+        def error(exc: BaseException) -> None:
+            self._show_error(error_title, exc)
+
+        self._set_op_busy(True)
+        self.op_worker = workers.start(job, description=description, on_result=result, on_error=error,
+                                       on_finished=lambda: self._set_op_busy(False))
+        return True
+
+    def _apply_patch(self, patch: MaskPatch, description: str, error_title: str,
+                     on_done: Callable[[object], None] | None) -> None:
+        if self._shut_down:
+            return
+        try:
+            bbox = self.tools.apply_patch(patch)
+        except StalePatchError:
+            self.window.show_message(f"{description}: the mask changed meanwhile; nothing was applied, "
+                                     "run it again", 8000)
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._show_error(error_title, exc)
+            return
+        if on_done is not None:
+            on_done(bbox)
+
+    def _set_op_busy(self, busy: bool) -> None:
+        if not busy:
+            self.op_worker = None
+        self.tool_panel.set_busy(busy)
+        self.label_editor.set_busy(busy)
 
     # ----- undo --------------------------------------------------------------------------
     def undo(self) -> bool:

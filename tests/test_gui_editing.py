@@ -80,6 +80,11 @@ def reference(parts, start: np.ndarray, strokes, brush, tool="brush") -> np.ndar
     return doc.mask
 
 
+def wait_op(qtbot, ed) -> None:
+    """Wait for a one-shot op (interpolate, fill holes, delete, merge) run in a worker."""
+    qtbot.waitUntil(lambda: not ed.op_running, timeout=20_000)
+
+
 def use_tool(ed, name: str) -> None:
     ed.tool_panel.tool_buttons[name].click()
     assert ed.tool_panel.tool == name
@@ -343,12 +348,14 @@ def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_p
     le.ask_merge_target = lambda source: 1
     le.set_active(2)
     le.buttons["merge"].click()
+    wait_op(qtbot, ed)
     assert 2 not in doc.labels and (doc.mask == 1).sum() == n1 + n2 and ed.tools.brush.label == 1
     assert parts.window.actions["undo"].text() == "Undo Merge Lesion into Spleen"
     parts.window.actions["undo"].trigger()
     assert doc.labels[2].name == "Lesion" and (doc.mask == 2).sum() == n2
     le.set_active(1)
     le.buttons["delete"].click()
+    wait_op(qtbot, ed)
     assert 1 not in doc.labels and not (doc.mask == 1).any() and le.values() == [2]
     assert ed.tools.brush.label == 2
     parts.window.actions["undo"].trigger()
@@ -382,6 +389,7 @@ def test_interpolate_and_fill_holes_buttons(segloop_app, qtbot):
     assert [int(doc.mask[k].any()) for k in range(3, 12)] == [0, 1, 0, 0, 0, 0, 0, 1, 0]
     parts.grid.set_active("axial")
     ed.tool_panel.interpolate_button.click()
+    wait_op(qtbot, ed)
     assert all(doc.mask[k].any() for k in range(4, 11)) and not doc.mask[3].any()
     assert parts.window.actions["undo"].isEnabled()
     parts.window.actions["undo"].trigger()
@@ -396,5 +404,6 @@ def test_interpolate_and_fill_holes_buttons(segloop_app, qtbot):
     before = int((doc.mask[k] == 1).sum())
     ed.tool_panel.fill_holes_mode.setCurrentIndex(ed.tool_panel.fill_holes_mode.findData("2d"))
     ed.tool_panel.fill_holes_button.click()
+    wait_op(qtbot, ed)
     assert doc.mask[k, 60, 62] == 1 and (doc.mask[k] == 1).sum() == before + 1
     assert parts.window.actions["undo"].text().startswith("Undo Fill holes")

@@ -1,7 +1,9 @@
 """Fill tools: 2D flood fill from a seed and "fill holes in a label" (no Qt).
 
 Each call is one undo entry and announces the changed bbox via
-``document.notify_mask_changed``.
+``document.notify_mask_changed``. Fill holes is split into a pure compute step on a mask
+snapshot (:func:`fill_holes_patch`, :func:`fill_holes_job` for a worker thread) and
+:func:`~desktop_app.state.label_ops.apply_patch` on the GUI thread.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from desktop_app.state.brush import apply_selection, intensity_ok, writable
 from desktop_app.state.document import Document
 from desktop_app.state.geometry import BBox, bbox_of, plane_axes, slice_bbox, to_slices
 from desktop_app.state.history import History
+from desktop_app.state.label_ops import MaskPatch, apply_patch, selection_patch
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
@@ -80,19 +83,55 @@ def fill_holes(
 
     ``mode="3d"`` fills cavities enclosed in 3D; ``mode="2d"`` fills, slice by slice of
     view ``axis``, regions enclosed in each slice. By default only empty voxels are
-    filled (``paint_over="empty"``); ``"all"`` also overwrites other labels inside."""
+    filled (``paint_over="empty"``); ``"all"`` also overwrites other labels inside.
+    Compute (:func:`fill_holes_patch`) + :func:`~desktop_app.state.label_ops.apply_patch`."""
     mask = document.mask
     if mask is None:
         raise RuntimeError("no mask is open")
-    if mode not in ("2d", "3d"):
-        raise ValueError(f"mode must be '2d' or '3d', got {mode!r}")
-    plane_axes(axis)
+    patch = fill_holes_patch(mask, value, mode=mode, axis=axis, paint_over=paint_over, description=description)
+    if patch.bbox is None:
+        return None
+    return apply_patch(document, history, patch)
+
+
+def fill_holes_job(document: Document, value: int, *, mode: str = "3d", axis: int = 0,
+                   paint_over: str = "empty", description: str | None = None):
+    """Zero-arg compute job on a snapshot of the mask (run it in a worker; hand its
+    :class:`MaskPatch` to ``apply_patch`` on the GUI thread)."""
+    mask = document.mask
+    if mask is None:
+        raise RuntimeError("no mask is open")
+    _check_fill_args(mode, axis, paint_over)
+    snapshot, generation = mask.copy(), document.generation
+
+    def job() -> MaskPatch:
+        patch = fill_holes_patch(snapshot, value, mode=mode, axis=axis, paint_over=paint_over,
+                                 description=description)
+        patch.generation = generation
+        return patch
+
+    return job
+
+
+def fill_holes_patch(
+    mask: np.ndarray,
+    value: int,
+    *,
+    mode: str = "3d",
+    axis: int = 0,
+    paint_over: str = "empty",
+    description: str | None = None,
+) -> MaskPatch:
+    """Compute step of :func:`fill_holes` (pure; ``mask`` may be a snapshot)."""
+    _check_fill_args(mode, axis, paint_over)
+    desc = description or f"Fill holes in label {value}"
     present = mask == value
     bbox = bbox_of(present)
     if bbox is None:
-        return None
+        return MaskPatch(desc, int(value))
     sl = to_slices(bbox)
     binary = present[sl]
+    del present
     if mode == "3d":
         filled = binary_fill_holes(binary)
     else:
@@ -104,10 +143,15 @@ def fill_holes(
     sel = filled & ~binary
     if paint_over == "empty":
         sel &= mask[sl] == 0
-    elif paint_over != "all":
+    return selection_patch(mask, bbox, sel, value, desc)
+
+
+def _check_fill_args(mode: str, axis: int, paint_over: str) -> None:
+    if mode not in ("2d", "3d"):
+        raise ValueError(f"mode must be '2d' or '3d', got {mode!r}")
+    plane_axes(axis)
+    if paint_over not in ("empty", "all"):
         raise ValueError(f"paint_over must be 'empty' or 'all', got {paint_over!r}")
-    with history.transaction(description or f"Fill holes in label {value}") as txn:
-        return apply_selection(document, txn, bbox, sel, value)
 
 
 def binary_fill_holes(binary: np.ndarray) -> np.ndarray:

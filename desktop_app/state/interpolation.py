@@ -6,6 +6,11 @@ of consecutive drawn slices ``a < b`` with a gap, every slice ``s`` gets
 ``phi`` is the signed distance (mm, positive inside) of a key slice computed with
 ``scipy.ndimage.distance_transform_edt`` and the in-plane spacing. The whole operation is
 one undo entry. By default only empty voxels are written (other labels are kept).
+
+:func:`interpolation_patch` is the pure compute step (a mask snapshot in, a
+:class:`~desktop_app.state.label_ops.MaskPatch` out: safe in a worker thread);
+:func:`interpolate_job` snapshots the document for it; :func:`interpolate_slices` is
+compute + :func:`~desktop_app.state.label_ops.apply_patch` on the GUI thread.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from desktop_app.state.brush import apply_selection
 from desktop_app.state.document import Document
-from desktop_app.state.geometry import BBox, bbox_union, plane_axes
+from desktop_app.state.geometry import BBox, plane_axes
 from desktop_app.state.history import History
+from desktop_app.state.label_ops import MaskPatch, apply_patch, selection_patch
 
 
 def drawn_slices(mask: np.ndarray, value: int, axis: int) -> np.ndarray:
@@ -50,45 +55,86 @@ def interpolate_slices(
     mask = document.mask
     if mask is None or document.image is None:
         raise RuntimeError("no scan is open")
-    if paint_over not in ("empty", "all"):
-        raise ValueError(f"paint_over must be 'empty' or 'all', got {paint_over!r}")
+    patch = interpolation_patch(mask, value, axis, document.image.spacing, paint_over=paint_over,
+                                description=description)
+    if patch.bbox is None:
+        return None
+    return apply_patch(document, history, patch)
+
+
+def interpolate_job(document: Document, value: int, axis: int, *, paint_over: str = "empty",
+                    description: str | None = None):
+    """Zero-arg compute job on a snapshot of the mask (run it in a worker; hand its
+    :class:`MaskPatch` to ``apply_patch`` on the GUI thread)."""
+    mask = document.mask
+    if mask is None or document.image is None:
+        raise RuntimeError("no scan is open")
+    _check_paint_over(paint_over)
+    plane_axes(axis)
+    snapshot, spacing, generation = mask.copy(), tuple(document.image.spacing), document.generation
+
+    def job() -> MaskPatch:
+        patch = interpolation_patch(snapshot, value, axis, spacing, paint_over=paint_over, description=description)
+        patch.generation = generation
+        return patch
+
+    return job
+
+
+def interpolation_patch(
+    mask: np.ndarray,
+    value: int,
+    axis: int,
+    spacing: tuple[float, float, float],
+    *,
+    paint_over: str = "empty",
+    description: str | None = None,
+) -> MaskPatch:
+    """Compute step (pure; ``mask`` is not written): the voxels interpolation would set.
+
+    ``patch.bbox`` is None when there is nothing to fill."""
+    _check_paint_over(paint_over)
+    desc = description or f"Interpolate label {value}"
     ra, ca = plane_axes(axis)
     present = mask == value
     keys = np.flatnonzero(present.any(axis=(ra, ca)))
     if keys.size < 2 or not np.any(np.diff(keys) > 1):
-        return None
+        return MaskPatch(desc, int(value))
     # in-plane crop around the label on every slice (plus a 1-voxel pad added below)
     rows = np.flatnonzero(present.any(axis=(axis, ca)))
     cols = np.flatnonzero(present.any(axis=(axis, ra)))
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    spacing = document.image.spacing
     sampling = (spacing[ra], spacing[ca])
+    k0, k1 = int(keys[0]), int(keys[-1]) + 1
+    box_l = [(0, 0)] * 3
+    box_l[axis], box_l[ra], box_l[ca] = (k0, k1), (r0, r1), (c0, c1)
+    box: BBox = tuple(box_l)  # type: ignore[assignment]
+    crop_present = present[tuple(slice(a, b) for a, b in box)]
+    crop_mask = mask[tuple(slice(a, b) for a, b in box)]
+    sel = np.zeros(crop_present.shape, dtype=bool)
 
     def plane(arr: np.ndarray, s: int) -> np.ndarray:
-        idx: list[slice | int] = [slice(None)] * 3
-        idx[axis], idx[ra], idx[ca] = s, slice(r0, r1), slice(c0, c1)
-        return arr[tuple(idx)]
+        return np.take(arr, s - k0, axis=axis)
 
     def phi(s: int) -> np.ndarray:
-        return signed_distance(np.pad(plane(present, s), 1), sampling)[1:-1, 1:-1]
+        return signed_distance(np.pad(plane(crop_present, s), 1), sampling)[1:-1, 1:-1]
 
-    total: BBox | None = None
-    with history.transaction(description or f"Interpolate label {value}") as txn:
-        phi_b = phi(int(keys[0]))
-        for a, b in zip(keys[:-1].tolist(), keys[1:].tolist()):
-            phi_a, phi_b = phi_b, phi(b)
-            if b - a <= 1:
-                continue
-            for s in range(a + 1, b):
-                t = (s - a) / (b - a)
-                sel = (1.0 - t) * phi_a + t * phi_b > 0
-                if paint_over == "empty":
-                    sel &= plane(mask, s) == 0
-                bbox_l = [(0, 0)] * 3
-                bbox_l[axis], bbox_l[ra], bbox_l[ca] = (s, s + 1), (r0, r1), (c0, c1)
-                box: BBox = tuple(bbox_l)  # type: ignore[assignment]
-                changed = apply_selection(document, txn, box, np.expand_dims(sel, axis), value, notify=False)
-                total = bbox_union(total, changed)
-    if total is not None:
-        document.notify_mask_changed(total)
-    return total
+    phi_b = phi(k0)
+    for a, b in zip(keys[:-1].tolist(), keys[1:].tolist()):
+        phi_a, phi_b = phi_b, phi(b)
+        if b - a <= 1:
+            continue
+        for s in range(a + 1, b):
+            t = (s - a) / (b - a)
+            out = (1.0 - t) * phi_a + t * phi_b > 0
+            if paint_over == "empty":
+                out &= plane(crop_mask, s) == 0
+            idx: list[slice | int] = [slice(None)] * 3
+            idx[axis] = s - k0
+            sel[tuple(idx)] = out
+    return selection_patch(mask, box, sel, value, desc)
+
+
+def _check_paint_over(paint_over: str) -> None:
+    if paint_over not in ("empty", "all"):
+        raise ValueError(f"paint_over must be 'empty' or 'all', got {paint_over!r}")

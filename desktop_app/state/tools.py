@@ -17,17 +17,37 @@ Every call that changes voxels announces the changed bbox via
 ``document.mask_changed(bbox)`` (views redraw only that) and returns it. One-shot ops
 (interpolate, fill holes, delete/merge label) are methods too, each one undo step.
 The brush settings' ``label``/``paint_over``/``threshold`` also drive the fill tool.
+
+For a GUI that must not block, each one-shot op also comes split in two: a ``*_job``
+method snapshots the mask (GUI thread, a memcpy) and returns a zero-argument function to
+run in a worker thread, which returns a :class:`~desktop_app.state.label_ops.MaskPatch`;
+:meth:`ToolController.apply_patch` then writes it on the GUI thread as one undo step
+(raising :class:`~desktop_app.state.label_ops.StalePatchError` when the document changed
+since the snapshot)::
+
+    job = ctl.interpolate_job(axis)          # GUI thread
+    patch = job()                            # worker thread
+    bbox = ctl.apply_patch(patch)            # GUI thread
 """
 
 from __future__ import annotations
 
 from desktop_app.state.brush import BrushSettings, BrushStroke
 from desktop_app.state.document import Document
-from desktop_app.state.fill import fill_holes, flood_fill
+from collections.abc import Callable
+
+from desktop_app.state.fill import fill_holes, fill_holes_job, flood_fill
 from desktop_app.state.geometry import BBox
 from desktop_app.state.history import History
-from desktop_app.state.interpolation import interpolate_slices
-from desktop_app.state.label_ops import delete_label, merge_labels
+from desktop_app.state.interpolation import interpolate_job, interpolate_slices
+from desktop_app.state.label_ops import (
+    MaskPatch,
+    apply_patch,
+    delete_label,
+    delete_label_job,
+    merge_labels,
+    merge_labels_job,
+)
 
 __all__ = ["TOOLS", "BrushSettings", "ToolController"]
 
@@ -123,6 +143,32 @@ class ToolController:
     def merge_labels(self, source: int, target: int) -> BBox | None:
         self.release()
         return merge_labels(self.document, self.history, source, target)
+
+    # ----- the same, split for a worker thread -------------------------------------------------
+    def interpolate_job(self, axis: int, value: int | None = None, *,
+                        paint_over: str = "empty") -> Callable[[], MaskPatch]:
+        self.release()
+        value = self.brush.label if value is None else value
+        return interpolate_job(self.document, value, axis, paint_over=paint_over)
+
+    def fill_holes_job(self, value: int | None = None, *, mode: str = "3d", axis: int = 0,
+                       paint_over: str = "empty") -> Callable[[], MaskPatch]:
+        self.release()
+        value = self.brush.label if value is None else value
+        return fill_holes_job(self.document, value, mode=mode, axis=axis, paint_over=paint_over)
+
+    def delete_label_job(self, value: int) -> Callable[[], MaskPatch]:
+        self.release()
+        return delete_label_job(self.document, value)
+
+    def merge_labels_job(self, source: int, target: int) -> Callable[[], MaskPatch] | None:
+        self.release()
+        return merge_labels_job(self.document, source, target)
+
+    def apply_patch(self, patch: MaskPatch) -> BBox | None:
+        """Apply a job's result: one undo entry, one ``mask_changed``."""
+        self.release()
+        return apply_patch(self.document, self.history, patch)
 
     def undo(self) -> bool:
         self.release()

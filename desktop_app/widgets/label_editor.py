@@ -6,6 +6,9 @@ add, rename, recolour, delete, merge; the active (painting) label; ITK-SNAP labe
 * Delete and merge rewrite voxels and go through the
   :class:`~desktop_app.state.tools.ToolController`: one undo step each, undo brings the
   voxels and the table entry back.
+* Delete / merge compute in a worker when :attr:`LabelEditor.runner` is set (the editing
+  controller sets its ``run_patch_job``; their buttons are disabled meanwhile by
+  :meth:`LabelEditor.set_busy`); without a runner they run synchronously.
 * The selected row is the active label: ``tools.brush.label`` follows it and
   ``active_label_changed(value)`` is emitted.
 
@@ -16,6 +19,7 @@ Every method that would open a dialog takes the answer as an optional argument, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -53,6 +57,10 @@ class LabelEditor(QtWidgets.QWidget):
         self.document = document
         self.tools = tools
         self._filling = False
+        self._busy = False
+        #: ``runner(job, description, error_title, on_done) -> bool`` runs a state-layer
+        #: compute job off the GUI thread and applies its patch (None: run synchronously)
+        self.runner: Callable[..., bool] | None = None
         self.last_dir = str(Path.home())
 
         self.tree = QtWidgets.QTreeWidget(objectName="label_tree")
@@ -186,7 +194,20 @@ class LabelEditor(QtWidgets.QWidget):
         for name in ("rename", "colour"):
             self.buttons[name].setEnabled(has_sel)
         for name in ("delete", "merge"):
-            self.buttons[name].setEnabled(has_sel and has_mask)
+            self.buttons[name].setEnabled(has_sel and has_mask and not self._busy)
+
+    def set_busy(self, busy: bool) -> None:
+        """Disable Delete / Merge while a mask operation computes in a worker."""
+        self._busy = bool(busy)
+        self._update_enabled()
+
+    def _run(self, job, description: str, error_title: str, on_done: Callable[[object], None]) -> bool:
+        if self.runner is not None:
+            return bool(self.runner(job, description, error_title, on_done))
+        with wait_cursor():
+            bbox = self.tools.apply_patch(job())
+        on_done(bbox)
+        return True
 
     def _on_item_changed(self, item: QtWidgets.QTreeWidgetItem, column: int) -> None:
         if self._filling:
@@ -247,16 +268,22 @@ class LabelEditor(QtWidgets.QWidget):
         return True
 
     def delete_label(self, value: int | None = None) -> bool:
-        """Clear the label's voxels and drop it from the table (one undo step)."""
+        """Clear the label's voxels and drop it from the table (one undo step; computed in
+        a worker when a runner is set: True means started)."""
         value = self.selected_value() if value is None else int(value)
-        if value is None or self.document.mask is None:
+        if value is None or self.document.mask is None or self._busy:
             return False
-        others = [v for v in self.values() if v != value]
-        with wait_cursor():
-            self.tools.delete_label(value)
-        if value == self.tools.brush.label and others:
-            self.set_active(others[0])
-        return True
+        try:
+            job = self.tools.delete_label_job(value)
+        except (ValueError, RuntimeError) as exc:
+            self.error.emit("Could not delete the label", exc)
+            return False
+
+        def done(_bbox) -> None:
+            others = [v for v in self.values() if v != value]
+            if value == self.tools.brush.label and others:
+                self.set_active(others[0])
+        return self._run(job, f"Deleting label {value}", "Could not delete the label", done)
 
     def ask_merge_target(self, source: int) -> int | None:
         """Blocking question: which label to merge ``source`` into (tests replace this)."""
@@ -271,20 +298,23 @@ class LabelEditor(QtWidgets.QWidget):
     def merge_label(self, source: int | None = None, target: int | None = None) -> bool:
         """Relabel ``source`` as ``target`` and drop ``source`` (one undo step)."""
         source = self.selected_value() if source is None else int(source)
-        if source is None or self.document.mask is None or source not in self.document.labels:
+        if source is None or self.document.mask is None or source not in self.document.labels or self._busy:
             return False
         if target is None:
             target = self.ask_merge_target(source)
             if target is None:
                 return False
+        target = int(target)
         try:
-            with wait_cursor():
-                self.tools.merge_labels(source, int(target))
-        except ValueError as exc:
+            job = self.tools.merge_labels_job(source, target)
+        except (ValueError, RuntimeError) as exc:
             self.error.emit("Could not merge the labels", exc)
             return False
-        self.set_active(int(target))
-        return True
+        if job is None:  # merging a label into itself: nothing to do
+            self.set_active(target)
+            return True
+        return self._run(job, f"Merging label {source} into {target}", "Could not merge the labels",
+                         lambda _bbox: self.set_active(target))
 
     # ----- files -------------------------------------------------------------------------
     def import_labels(self, path: str | Path | None = None) -> bool:

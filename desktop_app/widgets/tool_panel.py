@@ -1,5 +1,6 @@
 """Tools panel: navigate / brush / eraser / fill, brush shape and size, 2D/3D, paint-over
-rule, threshold paint, and the one-shot "Interpolate slices" / "Fill holes" buttons.
+rule, threshold paint, and the one-shot "Interpolate slices" / "Fill holes" buttons
+(disabled by :meth:`ToolPanel.set_busy` while such an op computes in a worker).
 
 The panel edits a :class:`~desktop_app.state.brush.BrushSettings` in place and emits
 ``settings_changed()``; the chosen tool is announced with ``tool_changed(name)``
@@ -40,6 +41,7 @@ class ToolPanel(QtWidgets.QWidget):
         self.brush = brush
         self._tool = "navigate"
         self._syncing = False
+        self._busy = False
         self.actions: dict[str, QtGui.QAction] = {}
         self._build()
         self.sync_from_brush()
@@ -253,7 +255,18 @@ class ToolPanel(QtWidgets.QWidget):
         self._update_enabled()
         self.settings_changed.emit()
 
+    def set_busy(self, busy: bool) -> None:
+        """Disable the one-shot op buttons while one runs in a worker."""
+        self._busy = bool(busy)
+        self._update_enabled()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
     def _update_enabled(self) -> None:
+        for w in (self.interpolate_button, self.fill_holes_button, self.fill_holes_mode):
+            w.setEnabled(not self._busy)
         self.paint_over_label.setEnabled(self.paint_over_combo.currentData() == "label")
         on = self.threshold_check.isChecked()
         self.threshold_low.setEnabled(on)
