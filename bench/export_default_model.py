@@ -38,6 +38,9 @@ def main() -> int:
     ap.add_argument("--metrics", default=None, help="JSON file with extra metrics merged into card.metrics")
     ap.add_argument("--name", default="SegLoop default: hippocampus anterior/posterior (2D U-Net)")
     ap.add_argument("--card-version", default="default-1")
+    ap.add_argument("--notes", default="2D U-Net (slices along the scan's k axis), trained with SegLoop's own trainer "
+                    "on the MSD hippocampus training split; see TRAINING.md next to this card.",
+                    help="free text for card.notes (say how the version was trained)")
     args = ap.parse_args()
 
     reg = ModelRegistry(args.registry)
@@ -62,8 +65,7 @@ def main() -> int:
     if args.metrics:
         metrics.update(json.loads(Path(args.metrics).read_text()))
     new.metrics = metrics
-    new.notes = ("2D U-Net (slices along the scan's k axis), trained from scratch with SegLoop's own trainer on the "
-                 "MSD hippocampus training split; see TRAINING.md next to this card.")
+    new.notes = args.notes
     out = save_checkpoint(model.cpu(), new, args.out)
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters())} parameters)")
     return 0
