@@ -10,6 +10,7 @@ training code runs with and without torchrun. No job scheduler is involved.
 
 from __future__ import annotations
 
+import gc
 import datetime as _dt
 import logging
 import os
@@ -90,7 +91,19 @@ def device_for(env: DistEnv, device: torch.device) -> torch.device:
 
 
 def shutdown() -> None:
+    """Tear the process group down cleanly on every rank.
+
+    DDP reducers still alive at interpreter exit, or a rank destroying the group while its
+    peer is still using it, abort gloo's C++ threads ("terminate called without an active
+    exception"): collect garbage first so no DDP wrapper outlives the group, then wait for
+    every rank before destroying it.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        try:
+            dist.barrier()
+        except RuntimeError as exc:  # a peer already gone: still destroy our side
+            log.warning("barrier before shutdown failed: %s", exc)
         dist.destroy_process_group()
 
 

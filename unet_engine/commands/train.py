@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        gen.close()  # release the model (and its DDP reducer) before the process group goes
+        del gen
         if env.distributed:
             dd.shutdown()
     if bar is not None:
