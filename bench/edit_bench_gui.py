@@ -31,27 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-
-SHAPE = (400, 512, 512)
-SPACING = (1.0, 0.8, 0.8)
+from bench.synthetic_ct import SHAPE, SPACING  # noqa: E402
+from bench.synthetic_ct import make_ct as _make_ct  # noqa: E402
 
 
 def make_ct(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Body-like int16 volume with two organs and a spine, and their uint8 mask."""
-    rng = np.random.default_rng(seed)
-    k, j, i = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
-    body = ((j - 256) / 200.0) ** 2 + ((i - 256) / 230.0) ** 2 < 1.0
-    vol = np.full(SHAPE, -1000, np.int16)
-    vol[np.broadcast_to(body, SHAPE)] = 40
-    organ = ((k - 200) / 120.0) ** 2 + ((j - 220) / 80.0) ** 2 + ((i - 180) / 70.0) ** 2 < 1.0
-    spine = ((j - 380) / 25.0) ** 2 + ((i - 256) / 25.0) ** 2 < 1.0
-    vol[organ] = 90
-    vol[np.broadcast_to(spine, SHAPE)] = 700
-    vol += rng.normal(0, 25, SHAPE).astype(np.int16)
-    mask = np.zeros(SHAPE, np.uint8)
-    mask[organ] = 1
-    mask[np.broadcast_to(spine, SHAPE)] = 3
-    return vol, mask
+    """The shared synthetic CT with one organ and the spine (the volume these figures used)."""
+    return _make_ct(seed, second_organ=False)
 
 
 def stats(ms: list[float]) -> str:
