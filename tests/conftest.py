@@ -110,6 +110,18 @@ def pytest_runtest_call(item):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Run torch on one thread: tiny shapes gain nothing from more, and on a busy shared
+    2-core CPU two spinning OpenMP threads run ~10x slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def segloop_app(qtbot):
     """The full main window, shown offscreen; workers are awaited at teardown."""
     from desktop_app.app import build_app

@@ -16,13 +16,7 @@ from unet_engine.errors import CheckpointError
 from unet_engine.model import ModelSpec, build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a busy shared CPU spinning threads cost a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trained_ish(spec: ModelSpec) -> torch.nn.Module:

@@ -26,12 +26,7 @@ DEFAULT = BUNDLED_MODELS / "default"
 SAMPLE_SCANS = sorted(p for p in SAMPLES.glob("hippocampus_*.nii.gz") if not p.name.endswith("_label.nii.gz"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_default_model_loads_and_card_is_complete():

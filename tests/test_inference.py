@@ -22,13 +22,7 @@ from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.volume import Volume
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a busy shared CPU spinning threads cost a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(spec: ModelSpec, seed: int = 0) -> nn.Module:

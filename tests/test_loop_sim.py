@@ -15,12 +15,7 @@ from unet_engine.loop_sim_report import csv_columns
 DATA = Path(__file__).parent / "data" / "hippocampus"  # 8 real MSD Task04 cases (see tests/data/README.md)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(out: Path, *extra: str) -> int:

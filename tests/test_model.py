@@ -8,13 +8,7 @@ import torch
 from unet_engine.model import ModelSpec, UNet, build_model, count_parameters, fuse_for_inference, required_multiple
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a busy shared CPU spinning threads cost a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "bilinear"])

@@ -41,13 +41,7 @@ def _slices(case: str, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     return slice_stack(img, axis, card.spec.context_slices), slice_stack(lab, axis)[:, 0]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: on a busy shared 2-core CPU, two spinning OpenMP threads train ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
