@@ -41,10 +41,17 @@ def test_loop_sim_three_rounds_writes_csv_png_summary(tmp_path):
                 r["voxels_to_correct_posterior"]) - _both(r)
             assert 0.0 <= float(r["holdout_dice_anterior"]) <= 1.0
             assert float(r["round_s"]) > 0 and int(r["steps"]) == 1
+        for r in mine:  # the fixed held-out set's effort, round 0 included
+            assert float(r["holdout_voxels_to_correct"]) >= 0
     png = (out / "loop_sim.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["summary"]) == {"finetune", "finetune-noreplay", "scratch"}
+    fine = summary["summary"]["finetune"]
+    start = float([r for r in rows if r["mode"] == "finetune"][0]["holdout_voxels_to_correct"])
+    assert fine["holdout_effort_start"] == pytest.approx(start, rel=1e-5)
+    if start:
+        assert fine["holdout_effort_ratio_end_over_start"] == pytest.approx(fine["holdout_effort_end"] / start)
     cases = summary["cases"]
     assert len(cases["initial"]) == 2 and len(cases["stream"]) == 3 and len(cases["holdout"]) == 1
     assert not set(cases["holdout"]) & set(cases["initial"] + cases["stream"])
@@ -69,3 +76,22 @@ def test_loop_sim_is_deterministic(tmp_path):
             return [[r[c] for c in cols] for r in csv.DictReader(fh)]
 
     assert read("a") == read("b")
+
+
+def test_loop_sim_runs_a_3d_model_on_patches(tmp_path):
+    out = tmp_path / "sim3d"
+    assert main(["loop-sim", "--data", str(DATA), "--out", str(out), "--initial", "2", "--rounds", "1", "--holdout", "1",
+                 "--initial-steps", "2", "--steps-per-round", "1", "--batch-size", "1", "--patch-size", "16,16,16",
+                 "--labels", "1=anterior,2=posterior", "--reference", "none", "--spec",
+                 '{"dims": 3, "in_channels": 1, "base_width": 4, "depth": 2}', "--threads", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["patch_size"] == [16, 16, 16]
+    assert summary["config"]["augment"] == {"flip_axes": [2]}  # left-right only in [k, j, i]
+    with (out / "loop_sim.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["round"]) for r in rows] == [0, 1] and int(rows[1]["voxels_to_correct"]) > 0
+
+
+def test_loop_sim_refuses_a_bad_patch_size(tmp_path, capsys):
+    assert _run(tmp_path / "bad", "--patch-size", "16,x") != 0
+    assert "--patch-size" in capsys.readouterr().err

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -71,6 +71,7 @@ class LoopSimConfig:
     replay_ratio: float = 0.5
     model_spec: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPEC))
     augment: dict[str, Any] = field(default_factory=lambda: {"flip_axes": [1]})
+    patch_size: list[int] | None = None  # training patch (3D: [D, H, W]); None = the trainer's default
     reference: str | None = None  # checkpoint folder scored on the held-out set; None = none
     holdout_ids: list[str] | None = None  # explicit held-out cases (else from the reference's val split)
     seed: int = 0
@@ -116,6 +117,15 @@ class RoundRecord:
     eval_s: float = 0.0
     steps: int = 0
     version: str = ""
+    holdout_voxels_to_correct: float = float("nan")  # mean per held-out case: same cases every round
+
+
+class HoldoutScore(NamedTuple):
+    """A model on the held-out set: mean Dice per label, their mean, mean voxels to correct per case."""
+
+    per_label: dict[str, float]
+    mean: float
+    voxels_to_correct: float
 
 
 # ----- cases ------------------------------------------------------------------------------------
@@ -203,6 +213,7 @@ class LoopSimulation:
         return TrainConfig(max_steps=int(steps), steps_per_epoch=max(1, int(steps)), batch_size=self.cfg.batch_size,
                            lr=lr, warmup_steps=min(20, max(1, steps // 10)), patience=0, replay_ratio=replay,
                            model_spec=dict(self.cfg.model_spec), augment=dict(self.cfg.augment), seed=seed,
+                           patch_size=list(self.cfg.patch_size) if self.cfg.patch_size else None,
                            device="cpu", num_threads=self.cfg.threads, checkpoint_every_steps=10**9)
 
     def _train(self, ds: RetrainingDataset, reg: ModelRegistry, from_version: str, cfg: TrainConfig) -> tuple[str, int]:
@@ -214,18 +225,24 @@ class LoopSimulation:
             self._holdout_data = [_read(c) for c in self.holdout]
         return self._holdout_data
 
-    def score(self, model: torch.nn.Module, card: Any) -> tuple[dict[str, float], float]:
-        """Mean Dice per label (and their mean) of a model on the held-out set."""
+    def score(self, model: torch.nn.Module, card: Any) -> HoldoutScore:
+        """Mean Dice per label, their mean, and the mean voxels to correct of a model on the held-out set.
+
+        The effort on this fixed set isolates what the model learned from the per-case
+        difficulty that dominates the effort on each new stream case.
+        """
         sums = {k: 0.0 for k in self.cfg.labels}
+        wrong = 0
         data = self.holdout_data()
         for vol, ref in data:
             pred = run_generator(predict_volume(model, card, vol, device="cpu"))
+            wrong += int(np.count_nonzero(pred.labels != ref))
             for k in sums:
                 sums[k] += dice(pred.labels, ref, int(k))
         per = {self.cfg.labels[k]: v / len(data) for k, v in sums.items()}
-        return per, float(np.mean(list(per.values())))
+        return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / len(data))
 
-    def reference_scores(self) -> tuple[dict[str, float], float] | None:
+    def reference_scores(self) -> HoldoutScore | None:
         if not self.cfg.reference:
             return None
         if not (Path(self.cfg.reference) / "card.json").is_file():
@@ -268,10 +285,10 @@ class LoopSimulation:
             version = (folder / "VERSION").read_text().strip()
             model, card = reg.load(version, "cpu")
             t = time.perf_counter()
-            per, mean = self.score(model, card)
+            per, mean, effort = self.score(model, card)
             rec = RoundRecord(mode, 0, len(self.initial), holdout_dice=per, holdout_mean_dice=mean,
                               train_s=init_train_s, eval_s=time.perf_counter() - t, steps=self.cfg.initial_steps,
-                              version=version)
+                              version=version, holdout_voxels_to_correct=effort)
             yield rec
             for r, case in enumerate(self.stream, start=1):
                 rec, version, model, card = self._round(mode, r, case, ds, reg, version, model, card)
@@ -301,9 +318,9 @@ class LoopSimulation:
         round_s = time.perf_counter() - t_round
         model, card = reg.load(new_version, "cpu")
         t_eval = time.perf_counter()
-        per, mean = self.score(model, card)
+        per, mean, effort = self.score(model, card)
         rec = RoundRecord(mode, r, len(ds), case.id, int(np.count_nonzero(wrong)), per_fix, case_d, per, mean,
-                          predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version)
+                          predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version, effort)
         log.info("%s round %d: %s, %d voxels to correct, held-out mean Dice %.4f, round %.1fs", mode, r, case.id,
                  rec.voxels_to_correct, mean, round_s)
         _drop_version(reg, version)  # keep the temp registry small: only the newest version is needed

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from unet_engine.atomic import atomic_write_json
-from unet_engine.loop_sim import RoundRecord
+from unet_engine.loop_sim import HoldoutScore, RoundRecord
 
 
 def csv_columns(label_names: list[str]) -> list[str]:
@@ -18,7 +18,7 @@ def csv_columns(label_names: list[str]) -> list[str]:
     cols += [f"voxels_to_correct_{n}" for n in label_names]
     cols += [f"case_dice_{n}" for n in label_names]
     cols += [f"holdout_dice_{n}" for n in label_names]
-    cols += ["holdout_mean_dice", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
+    cols += ["holdout_mean_dice", "holdout_voxels_to_correct", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
     return cols
 
 
@@ -35,17 +35,19 @@ def record_row(rec: RoundRecord, label_names: list[str]) -> dict[str, Any]:
         row[f"voxels_to_correct_{n}"] = rec.per_label_to_correct.get(n)
         row[f"case_dice_{n}"] = rec.case_dice.get(n)
         row[f"holdout_dice_{n}"] = rec.holdout_dice.get(n)
-    row.update(holdout_mean_dice=rec.holdout_mean_dice, predict_s=rec.predict_s, train_s=rec.train_s,
+    row.update(holdout_mean_dice=rec.holdout_mean_dice, holdout_voxels_to_correct=rec.holdout_voxels_to_correct,
+               predict_s=rec.predict_s, train_s=rec.train_s,
                round_s=rec.round_s, eval_s=rec.eval_s, steps=rec.steps, version=rec.version)
     return {k: _fmt(v) for k, v in row.items()}
 
 
 def write_csv(path: Path, records: list[RoundRecord], label_names: list[str],
-              reference: tuple[dict[str, float], float] | None = None) -> Path:
+              reference: HoldoutScore | None = None) -> Path:
     """One row per (mode, round); the reference model (if any) as mode ``reference``, round -1."""
     rows = [record_row(r, label_names) for r in records]
     if reference is not None:
-        ref = RoundRecord("reference", -1, 0, holdout_dice=reference[0], holdout_mean_dice=reference[1])
+        ref = RoundRecord("reference", -1, 0, holdout_dice=reference.per_label, holdout_mean_dice=reference.mean,
+                          holdout_voxels_to_correct=reference.voxels_to_correct)
         rows.append(record_row(ref, label_names))
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -64,9 +66,12 @@ def _edge_mean(values: list[float], n: int, first: bool) -> float | None:
     return float(np.mean(part))
 
 
-def summarize(records: list[RoundRecord], reference: tuple[dict[str, float], float] | None, window: int = 5
-              ) -> dict[str, Any]:
-    """Per mode: start/end held-out Dice, correction effort first vs last rounds, time per round."""
+def summarize(records: list[RoundRecord], reference: HoldoutScore | None, window: int = 5) -> dict[str, Any]:
+    """Per mode: start/end held-out Dice, correction effort first vs last rounds, time per round.
+
+    Effort is given twice: on the stream (each round's new case, so case difficulty adds
+    noise) and on the fixed held-out set (the same cases for the start and the end model).
+    """
     out: dict[str, Any] = {}
     for mode in dict.fromkeys(r.mode for r in records):
         rs = [r for r in records if r.mode == mode]
@@ -80,16 +85,25 @@ def summarize(records: list[RoundRecord], reference: tuple[dict[str, float], flo
             "end_holdout_dice": end.holdout_dice, "end_holdout_mean_dice": end.holdout_mean_dice,
             "effort_window": w, "effort_first_mean": first, "effort_last_mean": last,
             "effort_ratio_last_over_first": (last / first) if first and last is not None else None,
+            "holdout_effort_start": rs[0].holdout_voxels_to_correct,
+            "holdout_effort_end": end.holdout_voxels_to_correct,
+            "holdout_effort_ratio_end_over_start": _ratio(end.holdout_voxels_to_correct, rs[0].holdout_voxels_to_correct),
             "round_s_median": float(np.median([r.round_s for r in rounds])) if rounds else None,
             "round_s_max": float(max(r.round_s for r in rounds)) if rounds else None,
         }
         if reference is not None:
-            d["gap_to_reference_mean_dice"] = reference[1] - end.holdout_mean_dice
-            d["gap_to_reference_dice"] = {k: reference[0][k] - end.holdout_dice.get(k, float("nan")) for k in reference[0]}
+            d["gap_to_reference_mean_dice"] = reference.mean - end.holdout_mean_dice
+            d["gap_to_reference_dice"] = {k: reference.per_label[k] - end.holdout_dice.get(k, float("nan"))
+                                          for k in reference.per_label}
         out[mode] = d
     if reference is not None:
-        out["reference"] = {"holdout_dice": reference[0], "holdout_mean_dice": reference[1]}
+        out["reference"] = {"holdout_dice": reference.per_label, "holdout_mean_dice": reference.mean,
+                            "holdout_voxels_to_correct": reference.voxels_to_correct}
     return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return None if math.isnan(a) or math.isnan(b) or not b else a / b
 
 
 def write_summary(path: Path, config: dict[str, Any], summary: dict[str, Any], cases: dict[str, list[str]]) -> Path:
@@ -97,7 +111,7 @@ def write_summary(path: Path, config: dict[str, Any], summary: dict[str, Any], c
     return path
 
 
-def plot(path: Path, records: list[RoundRecord], reference: tuple[dict[str, float], float] | None,
+def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
          title: str = "") -> Path:
     """Held-out mean Dice and correction effort vs corrected cases, one line per mode."""
     import matplotlib
@@ -111,17 +125,24 @@ def plot(path: Path, records: list[RoundRecord], reference: tuple[dict[str, floa
         ax1.plot([r.corrected_cases for r in rs], [r.holdout_mean_dice for r in rs], marker="o", ms=3, label=mode)
         rr = [r for r in rs if r.round > 0 and r.voxels_to_correct is not None]
         # effort for round r is measured with the model trained on corrected_cases - 1 cases
-        ax2.plot([r.corrected_cases - 1 for r in rr], [r.voxels_to_correct for r in rr], marker="o", ms=3, label=mode)
+        line, = ax2.plot([r.corrected_cases - 1 for r in rr], [r.voxels_to_correct for r in rr], marker="o", ms=3,
+                         alpha=0.45, label=f"{mode}: next stream case")
+        rh = [r for r in rs if not math.isnan(r.holdout_voxels_to_correct)]
+        if rh:
+            ax2.plot([r.corrected_cases for r in rh], [r.holdout_voxels_to_correct for r in rh], color=line.get_color(),
+                     lw=2, label=f"{mode}: held-out mean")
     if reference is not None:
-        ax1.axhline(reference[1], color="k", ls="--", lw=1, label=f"all-data model ({reference[1]:.3f})")
-        ax1.axhline(reference[1] - 0.03, color="grey", ls=":", lw=1, label="all-data - 0.03")
+        ax1.axhline(reference.mean, color="k", ls="--", lw=1, label=f"all-data model ({reference.mean:.3f})")
+        ax1.axhline(reference.mean - 0.03, color="grey", ls=":", lw=1, label="all-data - 0.03")
     ax1.set_xlabel("corrected cases the model was trained on")
     ax1.set_ylabel("held-out mean Dice (anterior, posterior)")
     ax1.set_title("Accuracy on the held-out set")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     ax2.set_xlabel("corrected cases the model was trained on")
-    ax2.set_ylabel("voxels to correct on the next case (log scale)")
+    if reference is not None and not math.isnan(reference.voxels_to_correct):
+        ax2.axhline(reference.voxels_to_correct, color="k", ls="--", lw=1, label="all-data model, held-out")
+    ax2.set_ylabel("voxels to correct per case (log scale)")
     ax2.set_yscale("log")
     ax2.set_title("Correction effort per new case")
     ax2.grid(alpha=0.3)
@@ -156,6 +177,8 @@ def records_from_csv(path: Path, label_names: list[str]) -> list[RoundRecord]:
                 if row.get(f"holdout_dice_{n}"):
                     rec.holdout_dice[n] = float(row[f"holdout_dice_{n}"])
             rec.holdout_mean_dice = num(row["holdout_mean_dice"]) if row["holdout_mean_dice"] else float("nan")
+            if row.get("holdout_voxels_to_correct"):
+                rec.holdout_voxels_to_correct = float(row["holdout_voxels_to_correct"])
             for k in ("predict_s", "train_s", "round_s", "eval_s"):
                 setattr(rec, k, float(row[k] or 0.0))
             rec.steps, rec.version = int(float(row["steps"] or 0)), row["version"]

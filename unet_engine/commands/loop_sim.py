@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--initial-steps", type=int, default=300, help="training steps of the starting model")
     p.add_argument("--steps-per-round", type=int, default=60, help="training steps after each corrected case")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch-size", default=None, metavar="D,H,W",
+                   help="training patch, e.g. 40,56,40 for a 3D model (default: whole slices in 2D, 64^3 in 3D)")
     p.add_argument("--lr-initial", type=float, default=1e-3, help="learning rate from scratch (starting model, scratch mode)")
     p.add_argument("--lr-round", type=float, default=3e-4, help="learning rate of the per-round fine-tune")
     p.add_argument("--replay-ratio", type=float, default=0.5, help="share of each batch from earlier cases (finetune)")
@@ -99,12 +101,27 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
         spec = dict(DEFAULT_SPEC)
     spec = {**spec, "num_classes": max(labels) + 1}
     augment = {"flip_axes": [1] if int(spec.get("dims", 2)) == 2 else [2]}  # left-right only (A/P labels)
+    patch = _patch_size(args.patch_size)
     return LoopSimConfig(data=args.data or _default_data(), labels=labels,
                          modes=list(MODES) if args.compare else [args.mode], initial=args.initial, rounds=args.rounds,
                          holdout=args.holdout, initial_steps=args.initial_steps, steps_per_round=args.steps_per_round,
                          batch_size=args.batch_size, lr_initial=args.lr_initial, lr_round=args.lr_round,
                          replay_ratio=args.replay_ratio, model_spec=spec, augment=augment, reference=reference,
-                         holdout_ids=holdout_ids, seed=args.seed, threads=args.threads)
+                         holdout_ids=holdout_ids, seed=args.seed, threads=args.threads, patch_size=patch)
+
+
+def _patch_size(text: str | None) -> list[int] | None:
+    from unet_engine.errors import SegLoopError
+
+    if not text:
+        return None
+    try:
+        patch = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        patch = []
+    if len(patch) not in (2, 3) or min(patch) < 1:
+        raise SegLoopError(f"loop-sim: --patch-size must be H,W or D,H,W of positive integers (got {text!r})")
+    return patch
 
 
 def replot(args: argparse.Namespace) -> int:
@@ -135,7 +152,8 @@ def replot(args: argparse.Namespace) -> int:
     report.plot(out / "loop_sim.png", records, reference, title)
     report.write_summary(out / "summary.json", cfg.to_dict(), report.summarize(records, reference), saved["cases"])
     if reference is not None:
-        print(f"reference {cfg.reference}: held-out mean Dice {reference[1]:.4f}")
+        print(f"reference {cfg.reference}: held-out mean Dice {reference.mean:.4f}, "
+              f"{reference.voxels_to_correct:.0f} voxels to correct per case")
     return 0
 
 
@@ -162,11 +180,13 @@ def run(args: argparse.Namespace) -> int:
             records.append(rec)
             effort = "-" if rec.voxels_to_correct is None else str(rec.voxels_to_correct)
             print(f"{rec.mode:<18} round {rec.round:>3} cases {rec.corrected_cases:>3} to-correct {effort:>6} "
-                  f"held-out Dice {rec.holdout_mean_dice:.4f} round {rec.round_s:5.1f}s", file=sys.stderr)
+                  f"held-out Dice {rec.holdout_mean_dice:.4f} to-correct {rec.holdout_voxels_to_correct:6.0f} "
+                  f"round {rec.round_s:5.1f}s", file=sys.stderr)
             report.write_csv(csv_path, records, names, reference)
         reference = sim.reference_scores()  # scored last: the reference may be written while this runs
         if reference is not None:
-            print(f"reference {cfg.reference}: held-out mean Dice {reference[1]:.4f}", file=sys.stderr)
+            print(f"reference {cfg.reference}: held-out mean Dice {reference.mean:.4f}, "
+                  f"{reference.voxels_to_correct:.0f} voxels to correct per case", file=sys.stderr)
             report.write_csv(csv_path, records, names, reference)
     finally:
         if records:
