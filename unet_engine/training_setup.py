@@ -101,14 +101,18 @@ def run_folder(registry: ModelRegistry, dataset: Any) -> Path:
 
 
 def patch_size_for(config: TrainConfig, spec: ModelSpec, card: ModelCard, cases: list[Any]) -> tuple[int, ...]:
-    """Training sample size: ``config.patch_size`` or, by default, the largest slice (2D) /
-    volume capped at 128 (3D) of the training cases, rounded up to the network's multiple."""
+    """Training sample size: ``config.patch_size``; for a 3D model fine-tuned from a version,
+    the patch that version was trained with (its card); else the largest slice (2D) / volume
+    capped at 128 (3D) of the training cases, rounded up to the network's multiple."""
     m = required_multiple(spec)
     if config.patch_size is not None:
         ps = [int(p) for p in config.patch_size]
         if len(ps) != spec.dims:
             raise SegLoopError(f"training config: patch_size {ps} has {len(ps)} sizes but the model is {spec.dims}D")
         return tuple(max(m, int(math.ceil(p / m) * m)) for p in ps)
+    trained = (card.training or {}).get("patch_size") if spec.dims == 3 else None
+    if isinstance(trained, list) and len(trained) == 3 and all(int(p) >= m and int(p) % m == 0 for p in trained):
+        return tuple(int(p) for p in trained)
     target = as_config(card.preprocessing).target_spacing
     best = np.zeros(3, dtype=np.int64)
     planes: list[tuple[int, int]] = []
