@@ -284,3 +284,38 @@ def test_no_model_is_said_clearly_and_inference_can_be_cancelled(qtbot, segloop_
     qtbot.waitUntil(lambda: lc.infer_worker is None, timeout=30_000)
     assert worker is not None and lc.inference_panel.run_button.isEnabled()
     assert QtWidgets.QApplication.activeModalWidget() is None
+
+
+def test_fine_tuning_a_3d_model_keeps_its_batch_and_patch(qtbot, segloop_app, tmp_path):
+    """A 3D model trained on 2 patches of 16^3 is fine-tuned from the app with the same batch
+    and patch (not the 2D defaults: 16 whole-volume patches per step), in the real process."""
+    import torch
+
+    from unet_engine.checkpoint import ModelCard, load_card, save_checkpoint
+    from unet_engine.dataset import import_msd
+    from unet_engine.model import ModelSpec, build_model
+
+    torch.manual_seed(3)
+    spec = ModelSpec(dims=3, in_channels=1, num_classes=3, base_width=4, depth=2)
+    card = ModelCard(spec=spec, labels={0: "background", **LABELS},
+                     training={"config": {"batch_size": 2}, "patch_size": [16, 16, 16]})
+    ckpt = save_checkpoint(build_model(spec), card, tmp_path / "tiny3d")
+    parts = segloop_app
+    lc = _learning(parts)
+    parts.controller.request_model(str(ckpt))
+    import_msd(HIPPO, lc.dataset_folder, labels=LABELS, limit=3)
+    lc.training_panel.set_budget("steps", 2)
+    assert lc.training_config().batch_size == 2
+    _train(qtbot, lc, steps=2)
+    assert lc.last_train is not None, lc.training_panel.status_label.text()
+    new = lc.registry.list()[-1]
+    trained = load_card(lc.registry.versions_dir / new.version)
+    assert trained.spec.dims == 3
+    assert trained.training["patch_size"] == [16, 16, 16] and trained.training["config"]["batch_size"] == 2
+
+
+def test_a_2d_model_is_fine_tuned_with_the_app_batch(segloop_app, tiny_checkpoint):
+    parts = segloop_app
+    lc = _learning(parts)
+    parts.controller.request_model(str(tiny_checkpoint))
+    assert lc.training_config().batch_size == lc.base_config.batch_size == 16

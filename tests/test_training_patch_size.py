@@ -42,3 +42,13 @@ def test_a_parent_patch_the_network_cannot_take_is_ignored():
 def test_a_patch_of_the_wrong_dimension_is_refused():
     with pytest.raises(SegLoopError, match="patch_size"):
         patch_size_for(TrainConfig(patch_size=[32, 32]), SPEC_3D, ModelCard(spec=SPEC_3D), CASES)
+
+
+def test_parent_batch_size_is_kept_for_3d_models_only():
+    from unet_engine.train_config import parent_batch_size
+
+    training = {"config": {"batch_size": 2}}
+    assert parent_batch_size(3, training) == 2
+    assert parent_batch_size(2, training) is None
+    assert parent_batch_size(3, {}) is None and parent_batch_size(3, None) is None
+    assert parent_batch_size(3, {"config": {"batch_size": "x"}}) is None

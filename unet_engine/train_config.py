@@ -163,3 +163,20 @@ def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise SegLoopError(f"{what}: {exc}") from None
+
+
+def parent_batch_size(dims: int, training: dict[str, Any] | None) -> int | None:
+    """Batch size a 3D model was trained with (its card's ``training.config``), for fine-tunes of it.
+
+    A 3D batch is a few whole-volume patches; the 2D default of 16 would make each
+    fine-tuning step of such a model ~8x slower than the steps that made it. None for
+    2D models and for cards that do not say.
+    """
+    if dims != 3:
+        return None
+    config = (training or {}).get("config") or {}
+    try:
+        size = int(config.get("batch_size"))
+    except (TypeError, ValueError):
+        return None
+    return size if size >= 1 else None

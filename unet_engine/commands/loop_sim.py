@@ -36,9 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout", type=int, default=20, help="held-out cases scored after every round")
     p.add_argument("--initial-steps", type=int, default=300, help="training steps of the starting model")
     p.add_argument("--steps-per-round", type=int, default=60, help="training steps after each corrected case")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="training batch (default: 16 for 2D; for 3D the reference model's, else 2)")
     p.add_argument("--patch-size", default=None, metavar="D,H,W",
-                   help="training patch, e.g. 40,56,40 for a 3D model (default: whole slices in 2D, 64^3 in 3D)")
+                   help="training patch, e.g. 40,56,40 for a 3D model (default: whole slices in 2D; for 3D the "
+                        "reference model's training patch, else the largest volume)")
     p.add_argument("--lr-initial", type=float, default=1e-3, help="learning rate from scratch (starting model, scratch mode)")
     p.add_argument("--lr-round", type=float, default=3e-4, help="learning rate of the per-round fine-tune")
     p.add_argument("--replay-ratio", type=float, default=0.5, help="share of each batch from earlier cases (finetune)")
@@ -76,6 +78,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     from unet_engine.commands.dataset import parse_labels
     from unet_engine.errors import SegLoopError
     from unet_engine.loop_sim import DEFAULT_SPEC, MODES, LoopSimConfig
+    from unet_engine.train_config import parent_batch_size
 
     reference = _reference(args.reference)
     card = load_card(reference) if reference and Path(reference, "card.json").is_file() else None
@@ -100,12 +103,17 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     else:
         spec = dict(DEFAULT_SPEC)
     spec = {**spec, "num_classes": max(labels) + 1}
-    augment = {"flip_axes": [1] if int(spec.get("dims", 2)) == 2 else [2]}  # left-right only (A/P labels)
+    dims = int(spec.get("dims", 2))
+    augment = {"flip_axes": [1] if dims == 2 else [2]}  # left-right only (A/P labels)
+    same_dims = card is not None and card.spec.dims == dims
     patch = _patch_size(args.patch_size)
+    if patch is None and same_dims and dims == 3 and card.training.get("patch_size"):
+        patch = [int(v) for v in card.training["patch_size"]]
+    batch = args.batch_size or (parent_batch_size(dims, card.training) if same_dims else None) or (16 if dims == 2 else 2)
     return LoopSimConfig(data=args.data or _default_data(), labels=labels,
                          modes=list(MODES) if args.compare else [args.mode], initial=args.initial, rounds=args.rounds,
                          holdout=args.holdout, initial_steps=args.initial_steps, steps_per_round=args.steps_per_round,
-                         batch_size=args.batch_size, lr_initial=args.lr_initial, lr_round=args.lr_round,
+                         batch_size=batch, lr_initial=args.lr_initial, lr_round=args.lr_round,
                          replay_ratio=args.replay_ratio, model_spec=spec, augment=augment, reference=reference,
                          holdout_ids=holdout_ids, seed=args.seed, threads=args.threads, patch_size=patch)
 
