@@ -1,12 +1,14 @@
-"""The bundled default model: size, CPU inference time per case, val Dice with/without TTA.
+"""Default-model candidates side by side: size, CPU inference time per case, val Dice with/without TTA.
 
-    .venv/bin/python bench/default_model_bench.py [--threads 1] [--cases 39] [--no-dice]
+    .venv/bin/python bench/default_model_bench.py [--threads 1] [--cases 39] [--no-dice] \
+        [--models default /path/to/other/checkpoint ...]
 
-Reads the validation ids from the model card and the scans from ../shared/data/hippocampus
-(skips cleanly when missing). Inference time = `predict_volume` wall time per case after
-one warm-up call, median over the cases; compared in the same process with a small 3D
-U-Net (base 16, depth 3, untrained: timing only) on the same scans, as the architecture
-baseline.
+Every model is scored on the same validation cases: the ids the bundled default model's
+card lists as its validation split (all candidates were trained on the same split), read
+from ../shared/data/hippocampus (skips cleanly when missing). Inference time =
+`predict_volume` wall time per case after one warm-up call, median over the cases, the
+models timed in turn in one process, so the ratios to the first model compare like with
+like. ``default`` = the bundled model (resources/models/default).
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_engine.checkpoint import ModelCard, load_checkpoint  # noqa: E402
+from unet_engine.checkpoint import load_card, load_checkpoint  # noqa: E402
 from unet_engine.inference import predict_volume  # noqa: E402
 from unet_engine.io import read_mask, read_volume  # noqa: E402
 from unet_engine.metrics import dice  # noqa: E402
-from unet_engine.model import ModelSpec, build_model  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hippocampus"
@@ -44,44 +45,60 @@ def _time(model, card, vols, tta=False) -> list[float]:  # noqa: ANN001
     return out
 
 
+def _dice(model, card, ids, vols, refs, tta: bool) -> tuple[float, float]:  # noqa: ANN001
+    scores: dict[int, list[float]] = {1: [], 2: []}
+    for v, ref in zip(vols, refs):
+        pred = run_generator(predict_volume(model, card, v, device="cpu", tta=tta)).labels
+        for k in scores:
+            scores[k].append(dice(pred, ref, k))
+    return float(np.mean(scores[1])), float(np.mean(scores[2]))
+
+
+def _describe(card) -> str:  # noqa: ANN001
+    s = card.spec
+    kind = "3D" if s.dims == 3 else (f"2.5D (+-{s.context_slices} slices)" if s.context_slices else "2D")
+    return f"{kind} base {s.base_width} depth {s.depth}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cases", type=int, default=39)
     ap.add_argument("--no-dice", action="store_true")
+    ap.add_argument("--models", nargs="+", default=["default"], help="checkpoint folders ('default' = bundled)")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} missing")
         return 0
     torch.set_num_threads(args.threads)
-    model, card = load_checkpoint(MODEL, "cpu")
-    n_params = sum(p.numel() for p in model.parameters())
-    size = (MODEL / "model.safetensors").stat().st_size
-    ids = [c["id"] for c in card.training["dataset"]["cases"] if c["split"] == "val"][: args.cases]
+    bundled = load_card(MODEL)
+    ids = [c["id"] for c in bundled.training["dataset"]["cases"] if c["split"] == "val"][: args.cases]
     vols = [read_volume(DATA / "imagesTr" / f"{i}.nii.gz") for i in ids]
-    print(f"model {card.version}: {card.spec.to_dict()}, {n_params / 1e6:.2f} M parameters, "
-          f"model.safetensors {size / 1e6:.2f} MB; {len(ids)} val cases, {args.threads} CPU thread(s)")
-    t2 = _time(model, card, vols)
-    t2tta = _time(model, card, vols, tta=True)
-    spec3 = ModelSpec(dims=3, in_channels=1, num_classes=3, base_width=16, depth=3)
-    card3 = ModelCard(spec=spec3, preprocessing=card.preprocessing, labels=card.labels)
-    torch.manual_seed(0)
-    t3 = _time(build_model(spec3).eval(), card3, vols[: min(10, len(vols))])
-    med = statistics.median
-    print(f"2D default model: median {med(t2) * 1000:.0f} ms/case (max {max(t2) * 1000:.0f} ms); with flip TTA "
-          f"{med(t2tta) * 1000:.0f} ms/case ({med(t2tta) / med(t2):.2f}x)")
-    print(f"3D U-Net base 16 depth 3 (timing only): median {med(t3) * 1000:.0f} ms/case = "
-          f"{med(t3) / med(t2):.2f}x the 2D model")
+    refs = [np.asarray(read_mask(DATA / "labelsTr" / f"{i}.nii.gz", v)) for i, v in zip(ids, vols)]
+    print(f"{len(ids)} val cases of {bundled.version}'s split, {args.threads} CPU thread(s)")
+    rows, base = [], None
+    for name in args.models:
+        folder = MODEL if name == "default" else Path(name)
+        model, card = load_checkpoint(folder, "cpu")
+        n_params = sum(p.numel() for p in model.parameters())
+        size = (folder / "model.safetensors").stat().st_size
+        t = statistics.median(_time(model, card, vols))
+        t_tta = statistics.median(_time(model, card, vols, tta=True))
+        base = base or t
+        row = (f"| {card.version} ({name}) | {_describe(card)} | {n_params / 1e6:.2f} M | {size / 1e6:.1f} MB | "
+               f"{t * 1000:.0f} ms ({t / base:.2f}x) | {t_tta * 1000:.0f} ms |")
+        if not args.no_dice:
+            a, p = _dice(model, card, ids, vols, refs, tta=False)
+            at, pt = _dice(model, card, ids, vols, refs, tta=True)
+            row += f" {a:.4f} / {p:.4f} ({(a + p) / 2:.4f}) | {at:.4f} / {pt:.4f} ({(at + pt) / 2:.4f}) |"
+        print(row, flush=True)
+        rows.append(row)
+    header = "| model | architecture | parameters | weights | ms/case (vs first) | ms/case flip TTA |"
     if not args.no_dice:
-        for tta in (False, True):
-            scores = {1: [], 2: []}
-            for i, v in zip(ids, vols):
-                ref = np.asarray(read_mask(DATA / "labelsTr" / f"{i}.nii.gz", v))
-                pred = run_generator(predict_volume(model, card, v, device="cpu", tta=tta)).labels
-                for k in scores:
-                    scores[k].append(dice(pred, ref, k))
-            print(f"val Dice {'with' if tta else 'without'} flip TTA: anterior {np.mean(scores[1]):.4f}, "
-                  f"posterior {np.mean(scores[2]):.4f}, mean {np.mean(scores[1] + scores[2]):.4f}")
+        header += " val Dice ant / post (mean) | with flip TTA |"
+    print("\n" + header)
+    print("|" + "---|" * (header.count("|") - 1))
+    print("\n".join(rows))
     return 0
 
 

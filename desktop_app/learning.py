@@ -115,6 +115,7 @@ class LearningController(TrainingMixin, VersionsMixin, QtCore.QObject):
             app.aboutToQuit.connect(self.shutdown_training)
         self.refresh_model()
         self.refresh_versions()
+        self.refresh_saved_run()
         self._update_enabled()
 
     # ----- wiring ------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class LearningController(TrainingMixin, VersionsMixin, QtCore.QObject):
         tp.start_requested.connect(self.start_training)
         tp.pause_toggled.connect(self.set_paused)
         tp.cancel_requested.connect(self.cancel_training)
+        tp.resume_saved_requested.connect(self.resume_saved_run)
         vp.promote_requested.connect(self.promote)
         vp.rollback_requested.connect(self.rollback)
         vp.delete_requested.connect(self.delete_version)

@@ -205,7 +205,8 @@ class ProcessSlot:
 
 def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_version: str | None,
               pause: threading.Event, cancel: CancelToken, *, segloop_home: Path | None = None,
-              slot: ProcessSlot | None = None, poll_s: float = 0.05, stop_timeout_s: float = 8.0):
+              slot: ProcessSlot | None = None, poll_s: float = 0.05, stop_timeout_s: float = 8.0,
+              resume: bool = False):
     """Run :func:`unet_engine.training.fine_tune` in a spawned child process
     (:mod:`unet_engine.train_process`); yields its reports, returns its TrainResult.
 
@@ -213,8 +214,10 @@ def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_versi
     ``pause`` to the child every ``poll_s`` and, when ``cancel`` fires (Cancel, window close,
     worker quit), cancels the child and waits ``stop_timeout_s`` before terminating it. Child
     errors are re-raised here as the same SegLoop error class (a death as TrainingProcessError).
+    ``resume``: continue the dataset's saved (paused/cancelled) run instead of starting one.
     """
-    proc = start_training_process(config, dataset_folder, registry_root, from_version, segloop_home=segloop_home)
+    proc = start_training_process(config, dataset_folder, registry_root, from_version, segloop_home=segloop_home,
+                                  resume=resume)
     if slot is not None:
         slot.process = proc
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 from desktop_app import learning_jobs as jobs
@@ -26,6 +27,8 @@ from unet_engine.checkpoint import load_card
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.paths import segloop_home
 from unet_engine.train_config import TrainConfig, parent_batch_size
+from unet_engine.train_state import read_state_json
+from unet_engine.training_setup import run_folder
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,39 @@ class TrainingMixin:
             start = path.name
         else:
             start = str(path)
+        return self._launch(config, start, resume=False,
+                            status=f"Starting a training process from {version or 'scratch'}…")
+
+    def resume_saved_run(self):
+        """Continue the dataset's paused/cancelled run (its saved state) in a child process."""
+        if self.train_worker is not None or self.saved_run() is None:
+            return None
+        return self._launch(self.training_config(), None, resume=True, status="Continuing the saved run…")
+
+    def saved_run(self) -> dict[str, Any] | None:
+        """``{"step", "total"}`` of the saved state of a run on this dataset (None: none)."""
+        try:
+            info = read_state_json(run_folder(self.registry, SimpleNamespace(folder=self.dataset_folder)))
+        except SegLoopError:
+            return None
+        if not info or "step" not in info:
+            return None
+        try:
+            total = TrainConfig.from_dict(info.get("config") or {}).total_steps
+        except SegLoopError:
+            total = None
+        return {"step": int(info["step"]), "total": total}
+
+    def refresh_saved_run(self) -> None:
+        run = self.saved_run()
+        text = None
+        if run is not None:
+            of = f" of {run['total']}" if run["total"] else ""
+            text = f"Continue the paused or cancelled run from step {run['step']}{of}"
+        self.training_panel.set_saved_run(text)
+
+    def _launch(self, config: TrainConfig, start: str | None, *, resume: bool, status: str):
+        tp = self.training_panel
         self._pause.clear()
         token = jobs.WorkerCancelToken()
         slot = jobs.ProcessSlot()
@@ -91,10 +127,10 @@ class TrainingMixin:
         unit, value = tp.budget()
         tp.set_time_budget(value * 60.0 if unit == "minutes" else None)
         tp.set_running(True)
-        tp.set_status(f"Starting a training process from {version or 'scratch'}…")
+        tp.set_status(status)
         worker = self.controller.workers.start(
             jobs.train_job, config, self.dataset_folder, self.registry.root, start, self._pause, token,
-            segloop_home=segloop_home(), slot=slot, description="Fine-tuning",
+            segloop_home=segloop_home(), slot=slot, description="Fine-tuning", resume=resume,
             on_result=lambda res: self._guard("Could not finish fine-tuning", self._on_trained, res),
             on_error=self._on_train_error,
             on_progress=self._on_train_report, on_finished=self._on_train_finished)
@@ -165,3 +201,4 @@ class TrainingMixin:
         self._train_slot = None
         self._pause.clear()
         self.training_panel.set_running(False)
+        self.refresh_saved_run()

@@ -319,3 +319,37 @@ def test_a_2d_model_is_fine_tuned_with_the_app_batch(segloop_app, tiny_checkpoin
     lc = _learning(parts)
     parts.controller.request_model(str(tiny_checkpoint))
     assert lc.training_config().batch_size == lc.base_config.batch_size == 16
+
+
+def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, tiny_checkpoint):
+    """Cancel saves the run; "Continue saved run" picks it up at the saved step in a new
+    process and finishes the same schedule; the button goes away once the run is done."""
+    from unet_engine.dataset import import_msd
+
+    parts = segloop_app
+    lc = _learning(parts)
+    lc.registry.import_checkpoint(tiny_checkpoint, promote=True)
+    import_msd(HIPPO, lc.dataset_folder, labels=LABELS, limit=2)
+    lc.base_config = tiny_config(model_spec=None, validate_at_start=False, steps_per_epoch=10)
+    tp = lc.training_panel
+    assert lc.saved_run() is None and not tp.resume_saved_button.isEnabled()
+    tp.set_budget("steps", 20)
+    assert lc.start_training() is not None
+    assert not tp.resume_saved_button.isEnabled()
+    qtbot.waitUntil(lambda: len(tp._losses) >= 1, timeout=60_000)
+    tp.pause_button.setChecked(True)
+    qtbot.waitUntil(lambda: "Paused" in tp.status_label.text(), timeout=20_000)
+    tp.cancel_button.click()
+    qtbot.waitUntil(lambda: lc.train_worker is None, timeout=30_000)
+    saved = lc.saved_run()
+    assert saved is not None and 1 <= saved["step"] < 20 and saved["total"] == 20
+    assert tp.resume_saved_button.isEnabled()
+    assert f"from step {saved['step']} of 20" in tp.resume_saved_button.toolTip()
+
+    tp.resume_saved_button.click()
+    assert lc.train_worker is not None and not tp.resume_saved_button.isEnabled()
+    qtbot.waitUntil(lambda: lc.train_worker is None, timeout=60_000)
+    assert lc.last_train is not None, tp.status_label.text()
+    assert lc.last_train.steps == 20 and lc.last_train.parent == "v0001"
+    assert [v.version for v in lc.registry.list()] == ["v0001", "v0002"]
+    assert lc.saved_run() is None and not tp.resume_saved_button.isEnabled()

@@ -25,6 +25,7 @@ class TrainingPanel(QtWidgets.QWidget):
     start_requested = QtCore.Signal()
     pause_toggled = QtCore.Signal(bool)
     cancel_requested = QtCore.Signal()
+    resume_saved_requested = QtCore.Signal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +59,11 @@ class TrainingPanel(QtWidgets.QWidget):
         for b in (self.start_button, self.pause_button, self.cancel_button):
             row.addWidget(b)
         side.addLayout(row)
+        self.resume_saved_button = QtWidgets.QPushButton("Continue saved run")
+        self.resume_saved_button.setObjectName("resume_saved_run_button")
+        self._saved_run: str | None = None
+        self._running = False
+        side.addWidget(self.resume_saved_button)
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
         side.addWidget(self.progress)
@@ -94,6 +100,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self.start_button.clicked.connect(self.start_requested)
         self.pause_button.toggled.connect(self._on_pause)
         self.cancel_button.clicked.connect(self.cancel_requested)
+        self.resume_saved_button.clicked.connect(self.resume_saved_requested)
         self.reset()
         self.set_running(False)
 
@@ -120,7 +127,15 @@ class TrainingPanel(QtWidgets.QWidget):
         self.progress.setValue(0)
         self._budget_s: float | None = None
 
+    def set_saved_run(self, description: str | None) -> None:
+        """A paused or cancelled run that can be continued (None: there is none)."""
+        self._saved_run = description
+        self.resume_saved_button.setToolTip(description or "No paused or cancelled run to continue")
+        self.resume_saved_button.setEnabled(description is not None and not self._running)
+
     def set_running(self, running: bool) -> None:
+        self._running = running
+        self.resume_saved_button.setEnabled(self._saved_run is not None and not running)
         self.start_button.setEnabled(not running)
         self.pause_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
