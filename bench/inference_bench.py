@@ -268,16 +268,26 @@ def main() -> int:
     hippo = hippocampus_cases(4 if args.quick else 10) if wanted & {"hippo32", "hippo16"} else []
     if "hippo32" in wanted and hippo:
         run_case("Hippocampus MR (MSD Task04)", hippo, ModelSpec(base_width=32, depth=4), repeats, monai_ok)
-    if "hippo16" in wanted and hippo:  # the bundled default model is a 1.9 M-param 2D U-Net: use its real weights
-        default = BUNDLED_MODELS / "default"
+    if "hippo16" in wanted and hippo:  # the 1.9 M-param 2D U-Net (default-2's spec): real weights when bundled
         run_case("Hippocampus MR (MSD Task04)", hippo, ModelSpec(base_width=16, depth=4), repeats, monai_ok,
-                 checkpoint=default if (default / "card.json").is_file() else None)
+                 checkpoint=_bundled_2d(ModelSpec(base_width=16, depth=4)))
     brain = DATA / "formats" / "mri_brain_nrrd" / "image.nrrd"
     if "brain" in wanted and brain.is_file():
         run_case("Brain MR 256x256x25 (pyradiomics)", [read(brain)], ModelSpec(base_width=32, depth=4), repeats, monai_ok)
     if "large" in wanted:
         run_large(max(1, repeats // 2), 3 if not args.quick else 1)
     return 0
+
+
+def _bundled_2d(spec: ModelSpec) -> Path | None:
+    """The bundled default model when it is this 2D network (else None: random weights, same timing)."""
+    from unet_engine.checkpoint import load_card
+
+    default = BUNDLED_MODELS / "default"
+    if not (default / "card.json").is_file():
+        return None
+    got = load_card(default).spec
+    return default if (got.dims, got.base_width, got.depth, got.context_slices) == (2, spec.base_width, spec.depth, 0) else None
 
 
 if __name__ == "__main__":
