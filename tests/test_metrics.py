@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from unet_engine.losses import DiceCELoss
-from unet_engine.metrics import dice, evaluate, hd95, iou, json_safe, label_volume_ml, summarize
+from unet_engine.metrics import dice, evaluate, hd95, iou, json_safe, label_volume_ml, summarize, surface_to_redraw
 
 
 def test_dice_iou_by_hand():
@@ -118,3 +118,34 @@ def test_weight_map_scales_ce():
     expected = torch.nn.functional.cross_entropy(logits, target, reduction="none")[0, 0, 0]
     assert ce_only(logits, target, w2) == pytest.approx(float(expected), rel=1e-5)
     assert DiceCELoss(2, include_background=True)(logits, target) > 0
+
+
+def _cube(lo: int, hi: int, shape=(20, 20, 20)) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    m[lo:hi, lo:hi, lo:hi] = 1
+    return m
+
+
+def test_surface_to_redraw_tolerates_one_voxel_and_counts_whole_outlines():
+    ref = _cube(5, 15)
+    n_surface = 10**3 - 8**3  # boundary voxels of a 10^3 cube
+    assert surface_to_redraw(ref, ref) == 0
+    # one voxel thicker on every side: faces are 1 mm from the other surface, the outer cube's
+    # 12 edges (10 voxels each, sqrt(2) mm) and 8 corners (sqrt(3) mm) are farther
+    assert surface_to_redraw(_cube(4, 16), ref, tolerance_mm=1.0) == 12 * 10 + 8
+    assert surface_to_redraw(_cube(4, 16), ref, tolerance_mm=1.8) == 0
+    assert surface_to_redraw(_cube(4, 16), ref, tolerance_mm=0.5) == (12**3 - 10**3) + n_surface
+    # missed entirely: the whole reference outline is redrawn; a spurious blob: its whole outline
+    assert surface_to_redraw(np.zeros_like(ref), ref) == n_surface
+    assert surface_to_redraw(ref, np.zeros_like(ref)) == n_surface
+    assert surface_to_redraw(np.zeros_like(ref), np.zeros_like(ref)) == 0
+    # anisotropic spacing: a 1-voxel shift along a 2 mm axis is beyond a 1 mm tolerance
+    shifted = np.roll(ref, 1, axis=0)
+    assert surface_to_redraw(shifted, ref, spacing=(1.0, 1.0, 1.0)) == 0
+    # the two end faces (2 x 100 voxels, 2 mm from the other surface) and the 6x6 core of each
+    # cube's face lying inside the other cube (> 1 mm in plane from its sides, 2 mm along k)
+    assert surface_to_redraw(shifted, ref, spacing=(2.0, 1.0, 1.0)) == 2 * 100 + 2 * 36
+    # labels pick one structure
+    two = ref.copy()
+    two[ref == 1] = 2
+    assert surface_to_redraw(two, ref, label=1) == n_surface

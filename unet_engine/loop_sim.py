@@ -40,7 +40,7 @@ import torch
 from unet_engine.dataset import RetrainingDataset, _safe_id
 from unet_engine.errors import SegLoopError
 from unet_engine.inference import predict_volume
-from unet_engine.metrics import dice
+from unet_engine.metrics import dice, surface_to_redraw
 from unet_engine.progress import run_generator
 from unet_engine.registry import ModelRegistry
 from unet_engine.train_config import TrainConfig
@@ -50,6 +50,7 @@ from unet_engine.volume import Volume
 log = logging.getLogger(__name__)
 
 MODES = ("finetune", "finetune-noreplay", "scratch")
+SURFACE_TOLERANCE_MM = 1.0  # boundary disagreement a reader leaves alone (see metrics.surface_to_redraw)
 DEFAULT_SPEC: dict[str, Any] = {"dims": 2, "in_channels": 1, "base_width": 16, "depth": 4}
 
 
@@ -118,6 +119,8 @@ class RoundRecord:
     steps: int = 0
     version: str = ""
     holdout_voxels_to_correct: float = float("nan")  # mean per held-out case: same cases every round
+    surface_to_redraw: int | None = None  # outline voxels beyond SURFACE_TOLERANCE_MM on the new case
+    holdout_surface_to_redraw: float = float("nan")  # the same, mean per held-out case
 
 
 class HoldoutScore(NamedTuple):
@@ -126,6 +129,7 @@ class HoldoutScore(NamedTuple):
     per_label: dict[str, float]
     mean: float
     voxels_to_correct: float
+    surface_to_redraw: float
 
 
 # ----- cases ------------------------------------------------------------------------------------
@@ -232,15 +236,20 @@ class LoopSimulation:
         difficulty that dominates the effort on each new stream case.
         """
         sums = {k: 0.0 for k in self.cfg.labels}
-        wrong = 0
+        wrong = outline = 0
         data = self.holdout_data()
         for vol, ref in data:
             pred = run_generator(predict_volume(model, card, vol, device="cpu"))
             wrong += int(np.count_nonzero(pred.labels != ref))
+            outline += self._outline(pred.labels, ref, vol)
             for k in sums:
                 sums[k] += dice(pred.labels, ref, int(k))
         per = {self.cfg.labels[k]: v / len(data) for k, v in sums.items()}
-        return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / len(data))
+        return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / len(data), outline / len(data))
+
+    def _outline(self, pred: np.ndarray, ref: np.ndarray, vol: Volume) -> int:
+        """Outline voxels to redraw, summed over the labels."""
+        return sum(surface_to_redraw(pred, ref, vol.spacing, int(k), SURFACE_TOLERANCE_MM) for k in self.cfg.labels)
 
     def reference_scores(self) -> HoldoutScore | None:
         if not self.cfg.reference:
@@ -285,10 +294,10 @@ class LoopSimulation:
             version = (folder / "VERSION").read_text().strip()
             model, card = reg.load(version, "cpu")
             t = time.perf_counter()
-            per, mean, effort = self.score(model, card)
+            per, mean, effort, outline = self.score(model, card)
             rec = RoundRecord(mode, 0, len(self.initial), holdout_dice=per, holdout_mean_dice=mean,
                               train_s=init_train_s, eval_s=time.perf_counter() - t, steps=self.cfg.initial_steps,
-                              version=version, holdout_voxels_to_correct=effort)
+                              version=version, holdout_voxels_to_correct=effort, holdout_surface_to_redraw=outline)
             yield rec
             for r, case in enumerate(self.stream, start=1):
                 rec, version, model, card = self._round(mode, r, case, ds, reg, version, model, card)
@@ -303,6 +312,7 @@ class LoopSimulation:
         wrong = pred != ref
         per_fix = {self.cfg.labels[k]: int(np.count_nonzero((pred == k) != (ref == k))) for k in self.cfg.labels}
         case_d = {self.cfg.labels[k]: dice(pred, ref, int(k)) for k in self.cfg.labels}
+        case_outline = self._outline(pred, ref, image)
         ds.add_case(image, ref, edited=wrong, model_version=version, reviewer="loop-sim", case_id=case.id,
                     source_path=case.image)
         seed = self.cfg.seed + 1000 * r
@@ -318,9 +328,10 @@ class LoopSimulation:
         round_s = time.perf_counter() - t_round
         model, card = reg.load(new_version, "cpu")
         t_eval = time.perf_counter()
-        per, mean, effort = self.score(model, card)
+        per, mean, effort, outline = self.score(model, card)
         rec = RoundRecord(mode, r, len(ds), case.id, int(np.count_nonzero(wrong)), per_fix, case_d, per, mean,
-                          predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version, effort)
+                          predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version, effort,
+                          case_outline, outline)
         log.info("%s round %d: %s, %d voxels to correct, held-out mean Dice %.4f, round %.1fs", mode, r, case.id,
                  rec.voxels_to_correct, mean, round_s)
         _drop_version(reg, version)  # keep the temp registry small: only the newest version is needed

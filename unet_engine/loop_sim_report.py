@@ -17,8 +17,9 @@ def csv_columns(label_names: list[str]) -> list[str]:
     cols = ["mode", "round", "corrected_cases", "case_id", "voxels_to_correct"]
     cols += [f"voxels_to_correct_{n}" for n in label_names]
     cols += [f"case_dice_{n}" for n in label_names]
+    cols += ["surface_to_redraw"]
     cols += [f"holdout_dice_{n}" for n in label_names]
-    cols += ["holdout_mean_dice", "holdout_voxels_to_correct", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
+    cols += ["holdout_mean_dice", "holdout_voxels_to_correct", "holdout_surface_to_redraw", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
     return cols
 
 
@@ -35,8 +36,9 @@ def record_row(rec: RoundRecord, label_names: list[str]) -> dict[str, Any]:
         row[f"voxels_to_correct_{n}"] = rec.per_label_to_correct.get(n)
         row[f"case_dice_{n}"] = rec.case_dice.get(n)
         row[f"holdout_dice_{n}"] = rec.holdout_dice.get(n)
-    row.update(holdout_mean_dice=rec.holdout_mean_dice, holdout_voxels_to_correct=rec.holdout_voxels_to_correct,
-               predict_s=rec.predict_s, train_s=rec.train_s,
+    row.update(surface_to_redraw=rec.surface_to_redraw, holdout_mean_dice=rec.holdout_mean_dice,
+               holdout_voxels_to_correct=rec.holdout_voxels_to_correct,
+               holdout_surface_to_redraw=rec.holdout_surface_to_redraw, predict_s=rec.predict_s, train_s=rec.train_s,
                round_s=rec.round_s, eval_s=rec.eval_s, steps=rec.steps, version=rec.version)
     return {k: _fmt(v) for k, v in row.items()}
 
@@ -47,7 +49,8 @@ def write_csv(path: Path, records: list[RoundRecord], label_names: list[str],
     rows = [record_row(r, label_names) for r in records]
     if reference is not None:
         ref = RoundRecord("reference", -1, 0, holdout_dice=reference.per_label, holdout_mean_dice=reference.mean,
-                          holdout_voxels_to_correct=reference.voxels_to_correct)
+                          holdout_voxels_to_correct=reference.voxels_to_correct,
+                          holdout_surface_to_redraw=reference.surface_to_redraw)
         rows.append(record_row(ref, label_names))
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -79,6 +82,8 @@ def summarize(records: list[RoundRecord], reference: HoldoutScore | None, window
         w = max(1, min(window, len(rounds) // 2 or 1))
         effort = [float(r.voxels_to_correct) for r in rounds if r.voxels_to_correct is not None]
         first, last = _edge_mean(effort, w, True), _edge_mean(effort, w, False)
+        outline = [float(r.surface_to_redraw) for r in rounds if r.surface_to_redraw is not None]
+        o_first, o_last = _edge_mean(outline, w, True), _edge_mean(outline, w, False)
         end = rs[-1]
         d: dict[str, Any] = {
             "rounds": len(rounds), "start_holdout_dice": rs[0].holdout_dice, "start_holdout_mean_dice": rs[0].holdout_mean_dice,
@@ -88,6 +93,11 @@ def summarize(records: list[RoundRecord], reference: HoldoutScore | None, window
             "holdout_effort_start": rs[0].holdout_voxels_to_correct,
             "holdout_effort_end": end.holdout_voxels_to_correct,
             "holdout_effort_ratio_end_over_start": _ratio(end.holdout_voxels_to_correct, rs[0].holdout_voxels_to_correct),
+            "outline_first_mean": o_first, "outline_last_mean": o_last,
+            "outline_ratio_last_over_first": (o_last / o_first) if o_first and o_last is not None else None,
+            "holdout_outline_start": rs[0].holdout_surface_to_redraw,
+            "holdout_outline_end": end.holdout_surface_to_redraw,
+            "holdout_outline_ratio_end_over_start": _ratio(end.holdout_surface_to_redraw, rs[0].holdout_surface_to_redraw),
             "round_s_median": float(np.median([r.round_s for r in rounds])) if rounds else None,
             "round_s_max": float(max(r.round_s for r in rounds)) if rounds else None,
         }
@@ -98,7 +108,8 @@ def summarize(records: list[RoundRecord], reference: HoldoutScore | None, window
         out[mode] = d
     if reference is not None:
         out["reference"] = {"holdout_dice": reference.per_label, "holdout_mean_dice": reference.mean,
-                            "holdout_voxels_to_correct": reference.voxels_to_correct}
+                            "holdout_voxels_to_correct": reference.voxels_to_correct,
+                            "holdout_surface_to_redraw": reference.surface_to_redraw}
     return out
 
 
@@ -119,34 +130,39 @@ def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.4), dpi=110)
     for mode in dict.fromkeys(r.mode for r in records):
         rs = [r for r in records if r.mode == mode]
         ax1.plot([r.corrected_cases for r in rs], [r.holdout_mean_dice for r in rs], marker="o", ms=3, label=mode)
-        rr = [r for r in rs if r.round > 0 and r.voxels_to_correct is not None]
-        # effort for round r is measured with the model trained on corrected_cases - 1 cases
-        line, = ax2.plot([r.corrected_cases - 1 for r in rr], [r.voxels_to_correct for r in rr], marker="o", ms=3,
-                         alpha=0.45, label=f"{mode}: next stream case")
-        rh = [r for r in rs if not math.isnan(r.holdout_voxels_to_correct)]
-        if rh:
-            ax2.plot([r.corrected_cases for r in rh], [r.holdout_voxels_to_correct for r in rh], color=line.get_color(),
-                     lw=2, label=f"{mode}: held-out mean")
+        colour = ax1.lines[-1].get_color()
+        for ax, stream, held in ((ax2, "voxels_to_correct", "holdout_voxels_to_correct"),
+                                 (ax3, "surface_to_redraw", "holdout_surface_to_redraw")):
+            rr = [r for r in rs if r.round > 0 and getattr(r, stream) is not None]
+            # a stream round's effort is measured with the model trained on corrected_cases - 1 cases
+            ax.plot([r.corrected_cases - 1 for r in rr], [getattr(r, stream) for r in rr], marker="o", ms=3,
+                    color=colour, alpha=0.4, lw=1, label=f"{mode}: next new case")
+            rh = [r for r in rs if not math.isnan(getattr(r, held))]
+            if rh:
+                ax.plot([r.corrected_cases for r in rh], [getattr(r, held) for r in rh], color=colour, lw=2.2,
+                        label=f"{mode}: held-out mean")
     if reference is not None:
         ax1.axhline(reference.mean, color="k", ls="--", lw=1, label=f"all-data model ({reference.mean:.3f})")
         ax1.axhline(reference.mean - 0.03, color="grey", ls=":", lw=1, label="all-data - 0.03")
-    ax1.set_xlabel("corrected cases the model was trained on")
-    ax1.set_ylabel("held-out mean Dice (anterior, posterior)")
+        for ax, value in ((ax2, reference.voxels_to_correct), (ax3, reference.surface_to_redraw)):
+            if not math.isnan(value):
+                ax.axhline(value, color="k", ls="--", lw=1, label="all-data model, held-out")
+    ax1.set_ylabel("held-out mean Dice")
     ax1.set_title("Accuracy on the held-out set")
-    ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=8)
-    ax2.set_xlabel("corrected cases the model was trained on")
-    if reference is not None and not math.isnan(reference.voxels_to_correct):
-        ax2.axhline(reference.voxels_to_correct, color="k", ls="--", lw=1, label="all-data model, held-out")
-    ax2.set_ylabel("voxels to correct per case (log scale)")
-    ax2.set_yscale("log")
-    ax2.set_title("Correction effort per new case")
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
+    ax2.set_ylabel("voxels to correct per case (log)")
+    ax2.set_title("Correction effort: voxels (pred != truth)")
+    ax3.set_ylabel("outline voxels to redraw per case (log)")
+    ax3.set_title("Correction effort: outline beyond 1 mm")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xlabel("corrected cases the model was trained on")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in (ax2, ax3):
+        ax.set_yscale("log")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -179,6 +195,10 @@ def records_from_csv(path: Path, label_names: list[str]) -> list[RoundRecord]:
             rec.holdout_mean_dice = num(row["holdout_mean_dice"]) if row["holdout_mean_dice"] else float("nan")
             if row.get("holdout_voxels_to_correct"):
                 rec.holdout_voxels_to_correct = float(row["holdout_voxels_to_correct"])
+            if row.get("surface_to_redraw"):
+                rec.surface_to_redraw = int(float(row["surface_to_redraw"]))
+            if row.get("holdout_surface_to_redraw"):
+                rec.holdout_surface_to_redraw = float(row["holdout_surface_to_redraw"])
             for k in ("predict_s", "train_s", "round_s", "eval_s"):
                 setattr(rec, k, float(row[k] or 0.0))
             rec.steps, rec.version = int(float(row["steps"] or 0)), row["version"]
