@@ -23,10 +23,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from desktop_app import learning_jobs as jobs
-from unet_engine.checkpoint import load_card
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.paths import segloop_home
-from unet_engine.train_config import TrainConfig, parent_batch_size
+from unet_engine.train_config import TrainConfig
 from unet_engine.train_state import read_state_json
 from unet_engine.training_setup import run_folder
 
@@ -49,25 +48,13 @@ class TrainingMixin:
         self._pause = threading.Event()
 
     def training_config(self) -> TrainConfig:
-        """The app's fine-tuning settings with the panel's budget (and a 3D parent's batch size)."""
+        """The app's fine-tuning settings with the panel's budget (the batch size is left to the
+        engine: 16 slices for 2D models, a 3D model's own batch)."""
         unit, value = self.training_panel.budget()
         if unit == "minutes":
-            config = self.base_config.replace(max_minutes=float(value))
-        else:
-            config = self.base_config.replace(max_steps=int(value), steps_per_epoch=min(int(value),
-                                                                                         self.base_config.steps_per_epoch))
-        batch = self._parent_batch_size()
-        return config if batch is None else config.replace(batch_size=batch)
-
-    def _parent_batch_size(self) -> int | None:
-        path = self.model_path()
-        if path is None:
-            return None
-        try:
-            card = load_card(path)  # a small JSON file
-        except SegLoopError:
-            return None
-        return parent_batch_size(card.spec.dims, card.training)
+            return self.base_config.replace(max_minutes=float(value))
+        return self.base_config.replace(max_steps=int(value), steps_per_epoch=min(int(value),
+                                                                                   self.base_config.steps_per_epoch))
 
     def start_training(self):
         """Start fine-tuning in a child process; returns the relaying worker (None if not started)."""

@@ -304,21 +304,12 @@ def test_fine_tuning_a_3d_model_keeps_its_batch_and_patch(qtbot, segloop_app, tm
     lc = _learning(parts)
     parts.controller.request_model(str(ckpt))
     import_msd(HIPPO, lc.dataset_folder, labels=LABELS, limit=3)
-    lc.training_panel.set_budget("steps", 2)
-    assert lc.training_config().batch_size == 2
     _train(qtbot, lc, steps=2)
     assert lc.last_train is not None, lc.training_panel.status_label.text()
     new = lc.registry.list()[-1]
     trained = load_card(lc.registry.versions_dir / new.version)
     assert trained.spec.dims == 3
     assert trained.training["patch_size"] == [16, 16, 16] and trained.training["config"]["batch_size"] == 2
-
-
-def test_a_2d_model_is_fine_tuned_with_the_app_batch(segloop_app, tiny_checkpoint):
-    parts = segloop_app
-    lc = _learning(parts)
-    parts.controller.request_model(str(tiny_checkpoint))
-    assert lc.training_config().batch_size == lc.base_config.batch_size == 16
 
 
 def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, tiny_checkpoint):

@@ -1,4 +1,5 @@
-"""Which training patch a fine-tune uses (``training_setup.patch_size_for``)."""
+"""Which training patch and batch size a run uses (``training_setup.patch_size_for``,
+``train_config.batch_size_for``)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def test_parent_batch_size_is_kept_for_3d_models_only():
     assert parent_batch_size(2, training) is None
     assert parent_batch_size(3, {}) is None and parent_batch_size(3, None) is None
     assert parent_batch_size(3, {"config": {"batch_size": "x"}}) is None
+
+
+def test_batch_size_auto_is_16_slices_in_2d_and_the_parents_batch_in_3d():
+    from unet_engine.train_config import batch_size_for
+
+    auto = TrainConfig()
+    assert auto.batch_size is None
+    assert batch_size_for(auto, 2, {"config": {"batch_size": 32}}) == 16
+    assert batch_size_for(auto, 3, {"config": {"batch_size": 3}}) == 3
+    assert batch_size_for(auto, 3, {}) == 2
+    assert batch_size_for(TrainConfig(batch_size=5), 3, {"config": {"batch_size": 3}}) == 5
+    with pytest.raises(SegLoopError, match="batch_size"):
+        TrainConfig(batch_size=0)

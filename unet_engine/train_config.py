@@ -50,7 +50,7 @@ class TrainConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     # optimisation
-    batch_size: int = 16
+    batch_size: int | None = None  # None: 16 for 2D models; for 3D the parent's (its card), else 2
     lr: float = 3e-4
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -95,7 +95,9 @@ class TrainConfig:
         def bad(name: str, why: str) -> SegLoopError:
             return SegLoopError(f"training config: {name} {why} (got {getattr(self, name)!r})")
 
-        for name in ("epochs", "steps_per_epoch", "batch_size", "cache_cases", "samples_per_case", "val_batch_size",
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise bad("batch_size", "must be >= 1")
+        for name in ("epochs", "steps_per_epoch", "cache_cases", "samples_per_case", "val_batch_size",
                      "checkpoint_every_steps", "validate_every_epochs"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
@@ -163,6 +165,20 @@ def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise SegLoopError(f"{what}: {exc}") from None
+
+
+DEFAULT_BATCH_2D = 16  # slices
+DEFAULT_BATCH_3D = 2  # whole-volume patches
+
+
+def batch_size_for(config: TrainConfig, dims: int, training: dict[str, Any] | None) -> int:
+    """The batch size a run uses: ``config.batch_size`` if set; else 16 slices for a 2D model,
+    and for a 3D model the batch it was trained with (its card), else 2 patches."""
+    if config.batch_size is not None:
+        return int(config.batch_size)
+    if dims == 3:
+        return parent_batch_size(dims, training) or DEFAULT_BATCH_3D
+    return DEFAULT_BATCH_2D
 
 
 def parent_batch_size(dims: int, training: dict[str, Any] | None) -> int | None:

@@ -52,7 +52,7 @@ from unet_engine.model import build_model
 from unet_engine.progress import CancelToken
 from unet_engine.registry import ModelRegistry
 from unet_engine.sampling import PatchExtractor, ReplaySampler, decode_case
-from unet_engine.train_config import TrainConfig
+from unet_engine.train_config import TrainConfig, batch_size_for
 from unet_engine.training_setup import StartPoint, patch_size_for, prepare_registry, resolve_start, run_folder
 from unet_engine.validation import result_from_sums, validation_sums
 
@@ -189,6 +189,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         train_ids = [c.id for c in dataset.train_cases()]
         val_ids = [c.id for c in dataset.val_cases()][: config.val_max_cases]
     card, model, spec = start.card, start.model, start.card.spec
+    if config.batch_size is None:  # stored resolved: the registry and a resumed run see the number used
+        config = config.replace(batch_size=batch_size_for(config, spec.dims, card.training))
     labels = dataset.labels
     if max(labels) >= spec.num_classes:
         raise SegLoopError(f"the dataset has label {max(labels)} but the model predicts only {spec.num_classes - 1} "
