@@ -78,7 +78,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     from unet_engine.commands.dataset import parse_labels
     from unet_engine.errors import SegLoopError
     from unet_engine.loop_sim import DEFAULT_SPEC, MODES, LoopSimConfig
-    from unet_engine.train_config import parent_batch_size
+    from unet_engine.train_config import TrainConfig, batch_size_for
 
     reference = _reference(args.reference)
     card = load_card(reference) if reference and Path(reference, "card.json").is_file() else None
@@ -109,7 +109,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     patch = _patch_size(args.patch_size)
     if patch is None and same_dims and dims == 3 and card.training.get("patch_size"):
         patch = [int(v) for v in card.training["patch_size"]]
-    batch = args.batch_size or (parent_batch_size(dims, card.training) if same_dims else None) or (16 if dims == 2 else 2)
+    batch = batch_size_for(TrainConfig(batch_size=args.batch_size), dims, card.training if same_dims else None)
     return LoopSimConfig(data=args.data or _default_data(), labels=labels,
                          modes=list(MODES) if args.compare else [args.mode], initial=args.initial, rounds=args.rounds,
                          holdout=args.holdout, initial_steps=args.initial_steps, steps_per_round=args.steps_per_round,
