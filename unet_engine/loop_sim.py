@@ -124,7 +124,8 @@ class RoundRecord:
 
 
 class HoldoutScore(NamedTuple):
-    """A model on the held-out set: mean Dice per label, their mean, mean voxels to correct per case."""
+    """A model on the held-out set: mean Dice per label, their mean, and per case the mean voxels
+    to correct and outline voxels to redraw."""
 
     per_label: dict[str, float]
     mean: float
@@ -312,7 +313,6 @@ class LoopSimulation:
         wrong = pred != ref
         per_fix = {self.cfg.labels[k]: int(np.count_nonzero((pred == k) != (ref == k))) for k in self.cfg.labels}
         case_d = {self.cfg.labels[k]: dice(pred, ref, int(k)) for k in self.cfg.labels}
-        case_outline = self._outline(pred, ref, image)
         ds.add_case(image, ref, edited=wrong, model_version=version, reviewer="loop-sim", case_id=case.id,
                     source_path=case.image)
         seed = self.cfg.seed + 1000 * r
@@ -326,6 +326,7 @@ class LoopSimulation:
             new_version, steps = self._train(ds, reg, version, cfg)
         train_s = time.perf_counter() - t_train
         round_s = time.perf_counter() - t_round
+        case_outline = self._outline(pred, ref, image)  # a measurement: not part of the user's wait
         model, card = reg.load(new_version, "cpu")
         t_eval = time.perf_counter()
         per, mean, effort, outline = self.score(model, card)
