@@ -17,6 +17,7 @@ from unet_engine.inference import (
     predict_slice,
     predict_volume,
 )
+from unet_engine.inference_runner import patch_size
 from unet_engine.model import ModelSpec, build_model
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.volume import Volume
@@ -173,6 +174,25 @@ def test_region_3d():
     part = run_generator(predict_volume(model, card, vol, region=(slice(3, 6), slice(None), slice(2, 9))))
     assert part.labels.shape == (3, 12, 7)
     assert (part.labels == full.labels[3:6, :, 2:9]).mean() > 0.95
+
+
+def test_3d_window_is_the_whole_volume_when_it_is_small_else_the_training_patch():
+    spec = ModelSpec(dims=3, base_width=2, depth=2)  # sizes multiple of 4
+    card = ModelCard(spec=spec, training={"patch_size": [8, 12, 12]})  # 1152 voxels
+    assert patch_size(card, (7, 10, 13)) == (8, 12, 16)  # 1536 <= 2 x 1152: one window
+    assert patch_size(card, (13, 12, 14)) == (8, 12, 12)  # 3072 > 2 x 1152: tiled
+    assert patch_size(card, (200, 8, 8)) == (8, 12, 12)  # over the 128 cap: tiled
+    assert patch_size(ModelCard(spec=spec), (10, 12, 14)) == (12, 12, 16)  # no training patch
+
+
+def test_3d_one_window_and_tiling_give_the_same_labels():
+    spec = ModelSpec(dims=3, base_width=2, depth=2)
+    model, vol = _model(spec), _volume((10, 12, 14))
+    tiled = run_generator(predict_volume(model, ModelCard(spec=spec, training={"patch_size": [4, 8, 8]}), vol))
+    whole = run_generator(predict_volume(model, ModelCard(spec=spec, training={"patch_size": [8, 12, 12]}), vol))
+    _check(tiled, vol.shape)
+    _check(whole, vol.shape)
+    assert (tiled.labels == whole.labels).mean() > 0.9  # fully convolutional: only patch borders differ
 
 
 def test_output_on_input_grid_when_card_resamples():
