@@ -30,7 +30,8 @@ def _reference(csv_path: Path, names: list[str]) -> HoldoutScore | None:
             if row["mode"] == "reference":
                 per = {n: float(row[f"holdout_dice_{n}"]) for n in names}
                 return HoldoutScore(per, float(row["holdout_mean_dice"]), float(row["holdout_voxels_to_correct"]),
-                                    float(row["holdout_surface_to_redraw"]))
+                                    float(row["holdout_surface_to_redraw"]),
+                                    float(row.get("holdout_voxels_beyond_tolerance") or "nan"))
     return None
 
 

@@ -42,8 +42,10 @@ def test_loop_sim_three_rounds_writes_csv_png_summary(tmp_path):
             assert 0.0 <= float(r["holdout_dice_anterior"]) <= 1.0
             assert float(r["round_s"]) > 0 and int(r["steps"]) == 1
             assert int(r["surface_to_redraw"]) >= 0
+            assert 0 <= int(r["voxels_beyond_tolerance"]) <= int(r["voxels_to_correct"])
         for r in mine:  # the fixed held-out set's effort, round 0 included
             assert float(r["holdout_voxels_to_correct"]) >= 0 and float(r["holdout_surface_to_redraw"]) >= 0
+            assert 0 <= float(r["holdout_voxels_beyond_tolerance"]) <= float(r["holdout_voxels_to_correct"])
     png = (out / "loop_sim.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
@@ -55,6 +57,9 @@ def test_loop_sim_three_rounds_writes_csv_png_summary(tmp_path):
         assert fine["holdout_effort_ratio_end_over_start"] == pytest.approx(fine["holdout_effort_end"] / start)
     assert fine["holdout_outline_start"] == pytest.approx(
         float([r for r in rows if r["mode"] == "finetune"][0]["holdout_surface_to_redraw"]), rel=1e-5)
+    assert fine["holdout_beyond_tolerance_start"] == pytest.approx(
+        float([r for r in rows if r["mode"] == "finetune"][0]["holdout_voxels_beyond_tolerance"]), rel=1e-5)
+    assert fine["beyond_tolerance_first_mean"] is not None
     cases = summary["cases"]
     assert len(cases["initial"]) == 2 and len(cases["stream"]) == 3 and len(cases["holdout"]) == 1
     assert not set(cases["holdout"]) & set(cases["initial"] + cases["stream"])

@@ -10,7 +10,17 @@ import pytest
 import torch
 
 from unet_engine.losses import DiceCELoss
-from unet_engine.metrics import dice, evaluate, hd95, iou, json_safe, label_volume_ml, summarize, surface_to_redraw
+from unet_engine.metrics import (
+    dice,
+    evaluate,
+    hd95,
+    iou,
+    json_safe,
+    label_volume_ml,
+    summarize,
+    surface_to_redraw,
+    voxels_beyond_tolerance,
+)
 
 
 def test_dice_iou_by_hand():
@@ -149,3 +159,29 @@ def test_surface_to_redraw_tolerates_one_voxel_and_counts_whole_outlines():
     two = ref.copy()
     two[ref == 1] = 2
     assert surface_to_redraw(two, ref, label=1) == n_surface
+
+
+def test_voxels_beyond_tolerance_leaves_boundary_disagreement_and_counts_real_errors():
+    ref = _cube(5, 15)
+    assert voxels_beyond_tolerance(ref, ref) == 0
+    # one voxel thicker on every side: faces 1 mm from the truth, the shell's 12 edges (sqrt 2 mm)
+    # and 8 corners (sqrt 3 mm) are beyond 1 mm
+    assert voxels_beyond_tolerance(_cube(4, 16), ref, tolerance_mm=1.0) == 12 * 10 + 8
+    assert voxels_beyond_tolerance(_cube(4, 16), ref, tolerance_mm=1.8) == 0
+    # one voxel thinner: every lost rim voxel touches the true background it was given
+    assert voxels_beyond_tolerance(_cube(6, 14), ref, tolerance_mm=1.0) == 0
+    # missed entirely: all but the rim (the 8^3 core is 2 mm or more from the true background)
+    assert voxels_beyond_tolerance(np.zeros_like(ref), ref) == 8**3
+    # a spurious blob where the label does not exist at all: every voxel counts
+    blob = _cube(0, 3)
+    assert voxels_beyond_tolerance(blob, np.zeros_like(blob)) == 27
+    # anisotropic spacing: a one-slice shift along a 2 mm axis is beyond a 1 mm tolerance
+    shifted = np.roll(ref, 1, axis=0)
+    assert voxels_beyond_tolerance(shifted, ref, spacing=(1.0, 1.0, 1.0)) == 0
+    # the added slab (100 voxels, 2 mm from the truth) and the lost slab's 8x8 core (its rim is
+    # 1 mm in plane from the true background)
+    assert voxels_beyond_tolerance(shifted, ref, spacing=(2.0, 1.0, 1.0)) == 100 + 8 * 8
+    # a wrong label inside the structure is as far from its truth as its distance to that label
+    two = ref.copy()
+    two[ref == 1] = 2
+    assert voxels_beyond_tolerance(two, ref) == 10**3

@@ -40,7 +40,7 @@ import torch
 from unet_engine.dataset import RetrainingDataset, _safe_id
 from unet_engine.errors import SegLoopError
 from unet_engine.inference import predict_volume
-from unet_engine.metrics import dice, surface_to_redraw
+from unet_engine.metrics import dice, surface_to_redraw, voxels_beyond_tolerance
 from unet_engine.progress import run_generator
 from unet_engine.registry import ModelRegistry
 from unet_engine.train_config import TrainConfig
@@ -50,7 +50,7 @@ from unet_engine.volume import Volume
 log = logging.getLogger(__name__)
 
 MODES = ("finetune", "finetune-noreplay", "scratch")
-SURFACE_TOLERANCE_MM = 1.0  # boundary disagreement a reader leaves alone (see metrics.surface_to_redraw)
+SURFACE_TOLERANCE_MM = 1.0  # boundary disagreement a reader leaves alone (metrics.surface_to_redraw, voxels_beyond_tolerance)
 DEFAULT_SPEC: dict[str, Any] = {"dims": 2, "in_channels": 1, "base_width": 16, "depth": 4}
 
 
@@ -121,16 +121,19 @@ class RoundRecord:
     holdout_voxels_to_correct: float = float("nan")  # mean per held-out case: same cases every round
     surface_to_redraw: int | None = None  # outline voxels beyond SURFACE_TOLERANCE_MM on the new case
     holdout_surface_to_redraw: float = float("nan")  # the same, mean per held-out case
+    voxels_beyond_tolerance: int | None = None  # wrong voxels beyond SURFACE_TOLERANCE_MM of their label, new case
+    holdout_voxels_beyond_tolerance: float = float("nan")  # the same, mean per held-out case
 
 
 class HoldoutScore(NamedTuple):
     """A model on the held-out set: mean Dice per label, their mean, and per case the mean voxels
-    to correct and outline voxels to redraw."""
+    to correct, outline voxels to redraw and wrong voxels beyond the boundary tolerance."""
 
     per_label: dict[str, float]
     mean: float
     voxels_to_correct: float
     surface_to_redraw: float
+    voxels_beyond_tolerance: float = float("nan")
 
 
 # ----- cases ------------------------------------------------------------------------------------
@@ -237,16 +240,18 @@ class LoopSimulation:
         difficulty that dominates the effort on each new stream case.
         """
         sums = {k: 0.0 for k in self.cfg.labels}
-        wrong = outline = 0
+        wrong = outline = beyond = 0
         data = self.holdout_data()
         for vol, ref in data:
             pred = run_generator(predict_volume(model, card, vol, device="cpu"))
             wrong += int(np.count_nonzero(pred.labels != ref))
             outline += self._outline(pred.labels, ref, vol)
+            beyond += voxels_beyond_tolerance(pred.labels, ref, vol.spacing, SURFACE_TOLERANCE_MM)
             for k in sums:
                 sums[k] += dice(pred.labels, ref, int(k))
         per = {self.cfg.labels[k]: v / len(data) for k, v in sums.items()}
-        return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / len(data), outline / len(data))
+        n = len(data)
+        return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / n, outline / n, beyond / n)
 
     def _outline(self, pred: np.ndarray, ref: np.ndarray, vol: Volume) -> int:
         """Outline voxels to redraw, summed over the labels."""
@@ -295,10 +300,12 @@ class LoopSimulation:
             version = (folder / "VERSION").read_text().strip()
             model, card = reg.load(version, "cpu")
             t = time.perf_counter()
-            per, mean, effort, outline = self.score(model, card)
-            rec = RoundRecord(mode, 0, len(self.initial), holdout_dice=per, holdout_mean_dice=mean,
+            held = self.score(model, card)
+            rec = RoundRecord(mode, 0, len(self.initial), holdout_dice=held.per_label, holdout_mean_dice=held.mean,
                               train_s=init_train_s, eval_s=time.perf_counter() - t, steps=self.cfg.initial_steps,
-                              version=version, holdout_voxels_to_correct=effort, holdout_surface_to_redraw=outline)
+                              version=version, holdout_voxels_to_correct=held.voxels_to_correct,
+                              holdout_surface_to_redraw=held.surface_to_redraw,
+                              holdout_voxels_beyond_tolerance=held.voxels_beyond_tolerance)
             yield rec
             for r, case in enumerate(self.stream, start=1):
                 rec, version, model, card = self._round(mode, r, case, ds, reg, version, model, card)
@@ -326,15 +333,17 @@ class LoopSimulation:
             new_version, steps = self._train(ds, reg, version, cfg)
         train_s = time.perf_counter() - t_train
         round_s = time.perf_counter() - t_round
-        case_outline = self._outline(pred, ref, image)  # a measurement: not part of the user's wait
+        case_outline = self._outline(pred, ref, image)  # measurements: not part of the user's wait
+        case_beyond = voxels_beyond_tolerance(pred, ref, image.spacing, SURFACE_TOLERANCE_MM)
         model, card = reg.load(new_version, "cpu")
         t_eval = time.perf_counter()
-        per, mean, effort, outline = self.score(model, card)
-        rec = RoundRecord(mode, r, len(ds), case.id, int(np.count_nonzero(wrong)), per_fix, case_d, per, mean,
-                          predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version, effort,
-                          case_outline, outline)
+        held = self.score(model, card)
+        rec = RoundRecord(mode, r, len(ds), case.id, int(np.count_nonzero(wrong)), per_fix, case_d, held.per_label,
+                          held.mean, predict_s, train_s, round_s, time.perf_counter() - t_eval, steps, new_version,
+                          held.voxels_to_correct, case_outline, held.surface_to_redraw, case_beyond,
+                          held.voxels_beyond_tolerance)
         log.info("%s round %d: %s, %d voxels to correct, held-out mean Dice %.4f, round %.1fs", mode, r, case.id,
-                 rec.voxels_to_correct, mean, round_s)
+                 rec.voxels_to_correct, held.mean, round_s)
         _drop_version(reg, version)  # keep the temp registry small: only the newest version is needed
         return rec, new_version, model, card
 

@@ -12,14 +12,22 @@ import numpy as np
 from unet_engine.atomic import atomic_write_json
 from unet_engine.loop_sim import HoldoutScore, RoundRecord
 
+# effort measures: (summary key prefix, stream-case field, held-out field, plot title)
+EFFORTS = (
+    ("effort", "voxels_to_correct", "holdout_voxels_to_correct", "voxels (pred != truth)"),
+    ("beyond_tolerance", "voxels_beyond_tolerance", "holdout_voxels_beyond_tolerance", "voxels beyond 1 mm of the truth"),
+    ("outline", "surface_to_redraw", "holdout_surface_to_redraw", "outline beyond 1 mm"),
+)
+
 
 def csv_columns(label_names: list[str]) -> list[str]:
     cols = ["mode", "round", "corrected_cases", "case_id", "voxels_to_correct"]
     cols += [f"voxels_to_correct_{n}" for n in label_names]
     cols += [f"case_dice_{n}" for n in label_names]
-    cols += ["surface_to_redraw"]
+    cols += ["surface_to_redraw", "voxels_beyond_tolerance"]
     cols += [f"holdout_dice_{n}" for n in label_names]
-    cols += ["holdout_mean_dice", "holdout_voxels_to_correct", "holdout_surface_to_redraw", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
+    cols += ["holdout_mean_dice", "holdout_voxels_to_correct", "holdout_surface_to_redraw",
+             "holdout_voxels_beyond_tolerance", "predict_s", "train_s", "round_s", "eval_s", "steps", "version"]
     return cols
 
 
@@ -36,10 +44,11 @@ def record_row(rec: RoundRecord, label_names: list[str]) -> dict[str, Any]:
         row[f"voxels_to_correct_{n}"] = rec.per_label_to_correct.get(n)
         row[f"case_dice_{n}"] = rec.case_dice.get(n)
         row[f"holdout_dice_{n}"] = rec.holdout_dice.get(n)
-    row.update(surface_to_redraw=rec.surface_to_redraw, holdout_mean_dice=rec.holdout_mean_dice,
-               holdout_voxels_to_correct=rec.holdout_voxels_to_correct,
-               holdout_surface_to_redraw=rec.holdout_surface_to_redraw, predict_s=rec.predict_s, train_s=rec.train_s,
-               round_s=rec.round_s, eval_s=rec.eval_s, steps=rec.steps, version=rec.version)
+    row.update(surface_to_redraw=rec.surface_to_redraw, voxels_beyond_tolerance=rec.voxels_beyond_tolerance,
+               holdout_mean_dice=rec.holdout_mean_dice, holdout_voxels_to_correct=rec.holdout_voxels_to_correct,
+               holdout_surface_to_redraw=rec.holdout_surface_to_redraw,
+               holdout_voxels_beyond_tolerance=rec.holdout_voxels_beyond_tolerance, predict_s=rec.predict_s,
+               train_s=rec.train_s, round_s=rec.round_s, eval_s=rec.eval_s, steps=rec.steps, version=rec.version)
     return {k: _fmt(v) for k, v in row.items()}
 
 
@@ -50,7 +59,8 @@ def write_csv(path: Path, records: list[RoundRecord], label_names: list[str],
     if reference is not None:
         ref = RoundRecord("reference", -1, 0, holdout_dice=reference.per_label, holdout_mean_dice=reference.mean,
                           holdout_voxels_to_correct=reference.voxels_to_correct,
-                          holdout_surface_to_redraw=reference.surface_to_redraw)
+                          holdout_surface_to_redraw=reference.surface_to_redraw,
+                          holdout_voxels_beyond_tolerance=reference.voxels_beyond_tolerance)
         rows.append(record_row(ref, label_names))
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -72,35 +82,30 @@ def _edge_mean(values: list[float], n: int, first: bool) -> float | None:
 def summarize(records: list[RoundRecord], reference: HoldoutScore | None, window: int = 5) -> dict[str, Any]:
     """Per mode: start/end held-out Dice, correction effort first vs last rounds, time per round.
 
-    Effort is given twice: on the stream (each round's new case, so case difficulty adds
-    noise) and on the fixed held-out set (the same cases for the start and the end model).
+    Each effort measure (``EFFORTS``) is given twice: on the stream (each round's new case, so
+    case difficulty adds noise) and on the fixed held-out set (the same cases for the start and
+    the end model).
     """
     out: dict[str, Any] = {}
     for mode in dict.fromkeys(r.mode for r in records):
         rs = [r for r in records if r.mode == mode]
         rounds = [r for r in rs if r.round > 0]
         w = max(1, min(window, len(rounds) // 2 or 1))
-        effort = [float(r.voxels_to_correct) for r in rounds if r.voxels_to_correct is not None]
-        first, last = _edge_mean(effort, w, True), _edge_mean(effort, w, False)
-        outline = [float(r.surface_to_redraw) for r in rounds if r.surface_to_redraw is not None]
-        o_first, o_last = _edge_mean(outline, w, True), _edge_mean(outline, w, False)
         end = rs[-1]
         d: dict[str, Any] = {
             "rounds": len(rounds), "start_holdout_dice": rs[0].holdout_dice, "start_holdout_mean_dice": rs[0].holdout_mean_dice,
-            "end_holdout_dice": end.holdout_dice, "end_holdout_mean_dice": end.holdout_mean_dice,
-            "effort_window": w, "effort_first_mean": first, "effort_last_mean": last,
-            "effort_ratio_last_over_first": (last / first) if first and last is not None else None,
-            "holdout_effort_start": rs[0].holdout_voxels_to_correct,
-            "holdout_effort_end": end.holdout_voxels_to_correct,
-            "holdout_effort_ratio_end_over_start": _ratio(end.holdout_voxels_to_correct, rs[0].holdout_voxels_to_correct),
-            "outline_first_mean": o_first, "outline_last_mean": o_last,
-            "outline_ratio_last_over_first": (o_last / o_first) if o_first and o_last is not None else None,
-            "holdout_outline_start": rs[0].holdout_surface_to_redraw,
-            "holdout_outline_end": end.holdout_surface_to_redraw,
-            "holdout_outline_ratio_end_over_start": _ratio(end.holdout_surface_to_redraw, rs[0].holdout_surface_to_redraw),
-            "round_s_median": float(np.median([r.round_s for r in rounds])) if rounds else None,
-            "round_s_max": float(max(r.round_s for r in rounds)) if rounds else None,
+            "end_holdout_dice": end.holdout_dice, "end_holdout_mean_dice": end.holdout_mean_dice, "effort_window": w,
         }
+        for key, stream, held, _ in EFFORTS:
+            values = [float(getattr(r, stream)) for r in rounds if getattr(r, stream) is not None]
+            first, last = _edge_mean(values, w, True), _edge_mean(values, w, False)
+            start, stop = getattr(rs[0], held), getattr(end, held)
+            d.update({f"{key}_first_mean": first, f"{key}_last_mean": last,
+                      f"{key}_ratio_last_over_first": (last / first) if first and last is not None else None,
+                      f"holdout_{key}_start": start, f"holdout_{key}_end": stop,
+                      f"holdout_{key}_ratio_end_over_start": _ratio(stop, start)})
+        d["round_s_median"] = float(np.median([r.round_s for r in rounds])) if rounds else None
+        d["round_s_max"] = float(max(r.round_s for r in rounds)) if rounds else None
         if reference is not None:
             d["gap_to_reference_mean_dice"] = reference.mean - end.holdout_mean_dice
             d["gap_to_reference_dice"] = {k: reference.per_label[k] - end.holdout_dice.get(k, float("nan"))
@@ -109,7 +114,8 @@ def summarize(records: list[RoundRecord], reference: HoldoutScore | None, window
     if reference is not None:
         out["reference"] = {"holdout_dice": reference.per_label, "holdout_mean_dice": reference.mean,
                             "holdout_voxels_to_correct": reference.voxels_to_correct,
-                            "holdout_surface_to_redraw": reference.surface_to_redraw}
+                            "holdout_surface_to_redraw": reference.surface_to_redraw,
+                            "holdout_voxels_beyond_tolerance": reference.voxels_beyond_tolerance}
     return out
 
 
@@ -130,17 +136,17 @@ def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.4), dpi=110)
+    fig, grid = plt.subplots(2, 2, figsize=(13, 8.8), dpi=110)
+    ax1, effort_axes = grid[0, 0], [grid[0, 1], grid[1, 0], grid[1, 1]]
     for mode in dict.fromkeys(r.mode for r in records):
         rs = [r for r in records if r.mode == mode]
         ax1.plot([r.corrected_cases for r in rs], [r.holdout_mean_dice for r in rs], marker="o", ms=3, label=mode)
         colour = ax1.lines[-1].get_color()
-        for ax, stream, held in ((ax2, "voxels_to_correct", "holdout_voxels_to_correct"),
-                                 (ax3, "surface_to_redraw", "holdout_surface_to_redraw")):
+        for ax, (_, stream, held, _) in zip(effort_axes, EFFORTS):
             rr = [r for r in rs if r.round > 0 and getattr(r, stream) is not None]
             # a stream round's effort is measured with the model trained on corrected_cases - 1 cases
-            ax.plot([r.corrected_cases - 1 for r in rr], [getattr(r, stream) for r in rr], marker="o", ms=3,
-                    color=colour, alpha=0.4, lw=1, label=f"{mode}: next new case")
+            ax.plot([r.corrected_cases - 1 for r in rr], [getattr(r, stream) for r in rr], marker="o",
+                    ms=3, color=colour, alpha=0.4, lw=1, label=f"{mode}: next new case")
             rh = [r for r in rs if not math.isnan(getattr(r, held))]
             if rh:
                 ax.plot([r.corrected_cases for r in rh], [getattr(r, held) for r in rh], color=colour, lw=2.2,
@@ -148,21 +154,20 @@ def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
     if reference is not None:
         ax1.axhline(reference.mean, color="k", ls="--", lw=1, label=f"all-data model ({reference.mean:.3f})")
         ax1.axhline(reference.mean - 0.03, color="grey", ls=":", lw=1, label="all-data - 0.03")
-        for ax, value in ((ax2, reference.voxels_to_correct), (ax3, reference.surface_to_redraw)):
+        for ax, (_, _, held, _) in zip(effort_axes, EFFORTS):
+            value = getattr(reference, held.removeprefix("holdout_"))
             if not math.isnan(value):
                 ax.axhline(value, color="k", ls="--", lw=1, label="all-data model, held-out")
     ax1.set_ylabel("held-out mean Dice")
     ax1.set_title("Accuracy on the held-out set")
-    ax2.set_ylabel("voxels to correct per case (log)")
-    ax2.set_title("Correction effort: voxels (pred != truth)")
-    ax3.set_ylabel("outline voxels to redraw per case (log)")
-    ax3.set_title("Correction effort: outline beyond 1 mm")
-    for ax in (ax1, ax2, ax3):
+    for ax, (_, _, _, title_) in zip(effort_axes, EFFORTS):
+        ax.set_ylabel("per case (log above 10)")
+        ax.set_title(f"Correction effort: {title_}")
+        ax.set_yscale("symlog", linthresh=10)  # zero is a possible count
+    for ax in grid.ravel():
         ax.set_xlabel("corrected cases the model was trained on")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in (ax2, ax3):
-        ax.set_yscale("log")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -199,6 +204,10 @@ def records_from_csv(path: Path, label_names: list[str]) -> list[RoundRecord]:
                 rec.surface_to_redraw = int(float(row["surface_to_redraw"]))
             if row.get("holdout_surface_to_redraw"):
                 rec.holdout_surface_to_redraw = float(row["holdout_surface_to_redraw"])
+            if row.get("voxels_beyond_tolerance"):
+                rec.voxels_beyond_tolerance = int(float(row["voxels_beyond_tolerance"]))
+            if row.get("holdout_voxels_beyond_tolerance"):
+                rec.holdout_voxels_beyond_tolerance = float(row["holdout_voxels_beyond_tolerance"])
             for k in ("predict_s", "train_s", "round_s", "eval_s"):
                 setattr(rec, k, float(row[k] or 0.0))
             rec.steps, rec.version = int(float(row["steps"] or 0)), row["version"]

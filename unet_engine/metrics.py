@@ -110,6 +110,26 @@ def surface_to_redraw(pred: np.ndarray, ref: np.ndarray, spacing: Iterable[float
     return int(np.count_nonzero(d_pr > tolerance_mm) + np.count_nonzero(d_rp > tolerance_mm))
 
 
+def voxels_beyond_tolerance(pred: np.ndarray, ref: np.ndarray, spacing: Iterable[float] = (1.0, 1.0, 1.0),
+                            tolerance_mm: float = 1.0) -> int:
+    """Wrong voxels farther than ``tolerance_mm`` from every reference voxel of the label they
+    were given: the voxels a reader repaints once boundary disagreements within the tolerance
+    (inter-rater noise) are left alone. A missed or spurious piece counts all but its rim.
+    """
+    _check(pred, ref)
+    wrong = pred != ref
+    count = 0
+    for lab in np.unique(pred[wrong]):
+        given = wrong & (pred == lab)
+        truth = ref == lab
+        if not truth.any():
+            count += int(np.count_nonzero(given))
+            continue
+        dist = ndimage.distance_transform_edt(~truth, sampling=tuple(float(s) for s in spacing))
+        count += int(np.count_nonzero(given & (dist > tolerance_mm)))
+    return count
+
+
 def label_volume_ml(mask: np.ndarray, spacing: Iterable[float], label: int | None = None) -> float:
     """Volume of a binary mask (or of ``label``) in millilitres."""
     voxel_mm3 = float(np.prod([float(s) for s in spacing]))

@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
             effort = "-" if rec.voxels_to_correct is None else str(rec.voxels_to_correct)
             print(f"{rec.mode:<18} round {rec.round:>3} cases {rec.corrected_cases:>3} to-correct {effort:>6} "
                   f"held-out Dice {rec.holdout_mean_dice:.4f} to-correct {rec.holdout_voxels_to_correct:6.0f} "
-                  f"outline {rec.holdout_surface_to_redraw:5.0f} round {rec.round_s:5.1f}s", file=sys.stderr)
+                  f"beyond 1 mm {rec.holdout_voxels_beyond_tolerance:5.0f} outline {rec.holdout_surface_to_redraw:5.0f} "
+                  f"round {rec.round_s:5.1f}s", file=sys.stderr)
             report.write_csv(csv_path, records, names, reference)
         reference = sim.reference_scores()  # scored last: the reference may be written while this runs
         if reference is not None:
