@@ -10,8 +10,9 @@ How it is fast (see ``bench/inference_bench.py``):
 
 * 2D / 2.5D models: the volume is normalised and padded once, then many slices go
   through the network per call; slices are taken along the axis of largest spacing
-  (``k`` for isotropic data). 3D models: sliding window with 50 % overlap and Gaussian
-  blending, several patches per call.
+  (``k`` for isotropic data). 3D models: one window over the whole volume when it is at
+  most twice the training patch (:func:`unet_engine.inference_runner.patch_size`), else a
+  sliding window with 50 % overlap and Gaussian blending, several patches per call.
 * BatchNorm is folded into the convolutions (:func:`unet_engine.model.fuse_for_inference`),
   tensors are channels-last, everything runs under ``torch.inference_mode``, with fp16
   autocast on CUDA; softmax, argmax and entropy are computed on the device per batch.
