@@ -161,9 +161,14 @@ def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
     ax1.set_ylabel("held-out mean Dice")
     ax1.set_title("Accuracy on the held-out set")
     for ax, (_, _, _, title_) in zip(effort_axes, EFFORTS):
-        ax.set_ylabel("per case (log above 10)")
         ax.set_title(f"Correction effort: {title_}")
-        ax.set_yscale("symlog", linthresh=10)  # zero is a possible count
+        if any(min(line.get_ydata(), default=1) <= 0 for line in ax.lines):  # log cannot show a zero count
+            ax.set_yscale("symlog", linthresh=10)
+            ax.set_ylim(bottom=0)
+            ax.set_ylabel("per case (log above 10)")
+        else:
+            ax.set_yscale("log")
+            ax.set_ylabel("per case (log)")
     for ax in grid.ravel():
         ax.set_xlabel("corrected cases the model was trained on")
         ax.grid(alpha=0.3)
