@@ -245,17 +245,19 @@ class LoopSimulation:
         for vol, ref in data:
             pred = run_generator(predict_volume(model, card, vol, device="cpu"))
             wrong += int(np.count_nonzero(pred.labels != ref))
-            outline += self._outline(pred.labels, ref, vol)
-            beyond += voxels_beyond_tolerance(pred.labels, ref, vol.spacing, SURFACE_TOLERANCE_MM)
+            case_outline, case_beyond = self._tolerant_effort(pred.labels, ref, vol)
+            outline += case_outline
+            beyond += case_beyond
             for k in sums:
                 sums[k] += dice(pred.labels, ref, int(k))
         per = {self.cfg.labels[k]: v / len(data) for k, v in sums.items()}
         n = len(data)
         return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / n, outline / n, beyond / n)
 
-    def _outline(self, pred: np.ndarray, ref: np.ndarray, vol: Volume) -> int:
-        """Outline voxels to redraw, summed over the labels."""
-        return sum(surface_to_redraw(pred, ref, vol.spacing, int(k), SURFACE_TOLERANCE_MM) for k in self.cfg.labels)
+    def _tolerant_effort(self, pred: np.ndarray, ref: np.ndarray, vol: Volume) -> tuple[int, int]:
+        """Outline voxels to redraw (summed over the labels) and wrong voxels beyond the tolerance."""
+        outline = sum(surface_to_redraw(pred, ref, vol.spacing, int(k), SURFACE_TOLERANCE_MM) for k in self.cfg.labels)
+        return outline, voxels_beyond_tolerance(pred, ref, vol.spacing, SURFACE_TOLERANCE_MM)
 
     def reference_scores(self) -> HoldoutScore | None:
         if not self.cfg.reference:
@@ -333,8 +335,7 @@ class LoopSimulation:
             new_version, steps = self._train(ds, reg, version, cfg)
         train_s = time.perf_counter() - t_train
         round_s = time.perf_counter() - t_round
-        case_outline = self._outline(pred, ref, image)  # measurements: not part of the user's wait
-        case_beyond = voxels_beyond_tolerance(pred, ref, image.spacing, SURFACE_TOLERANCE_MM)
+        case_outline, case_beyond = self._tolerant_effort(pred, ref, image)  # not part of the user's wait
         model, card = reg.load(new_version, "cpu")
         t_eval = time.perf_counter()
         held = self.score(model, card)
