@@ -421,6 +421,36 @@ class RetrainingDataset:
                 if entry.get(key):
                     self.path_of(entry[key]).unlink(missing_ok=True)
 
+    def add_labels(self, labels: dict[int, str]) -> dict[int, str]:
+        """Add foreground labels (new values with new names); returns the labels now in the dataset.
+
+        Existing labels are never renamed or renumbered: a value already present must keep its
+        name, and a name already used by another value is refused.
+        """
+        with self.locked():
+            meta = self._read()
+            current = {int(k): str(v) for k, v in meta["labels"].items() if int(k) != 0}
+            names = {v.casefold(): k for k, v in current.items()}
+            changed = False
+            for value, name in sorted((int(k), str(v)) for k, v in labels.items()):
+                if value == 0:
+                    continue
+                if value in current:
+                    if current[value] != name:
+                        raise DatasetError(f"label {value} is {current[value]!r} in this dataset, not {name!r}; "
+                                           "labels are never renamed", self.folder)
+                    continue
+                if name.casefold() in names:
+                    raise DatasetError(f"label name {name!r} is already used by label {names[name.casefold()]}",
+                                       self.folder)
+                current[value] = name
+                names[name.casefold()] = value
+                changed = True
+            if changed:
+                meta["labels"] = {"0": "background", **{str(k): v for k, v in sorted(current.items())}}
+                self._write(meta)
+        return dict(sorted(current.items()))
+
     def orphan_files(self) -> list[Path]:
         """Image/label files no case refers to (left by a crash between file and json writes)."""
         used = set()

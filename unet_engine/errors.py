@@ -59,3 +59,7 @@ class CancelledError(SegLoopError):
 
 class SourceOverwriteError(SegLoopError):
     """A write would overwrite the source scan (or a file of its DICOM folder)."""
+
+
+class ProjectError(SegLoopError):
+    """A project refuses an operation (bad name, duplicate, corrupt project.json, ...)."""

@@ -94,10 +94,22 @@ def resolve_start(from_version: str | None, registry: ModelRegistry, config: Tra
 
 
 def run_folder(registry: ModelRegistry, dataset: Any) -> Path:
-    """Default folder of the resumable state of a run on ``dataset``."""
-    resolved = str(Path(dataset.folder).resolve())
-    key = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(resolved).name)[:40] + "-" + hashlib.sha1(resolved.encode()).hexdigest()[:10]
-    return registry.root / "training" / key
+    """Default folder of the resumable state of a run on ``dataset``.
+
+    A project's dataset and registry are sibling folders: the state is keyed by the dataset
+    folder's name, so it survives the project folder being renamed, moved or copied. Any
+    other dataset is keyed by its absolute path (:func:`path_run_key`).
+    """
+    folder = Path(dataset.folder).resolve()
+    if folder.parent == Path(registry.root).resolve().parent:
+        return registry.root / "training" / folder.name
+    return registry.root / "training" / path_run_key(folder)
+
+
+def path_run_key(folder: Path) -> str:
+    """State key of a dataset outside a project: its folder name plus a hash of its absolute path."""
+    resolved = str(Path(folder).resolve())
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(resolved).name)[:40] + "-" + hashlib.sha1(resolved.encode()).hexdigest()[:10]
 
 
 def patch_size_for(config: TrainConfig, spec: ModelSpec, card: ModelCard, cases: list[Any]) -> tuple[int, ...]:
