@@ -18,6 +18,8 @@ from unet_engine.metrics import (
     json_safe,
     label_volume_ml,
     summarize,
+    dice_or_none,
+    mean_defined,
     surface_to_redraw,
     voxels_beyond_tolerance,
 )
@@ -92,10 +94,31 @@ def test_volume_and_evaluate():
     assert res["a"]["dice"] == pytest.approx(64 / 72) and res["a"]["iou"] == pytest.approx(32 / 40)
     assert res["a"]["hd95"] == pytest.approx(0.5)
     assert res["b"]["dice"] == 0.0 and math.isinf(res["b"]["hd95"])
-    assert res["c"] == {"label": 3, "dice": 1.0, "iou": 1.0, "hd95": 0.0, "volume_ml_pred": 0.0, "volume_ml_ref": 0.0}
+    # absent from both: n/a, not a perfect score
+    assert res["c"] == {"label": 3, "dice": None, "iou": None, "hd95": None, "volume_ml_pred": 0.0, "volume_ml_ref": 0.0}
     mean = summarize([res, res])
     assert mean["a"]["dice"] == pytest.approx(64 / 72) and mean["b"]["hd95_nonfinite"] == 2
+    assert mean["c"]["dice"] is None and mean["c"]["dice_na"] == 2 and mean["c"]["cases"] == 2
     json.dumps(json_safe(mean), allow_nan=False)
+
+
+def test_a_label_absent_from_both_never_adds_one_to_a_mean():
+    """The spleen-in-a-hippocampus-dataset trap: 'posterior' absent on both sides must not
+    turn a 0.0 into a mean of 0.5."""
+    ref = np.zeros((2, 6, 6), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[0, 1:3, 1:3] = 1  # label 1 in the reference only: Dice 0
+    assert dice(pred, ref, 2) == 1.0  # the raw pairwise convention is unchanged
+    assert dice_or_none(pred, ref, 2) is None and dice_or_none(pred, ref, 1) == 0.0
+    assert mean_defined([dice_or_none(pred, ref, k) for k in (1, 2)]) == 0.0
+    assert mean_defined([None, None]) is None
+    other = ref.copy()
+    other[1, 4, 4] = 2
+    per_case = [evaluate(pred, ref, {1: "spleen", 2: "posterior"}),
+                evaluate(other, other, {1: "spleen", 2: "posterior"})]
+    mean = summarize(per_case)
+    assert mean["posterior"]["dice"] == 1.0 and mean["posterior"]["dice_na"] == 1  # one case defines it
+    assert mean["spleen"]["dice"] == pytest.approx(0.5)
 
 
 def test_shape_mismatch_raises():

@@ -2,9 +2,13 @@
 
 Conventions for empty masks (a label absent from prediction and/or reference):
 
-* both empty: Dice 1, IoU 1, HD95 0 (perfect agreement on "nothing there");
+* both empty: :func:`dice` and :func:`iou` return 1 and :func:`hd95` 0 (agreement on
+  "nothing there"), but a label absent from both says nothing about the model, so
+  :func:`evaluate` reports it as n/a (``None``) and every mean skips it
+  (:func:`dice_or_none`, :func:`mean_defined`): a case without the label never adds a
+  free 1.0 to a mean Dice;
 * exactly one empty: Dice 0, IoU 0, HD95 ``inf`` (no surface to measure a distance to).
-  JSON output writes non-finite HD95 as ``null``; means skip them and count them.
+  JSON output writes non-finite HD95 and n/a as ``null``; means skip them and count them.
 
 HD95 follows MONAI's ``compute_hausdorff_distance(percentile=95)``: surface voxels are a
 mask minus its erosion (6-/4-connected), distances come from Euclidean distance
@@ -40,6 +44,21 @@ def dice(pred: np.ndarray, ref: np.ndarray, label: int | None = None) -> float:
     if sp + sr == 0:
         return 1.0
     return 2.0 * int(np.logical_and(p, r).sum()) / (sp + sr)
+
+
+def dice_or_none(pred: np.ndarray, ref: np.ndarray, label: int | None = None) -> float | None:
+    """Dice of ``label``, or None (n/a) when it is absent from both prediction and reference."""
+    p, r = _binary(pred, label), _binary(ref, label)
+    _check(p, r)
+    if not p.any() and not r.any():
+        return None
+    return dice(p, r)
+
+
+def mean_defined(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are not None/NaN (None when there is none)."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return float(np.mean(kept)) if kept else None
 
 
 def iou(pred: np.ndarray, ref: np.ndarray, label: int | None = None) -> float:
@@ -139,7 +158,8 @@ def label_volume_ml(mask: np.ndarray, spacing: Iterable[float], label: int | Non
 def evaluate(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str], spacing: Iterable[float] = (1.0, 1.0, 1.0)) -> dict[str, dict[str, Any]]:
     """Per-label metrics ``{name: {label, dice, iou, hd95, volume_ml_pred, volume_ml_ref}}``.
 
-    Label 0 (background) is skipped. ``pred`` and ``ref`` are label maps on one grid.
+    Label 0 (background) is skipped. ``pred`` and ``ref`` are label maps on one grid. A
+    label absent from both has ``dice``, ``iou`` and ``hd95`` None (n/a), not a perfect score.
     """
     pred, ref = np.asarray(pred), np.asarray(ref)
     _check(pred, ref)
@@ -149,11 +169,12 @@ def evaluate(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str], spacing:
         if int(value) == 0:
             continue
         p, r = pred == int(value), ref == int(value)
+        absent = not p.any() and not r.any()
         out[str(name)] = {
             "label": int(value),
-            "dice": dice(p, r),
-            "iou": iou(p, r),
-            "hd95": hd95(p, r, spacing),
+            "dice": None if absent else dice(p, r),
+            "iou": None if absent else iou(p, r),
+            "hd95": None if absent else hd95(p, r, spacing),
             "volume_ml_pred": label_volume_ml(p, spacing),
             "volume_ml_ref": label_volume_ml(r, spacing),
         }
@@ -161,22 +182,30 @@ def evaluate(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str], spacing:
 
 
 def summarize(per_case: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Mean of each metric per label over cases (non-finite HD95 skipped and counted)."""
-    acc: dict[str, dict[str, list[float]]] = {}
+    """Mean of each metric per label over cases.
+
+    n/a values (a label absent from prediction and reference) are skipped and counted in
+    ``<metric>_na``; non-finite HD95 is skipped and counted in ``hd95_nonfinite``. A metric
+    with no defined value at all is None. ``cases`` counts the cases seen.
+    """
+    acc: dict[str, dict[str, list[float | None]]] = {}
     for case in per_case:
         for name, m in case.items():
             slot = acc.setdefault(name, {})
             for key, val in m.items():
                 if key != "label":
-                    slot.setdefault(key, []).append(float(val))
+                    slot.setdefault(key, []).append(None if val is None else float(val))
     out: dict[str, dict[str, Any]] = {}
     for name, slot in acc.items():
         res: dict[str, Any] = {}
         for key, vals in slot.items():
-            finite = [v for v in vals if math.isfinite(v)]
-            res[key] = float(np.mean(finite)) if finite else math.nan
-            if len(finite) != len(vals):
-                res[f"{key}_nonfinite"] = len(vals) - len(finite)
+            defined = [v for v in vals if v is not None]
+            finite = [v for v in defined if math.isfinite(v)]
+            res[key] = float(np.mean(finite)) if finite else None
+            if len(defined) != len(vals):
+                res[f"{key}_na"] = len(vals) - len(defined)
+            if len(finite) != len(defined):
+                res[f"{key}_nonfinite"] = len(defined) - len(finite)
         res["cases"] = max((len(v) for v in slot.values()), default=0)
         out[name] = res
     return out

@@ -2,9 +2,14 @@
 
 Predictions come from :func:`unet_engine.inference.predict_volume`, the very code the
 app runs, on each case's original grid, so the validation Dice is the Dice a user would
-see. Per case: Dice per label (1.0 when a label is absent from both prediction and
-reference) and the Dice + CE loss of the predicted probabilities; the result is the mean
-over cases. Sums are returned separately so distributed training can all-reduce them.
+see. Per case: Dice per label and the Dice + CE loss of the predicted probabilities; the
+result is the mean over cases. A label absent from both prediction and reference is n/a
+for that case (:func:`unet_engine.metrics.dice_or_none`): each label's mean is over the
+cases where it is defined, a label defined in no case is left out of ``dice`` (listed in
+``na_labels``), and the mean Dice is over the labels that have one. With fewer than
+:data:`MIN_VALIDATION_CASES` cases a result is not a validation a user should trust
+(:attr:`ValidationResult.reliable`); the app and the CLI say "no validation yet".
+Sums are returned separately so distributed training can all-reduce them.
 """
 
 from __future__ import annotations
@@ -19,37 +24,62 @@ from torch import nn
 
 from unet_engine.checkpoint import ModelCard
 from unet_engine.losses import DiceCELoss
-from unet_engine.metrics import dice
+from unet_engine.metrics import dice_or_none
 from unet_engine.progress import CancelToken, run_generator
 
 log = logging.getLogger(__name__)
 
 
+#: A validation split smaller than this is not reported as a Dice ("no validation yet").
+MIN_VALIDATION_CASES = 2
+
+
 @dataclass
 class ValidationResult:
-    """Mean validation metrics over ``cases`` cases."""
+    """Mean validation metrics over ``cases`` cases (labels n/a in every case left out of ``dice``)."""
 
-    dice: dict[str, float] = field(default_factory=dict)  # label name -> mean Dice
+    dice: dict[str, float] = field(default_factory=dict)  # label name -> mean Dice over cases where defined
     loss: float | None = None
     cases: int = 0
+    na_labels: list[str] = field(default_factory=list)  # absent from prediction and reference in every case
 
     @property
     def mean_dice(self) -> float | None:
         return float(np.mean(list(self.dice.values()))) if self.dice and self.cases else None
 
+    @property
+    def reliable(self) -> bool:
+        """Enough validation cases to show a Dice to the user."""
+        return self.cases >= MIN_VALIDATION_CASES
+
     def as_metrics(self) -> dict[str, Any]:
         return {"val_dice": dict(self.dice), "val_mean_dice": self.mean_dice, "val_loss": self.loss,
-                "val_cases": self.cases}
+                "val_cases": self.cases, "val_na_labels": list(self.na_labels)}
+
+
+def validation_text(metrics: dict[str, Any]) -> str:
+    """How a version's validation reads to a user: "no validation yet (1 case)" below
+    :data:`MIN_VALIDATION_CASES` cases, else the mean and per-label Dice (n/a labels named)."""
+    cases = metrics.get("val_cases")
+    mean = metrics.get("val_mean_dice")
+    if mean is None or (isinstance(cases, int) and cases < MIN_VALIDATION_CASES):
+        n = f" ({cases} case{'s' if cases != 1 else ''})" if isinstance(cases, int) else ""
+        return f"no validation yet{n}"
+    per = ", ".join(f"{k} {v:.3f}" for k, v in (metrics.get("val_dice") or {}).items() if v is not None)
+    na = metrics.get("val_na_labels") or []
+    text = f"val mean Dice {mean:.3f} ({per}; {cases} cases)" if isinstance(cases, int) else f"val mean Dice {mean:.3f} ({per})"
+    return text + (f"; n/a: {', '.join(na)}" if na else "")
 
 
 def validation_sums(model: nn.Module, card: ModelCard, dataset: Any, case_ids: list[str], labels: dict[int, str], *,
                     device: str | torch.device = "cpu", batch_size: int | None = None,
                     cancel: CancelToken | None = None, loss_fn: DiceCELoss | None = None) -> np.ndarray:
-    """``[sum Dice per label..., sum loss, n cases]`` over ``case_ids`` (float64)."""
+    """``[sum Dice per label..., cases defined per label..., sum loss, n cases]`` over
+    ``case_ids`` (float64)."""
     from unet_engine.inference import predict_volume
 
     keys = sorted(labels)
-    out = np.zeros(len(keys) + 2, np.float64)
+    out = np.zeros(2 * len(keys) + 2, np.float64)
     loss_fn = loss_fn or DiceCELoss(card.spec.num_classes)
     was_training = model.training
     model.eval()
@@ -61,11 +91,14 @@ def validation_sums(model: nn.Module, card: ModelCard, dataset: Any, case_ids: l
             pred = run_generator(predict_volume(model, card, volume, device=device, batch_size=batch_size,
                                                 cancel=cancel, probabilities_dtype=np.float32))
             for i, k in enumerate(keys):
-                out[i] += dice(pred.labels, label, int(k))
+                d = dice_or_none(pred.labels, label, int(k))
+                if d is not None:
+                    out[i] += d
+                    out[len(keys) + i] += 1
             with torch.no_grad():
                 logp = torch.from_numpy(np.log(np.clip(pred.probabilities, 1e-7, 1.0)))[None]
                 target = torch.from_numpy(label.astype(np.int64))[None]
-                out[len(keys)] += float(loss_fn(logp, target))
+                out[2 * len(keys)] += float(loss_fn(logp, target))
             out[-1] += 1
     finally:
         model.train(was_training)
@@ -73,11 +106,15 @@ def validation_sums(model: nn.Module, card: ModelCard, dataset: Any, case_ids: l
 
 
 def result_from_sums(sums: np.ndarray, labels: dict[int, str]) -> ValidationResult:
+    """The :class:`ValidationResult` of :func:`validation_sums` (summed over processes)."""
     keys = sorted(labels)
     n = int(round(float(sums[-1])))
     if n == 0:
         return ValidationResult({}, None, 0)
-    return ValidationResult({labels[k]: float(sums[i] / n) for i, k in enumerate(keys)}, float(sums[len(keys)] / n), n)
+    nk = len(keys)
+    dice = {labels[k]: float(sums[i] / sums[nk + i]) for i, k in enumerate(keys) if sums[nk + i] > 0}
+    na = [labels[k] for i, k in enumerate(keys) if sums[nk + i] == 0]
+    return ValidationResult(dice, float(sums[2 * nk] / n), n, na)
 
 
 def evaluate_model(model: nn.Module, card: ModelCard, dataset: Any, cases: list[Any], *, device: str | torch.device = "cpu",
