@@ -217,12 +217,12 @@ def test_load_on_device_and_resolver(saved, tmp_path, monkeypatch):
     assert model_resolver.resolve_model_path(str(folder / "card.json")) == folder
     with pytest.raises(CheckpointError, match="no such model"):
         model_resolver.resolve_model_path(str(tmp_path / "missing"))
-    monkeypatch.setattr(model_resolver, "_registry_active", lambda: None)
+    monkeypatch.setattr(model_resolver, "_registry_active", lambda _registry: None)
     monkeypatch.setattr(paths, "BUNDLED_MODELS", tmp_path / "no_models")
     with pytest.raises(CheckpointError, match="no default model"):
         model_resolver.resolve_model_path("default")
     monkeypatch.setattr(paths, "BUNDLED_MODELS", tmp_path)
     os.rename(folder, tmp_path / "default")
     assert model_resolver.resolve_model_path(None) == tmp_path / "default"
-    monkeypatch.setattr(model_resolver, "_registry_active", lambda: tmp_path / "default" / "model.safetensors")
+    monkeypatch.setattr(model_resolver, "_registry_active", lambda _registry: tmp_path / "default" / "model.safetensors")
     assert model_resolver.resolve_model_path("default") == tmp_path / "default"

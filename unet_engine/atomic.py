@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temp file in the same folder, fsync, then rename.
 
 An interrupted write (crash, kill -9, full disk) leaves the previous file intact and at
-worst a stray ``.tmp`` file, never a half-written target.
+worst a stray ``.tmp`` file, never a half-written target. The file gets the permissions
+any other program would give it (``0o666`` minus the user's umask), not the private
+``0o600`` of a temp file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -59,3 +62,14 @@ def fsync_path(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc on Linux; elsewhere set and restored at once)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

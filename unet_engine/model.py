@@ -203,6 +203,25 @@ def build_model(spec: ModelSpec | dict[str, Any]) -> UNet:
     return UNet(spec)
 
 
+def with_more_classes(model: UNet, num_classes: int) -> UNet:
+    """A copy of ``model`` predicting ``num_classes`` classes: every layer and the existing
+    classes' output weights kept, the new classes' outputs freshly initialised (a label added
+    to a project: the network learns it at the next fine-tune, its old labels intact)."""
+    old = model.spec.num_classes
+    if num_classes < old:
+        raise ValueError(f"cannot shrink a {old}-class model to {num_classes} classes")
+    if num_classes == old:
+        return model
+    spec = ModelSpec.from_dict({**model.spec.to_dict(), "num_classes": int(num_classes)})
+    new = UNet(spec)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    new.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        new.head.weight[:old] = model.head.weight
+        new.head.bias[:old] = model.head.bias
+    return new
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,8 +1,9 @@
 """Turn what the user typed after ``--model`` into a checkpoint folder.
 
 * a path (folder, ``model.safetensors`` or ``card.json``) -> that checkpoint;
-* ``"default"`` or ``None`` -> the model registry's active version when one is set,
-  else the bundled model ``resources/models/default``.
+* ``"default"`` or ``None`` -> the active version of ``registry`` (a project's registry,
+  or by default the one in ``SEGLOOP_HOME/models``) when one is set, else the bundled
+  model ``resources/models/default``.
 """
 
 from __future__ import annotations
@@ -13,36 +14,31 @@ from pathlib import Path
 from unet_engine import paths
 from unet_engine.checkpoint import CARD_NAME, WEIGHTS_NAME
 from unet_engine.errors import CheckpointError
+from unet_engine.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMES = ("default", "")
 
 
-def _registry_active() -> Path | None:
+def _registry_active(registry: ModelRegistry | None) -> Path | None:
+    """The registry's active checkpoint folder; None when there is none or it cannot be read
+    (a broken registry must not hide the bundled model)."""
     try:
-        from unet_engine import registry  # written by another engineer; optional here
-    except ImportError:
-        return None
-    fn = getattr(registry, "active_checkpoint_path", None)
-    if fn is None:
-        return None
-    try:
-        active = fn()
-    except Exception as exc:  # noqa: BLE001 - a broken registry must not hide the bundled model
+        return (registry or ModelRegistry()).active_checkpoint_path()
+    except Exception as exc:  # noqa: BLE001 - logged; the bundled model is the answer then
         log.warning("could not read the model registry (%s); using the bundled model", exc)
         return None
-    return Path(active) if active else None
 
 
 def _is_checkpoint(folder: Path) -> bool:
     return (folder / WEIGHTS_NAME).is_file() and (folder / CARD_NAME).is_file()
 
 
-def resolve_model_path(name_or_path: str | Path | None = None) -> Path:
+def resolve_model_path(name_or_path: str | Path | None = None, registry: ModelRegistry | None = None) -> Path:
     """The checkpoint folder for a path, ``"default"`` or ``None`` (see the module docstring)."""
     if name_or_path is None or str(name_or_path).strip().lower() in DEFAULT_NAMES:
-        active = _registry_active()
+        active = _registry_active(registry)
         if active is not None:
             folder = active.parent if active.name in (WEIGHTS_NAME, CARD_NAME) else active
             if _is_checkpoint(folder):

@@ -335,8 +335,6 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-
-
 def active_checkpoint_path() -> Path | None:
     """The active model of the default registry (``segloop_home()/"models"``), or None.
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_engine.checkpoint import CARD_NAME, ModelCard, load_checkpoint
+from unet_engine.checkpoint import CARD_NAME, ModelCard, load_card, load_checkpoint
 from unet_engine.errors import SegLoopError
-from unet_engine.model import ModelSpec, build_model, required_multiple
+from unet_engine.model import ModelSpec, build_model, required_multiple, with_more_classes
 from unet_engine.paths import BUNDLED_MODELS
 from unet_engine.preprocessing import PreprocessConfig, as_config, resampled_shape, slice_axis_for_spacing
 from unet_engine.registry import ModelRegistry
@@ -43,29 +43,51 @@ def _seen(registry: ModelRegistry, version: str, card: ModelCard) -> set[str]:
 
 
 def scratch_start(config: TrainConfig, dataset: Any) -> StartPoint:
-    """A new network from ``config.model_spec`` (defaults: 2D, one channel, the dataset's labels)."""
+    """A new network from ``config.model_spec`` (defaults: 2D, one channel, the dataset's labels),
+    preprocessed as ``config.preprocessing`` says (a training plan's), else by the dataset's modality."""
     spec_d = {"dims": 2, "in_channels": 1, "num_classes": dataset.num_classes, "base_width": 16, "depth": 4}
     spec_d.update(config.model_spec or {})
     spec = ModelSpec.from_dict(spec_d)
-    mode = "ct" if str(dataset.modality).upper() == "CT" else "auto"
-    card = ModelCard(spec=spec, preprocessing=PreprocessConfig(mode=mode).to_dict(),
+    if config.preprocessing is not None:
+        pre = PreprocessConfig.from_dict(config.preprocessing)
+    else:
+        pre = PreprocessConfig(mode="ct" if str(dataset.modality).upper() == "CT" else "auto")
+    card = ModelCard(spec=spec, preprocessing=pre.to_dict(),
                      labels={0: "background", **dataset.labels}, name="SegLoop (trained from scratch)")
     return StartPoint(build_model(spec), card, None, set(), "scratch")
 
 
-def prepare_registry(from_version: str | None, registry: ModelRegistry) -> None:
+def prepare_registry(from_version: str | None, registry: ModelRegistry, dataset: Any = None) -> None:
     """Import the bundled default model when the run needs it (rank 0 only under DDP).
 
     ``None`` with an empty registry imports and promotes it as the first version;
-    ``"default"`` imports it (once) when the registry does not hold it yet.
+    ``"default"`` imports it (once) when the registry does not hold it yet. With a
+    ``dataset`` whose labels contradict the bundled model's, nothing is imported: the
+    run then starts from scratch (``None``) or is refused (``"default"``) by
+    :func:`resolve_start`, and the registry is left as it was.
     """
     choice = (from_version or "").strip()
+    src = BUNDLED_MODELS / "default"
+    if choice not in ("", "default") or not (src / CARD_NAME).is_file():
+        return
+    if dataset is not None and _bundled_clash(dataset):
+        return
     if not choice:
         registry.ensure_default()
-    elif choice == "default" and not any(v.source == "bundled-default" for v in registry.list()):
-        src = BUNDLED_MODELS / "default"
-        if (src / CARD_NAME).is_file():
-            registry.import_checkpoint(src, source="bundled-default", promote=registry.active is None)
+    elif not any(v.source == "bundled-default" for v in registry.list()):
+        registry.import_checkpoint(src, source="bundled-default", promote=registry.active is None)
+
+
+def _bundled_clash(dataset: Any) -> list[str]:
+    """How the bundled default model's labels contradict ``dataset``'s (empty: they agree)."""
+    src = BUNDLED_MODELS / "default"
+    return _label_clash(load_card(src).labels, dataset.labels) if (src / CARD_NAME).is_file() else []
+
+
+def _label_clash(model_labels: dict[int, str], labels: dict[int, str]) -> list[str]:
+    """Label values a model and a dataset name differently."""
+    return [f"label {k} is {v!r} for the model but {labels[k]!r} in the dataset"
+            for k, v in sorted(model_labels.items()) if k != 0 and k in labels and labels[k] != v]
 
 
 def resolve_start(from_version: str | None, registry: ModelRegistry, config: TrainConfig, dataset: Any) -> StartPoint:
@@ -76,21 +98,51 @@ def resolve_start(from_version: str | None, registry: ModelRegistry, config: Tra
     if choice == "default":
         found = [v for v in registry.list() if v.source == "bundled-default"]
         if not found:
+            clash = _bundled_clash(dataset)
+            if clash:
+                raise SegLoopError("the bundled default model's labels contradict the dataset's: " + "; ".join(clash) +
+                                   "; start from scratch or from a model with the dataset's labels", dataset.folder)
             raise SegLoopError("there is no bundled default model to start from (resources/models/default); "
                                "use --from scratch or a version")
         choice = found[-1].version
     if not choice:
         if registry.active is None:
-            log.info("no active model and no bundled default: training a new network from scratch")
+            log.info("no active model (and no bundled default with the dataset's labels): training a new network "
+                     "from scratch")
             return scratch_start(config, dataset)
         choice = registry.active
     path = Path(choice).expanduser()
     if path.is_dir():
         model, card = load_checkpoint(path, "cpu")
-        return StartPoint(model, card, None, set(), "checkpoint")
+        return fit_to_dataset(StartPoint(model, card, None, set(), "checkpoint"), dataset)
     version = registry.resolve(choice)
     model, card = registry.load(version, "cpu")
-    return StartPoint(model, card, version, _seen(registry, version, card), "version")
+    return fit_to_dataset(StartPoint(model, card, version, _seen(registry, version, card), "version"), dataset)
+
+
+def fit_to_dataset(start: StartPoint, dataset: Any) -> StartPoint:
+    """Check a start model against the dataset's labels and give it outputs for labels added since.
+
+    A label value the model predicts under another name than the dataset's is refused (a
+    run must never teach "anterior" voxels to be "spleen"); labels the dataset gained after
+    the model was made (a versioned label-schema change) get new network outputs
+    (:func:`unet_engine.model.with_more_classes`), the old ones kept.
+    """
+    labels = dataset.labels
+    clash = _label_clash(start.card.labels, labels)
+    if clash:
+        raise SegLoopError("the start model's labels contradict the dataset's: " + "; ".join(clash) +
+                           "; start from a model with the dataset's labels, or from scratch", dataset.folder)
+    need = max(labels) + 1
+    if need > start.card.spec.num_classes:
+        log.info("the dataset has labels up to %d; adding outputs to the %d-class start model", need - 1,
+                 start.card.spec.num_classes)
+        start.model = with_more_classes(start.model, need)
+        card = ModelCard.from_dict(start.card.to_dict())
+        card.spec = start.model.spec
+        card.labels = {**card.labels, **{k: v for k, v in labels.items() if k not in card.labels}}
+        start.card = card
+    return start
 
 
 def run_folder(registry: ModelRegistry, dataset: Any) -> Path:

@@ -91,7 +91,9 @@ def migrate_legacy_home(home: Path | None = None, store: ProjectStore | None = N
         old_dataset = items.get("dataset")
         if old_dataset is not None and not (work / DATASET_DIR).exists():
             # noted before the move: the saved run's key is derived from the old dataset path
-            (work / _STATE_NOTE).write_text(path_run_key(old_dataset), encoding="utf-8")
+            key = _legacy_state_key(items.get("registry"), old_dataset)
+            if key:
+                (work / _STATE_NOTE).write_text(key, encoding="utf-8")
             os.rename(old_dataset, work / DATASET_DIR)
             hook("dataset")
         if "registry" in items and not (work / REGISTRY_DIR).exists():
@@ -148,6 +150,29 @@ def _legacy_project(folder: Path, items: dict[str, Path]) -> Project:
                    schemas=[LabelSchema(1, table, now_iso(), "moved from the earlier single dataset and registry")],
                    start_model=BUNDLED_START if bundled else None, created=now_iso(),
                    description="Created from the dataset and model versions of an earlier SegLoop version.")
+
+
+def _legacy_state_key(registry: Path | None, dataset: Path) -> str | None:
+    """Folder name under ``models/training/`` of the old dataset's saved run (None: no saved run).
+
+    Earlier versions keyed it by the dataset's absolute path; a data folder restored or
+    copied from elsewhere has another path, so the saved state whose recorded dataset was
+    a ``datasets/default`` is taken when the exact key is not there.
+    """
+    if registry is None or not (registry / "training").is_dir():
+        return None
+    exact = path_run_key(dataset)
+    if (registry / "training" / exact / "state.json").is_file():
+        return exact
+    found = []
+    for state in sorted((registry / "training").glob("default-*/state.json")):
+        try:
+            recorded = str(json.loads(state.read_text(encoding="utf-8")).get("dataset", ""))
+        except (OSError, ValueError):
+            continue
+        if recorded.replace("\\", "/").rstrip("/").endswith("datasets/default"):
+            found.append(state.parent.name)
+    return found[0] if len(found) == 1 else None
 
 
 def _move_saved_run(work: Path) -> None:

@@ -99,7 +99,7 @@ def make_labels(labels: Any, colours: dict[int, Any] | None = None) -> tuple[Pro
     colours = colours or {}
     items: list[ProjectLabel] = []
     if isinstance(labels, dict):
-        raw = [(k, v, colours.get(int(k))) for k, v in labels.items()]
+        raw = [(k, v, None) for k, v in labels.items()]
     else:
         raw = [(x.value, x.name, x.colour) if isinstance(x, ProjectLabel) else (tuple(x) + (None,))[:3] for x in labels]
     for value, name, colour in raw:

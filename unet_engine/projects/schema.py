@@ -49,8 +49,9 @@ def new_labels(project: Project, labels: Any, colours: dict[int, Any] | None = N
                                    f"{max(current) + 1})", project.folder)
             continue
         if lab.name.casefold() in names:
-            raise ProjectError(f"project {project.name!r} already calls label {names[lab.name.casefold()]} "
-                               f"{lab.name!r}", project.folder)
+            value = names[lab.name.casefold()]
+            raise ProjectError(f"project {project.name!r} already calls label {value} {current[value]!r}; give "
+                               f"label {lab.value} another name", project.folder)
         out.append(lab)
     return tuple(out)
 
