@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unet_engine.preprocessing import _sample, looks_like_hu
+from unet_engine.preprocessing import looks_like_hu, subsample
 from unet_engine.volume import Volume
 
 #: No value below this in a "CT" scan: no air and no fat, so not Hounsfield units.
@@ -36,7 +36,7 @@ def modality_mismatch(scan: Volume | np.ndarray, modality: str | None) -> str | 
     arr = scan.array if isinstance(scan, Volume) else np.asarray(scan)
     if arr.dtype.kind not in "biuf":
         return None
-    flat = _sample(arr.reshape(-1))
+    flat = subsample(arr.reshape(-1))
     if flat.dtype.kind == "f":
         flat = flat[np.isfinite(flat)]
     if flat.size == 0:

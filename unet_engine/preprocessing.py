@@ -108,7 +108,7 @@ def as_config(card_or_config: Any) -> PreprocessConfig:
     raise TypeError(f"expected a PreprocessConfig, dict or ModelCard, got {type(card_or_config).__name__}")
 
 
-def _sample(values: np.ndarray) -> np.ndarray:
+def subsample(values: np.ndarray) -> np.ndarray:
     """A deterministic regular subsample of at most ``STATS_MAX_VOXELS`` values."""
     if values.size <= STATS_MAX_VOXELS:
         return values
@@ -122,7 +122,7 @@ def looks_like_hu(array: np.ndarray) -> bool:
     True when the 1st percentile is at or below -500 HU and the maximum is below 32768
     (CT is stored as int16/12-bit); MR intensities are non-negative.
     """
-    flat = _sample(np.asarray(array).reshape(-1))
+    flat = subsample(np.asarray(array).reshape(-1))
     flat = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
     if flat.size == 0:
         return False
@@ -161,7 +161,7 @@ def intensity_stats(array: np.ndarray, config: PreprocessConfig | dict | None = 
     a = np.asarray(array)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"cannot normalise an image of dtype {a.dtype}")
-    sample = _sample(a.reshape(-1))
+    sample = subsample(a.reshape(-1))
     if sample.dtype.kind == "f":
         sample = sample[np.isfinite(sample)]
     if sample.size == 0:
