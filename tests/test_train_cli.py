@@ -39,7 +39,7 @@ def test_dataset_commands(tmp_path, capsys):
 def test_train_and_models_commands(tmp_path, capsys):
     ds = tmp_path / "ds"
     assert main(["dataset", "import-msd", str(HIPPO), str(ds), "--labels", "1=anterior,2=posterior"]) == 0
-    cfg = tiny_config(steps_per_epoch=2)
+    cfg = tiny_config(steps_per_epoch=2, val_max_cases=2)  # below 2 validation cases: "no validation yet"
     assert main(["train", "--dataset", str(ds), "--from", "scratch", "--steps", "4", "--config", cfg.to_json(),
                  "--seed", "3", "--promote"]) == 0
     captured = capsys.readouterr()

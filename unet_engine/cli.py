@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train",
     "dataset": "dataset",
     "models": "models",
+    "project": "project",
     "loop-sim": "loop_sim",
 }
 

@@ -25,9 +25,10 @@ from unet_engine.volume import Volume
 CT_MIN_BELOW = -200.0
 
 
-def modality_mismatch(scan: Volume | np.ndarray, modality: str | None) -> str | None:
+def modality_mismatch(scan: Volume | np.ndarray, modality: str | None, subject: str = "the model") -> str | None:
     """A sentence saying how ``scan`` contradicts ``modality`` ("CT", "MR", "US", "other"),
-    or None when it fits or the modality says nothing about intensities."""
+    or None when it fits or the modality says nothing about intensities. ``subject`` names
+    what expects the modality ("the model", "project 'Spleen CT'")."""
     kind = (modality or "").strip().upper()
     if kind in ("MRI",):
         kind = "MR"
@@ -44,8 +45,8 @@ def modality_mismatch(scan: Volume | np.ndarray, modality: str | None) -> str | 
     lo, p1, hi = float(flat.min()), float(np.percentile(flat, 1.0)), float(flat.max())
     if kind == "MR" and looks_like_hu(flat):
         return (f"the scan's values look like CT Hounsfield units (1st percentile {p1:.0f}, range {lo:.0f}..{hi:.0f}), "
-                "but the model is for MR")
+                f"but {subject} is for MR")
     if kind == "CT" and lo > CT_MIN_BELOW:
         return (f"the scan has no value below {lo:.0f}, so it is not in CT Hounsfield units (air is -1000, fat "
-                f"-100; range {lo:.0f}..{hi:.0f}), but the model is for CT")
+                f"-100; range {lo:.0f}..{hi:.0f}), but {subject} is for CT")
     return None

@@ -1,12 +1,23 @@
-"""``segloop dataset create|add|remove|list|export-nnunet|import-msd``: the retraining dataset."""
+"""``segloop dataset create|add|remove|list|export-nnunet|import-msd``: the retraining dataset.
+
+Every action but ``create`` works on a dataset folder or on a project's dataset
+(``--project NAME``). With a project, a label map holding values the project lacks is
+refused (never remapped) with the ``project add-labels`` command that adds them, and a
+scan whose intensities contradict the project's modality is refused unless
+``--allow-modality-mismatch``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
-from unet_engine.errors import SegLoopError
+import numpy as np
+
+from unet_engine.commands.targets import add_project_option, modality_problem, one_of, open_project, quote
+from unet_engine.errors import ProjectError, SegLoopError
 
 
 def parse_labels(text: str) -> dict[int, str]:
@@ -27,11 +38,12 @@ def parse_labels(text: str) -> dict[int, str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dataset", help="manage a retraining dataset (corrected cases)",
-                              description="Create and edit a retraining dataset folder (MSD layout + provenance).")
+                              description="Create and edit a retraining dataset: a folder (MSD layout + provenance), "
+                                          "or a project's dataset with --project NAME.")
     sub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
     sub.required = True
 
-    c = sub.add_parser("create", help="create an empty dataset")
+    c = sub.add_parser("create", help="create an empty dataset folder (a project has its own: segloop project create)")
     c.add_argument("folder")
     c.add_argument("--labels", required=True, help="label values and names, e.g. 1=anterior,2=posterior")
     c.add_argument("--name", default=None)
@@ -40,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run, action="create")
 
     a = sub.add_parser("add", help="add a corrected case")
-    a.add_argument("folder")
+    a.add_argument("folder", nargs="?", default=None, help="dataset folder (or --project NAME)")
+    add_project_option(a, "dataset")
     a.add_argument("--image", required=True, help="the scan (any format SegLoop reads, DICOM folder included)")
     a.add_argument("--label", required=True, help="the corrected label map, on the scan's grid")
     a.add_argument("--edits", default=None, help="mask of the voxels the reviewer changed (optional)")
@@ -48,37 +61,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--reviewer", default=None)
     a.add_argument("--replace", action="store_true", help="replace the label if the scan is already in the dataset")
     a.add_argument("--no-source-path", action="store_true", help="do not record where the scan came from")
+    a.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="add a scan whose intensities contradict the project's modality")
     a.set_defaults(func=run, action="add")
 
     r = sub.add_parser("remove", help="remove a case")
-    r.add_argument("folder")
+    r.add_argument("folder", nargs="?", default=None, help="dataset folder (or --project NAME)")
     r.add_argument("case_id")
+    add_project_option(r, "dataset")
     r.set_defaults(func=run, action="remove")
 
     ls = sub.add_parser("list", help="list the cases")
-    ls.add_argument("folder")
+    ls.add_argument("folder", nargs="?", default=None, help="dataset folder (or --project NAME)")
+    add_project_option(ls, "dataset")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=run, action="list")
 
     e = sub.add_parser("export-nnunet", help="export as an nnU-Net v2 raw dataset")
-    e.add_argument("folder")
+    e.add_argument("folder", nargs="?", default=None, help="dataset folder (or --project NAME)")
     e.add_argument("out", help="nnUNet_raw folder to write DatasetNNN_Name into")
+    add_project_option(e, "dataset")
     e.add_argument("--id", type=int, default=501, dest="dataset_id")
     e.add_argument("--name", default=None)
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(func=run, action="export-nnunet")
 
-    m = sub.add_parser("import-msd", help="build a dataset from an MSD task folder (imagesTr + labelsTr)")
+    m = sub.add_parser("import-msd", help="add the cases of an MSD task folder (imagesTr + labelsTr)")
     m.add_argument("source")
-    m.add_argument("folder")
+    m.add_argument("folder", nargs="?", default=None, help="dataset folder, created if needed (or --project NAME)")
+    add_project_option(m, "dataset")
     m.add_argument("--labels", default=None, help="needed when the source has no dataset.json")
     m.add_argument("--limit", type=int, default=None, help="import only the first N cases")
     m.add_argument("--modality", default=None)
+    m.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="import scans whose intensities contradict the project's modality")
     m.set_defaults(func=run, action="import-msd")
 
 
 def run(args: argparse.Namespace) -> int:
-    from unet_engine.dataset import RetrainingDataset, import_msd
+    from unet_engine.dataset import RetrainingDataset
 
     action = args.action
     if action == "create":
@@ -86,39 +107,19 @@ def run(args: argparse.Namespace) -> int:
                                       val_fraction=args.val_fraction)
         print(f"created dataset {ds.folder} with labels {ds.labels}")
         return 0
+    one_of(args.project, args.folder, "a dataset folder")
+    project = open_project(args.project) if args.project is not None else None
     if action == "import-msd":
-        labels = parse_labels(args.labels) if args.labels else None
-        ds = import_msd(args.source, args.folder, labels=labels, limit=args.limit, modality=args.modality)
-        print(f"{ds.folder}: {len(ds.train_cases())} train + {len(ds.val_cases())} val cases")
-        return 0
-    ds = RetrainingDataset(args.folder)
+        return _import_msd(args, project)
+    ds = project.dataset() if project is not None else RetrainingDataset(args.folder)
     if action == "add":
-        from unet_engine.io import read_mask, read_volume
-
-        image = read_volume(args.image)
-        label = read_mask(args.label, image)
-        edits = read_mask(args.edits, image) if args.edits else None
-        cid = ds.add_case(image, label, edited=edits, model_version=args.model_version, reviewer=args.reviewer,
-                          source_path=None if args.no_source_path else args.image, replace=args.replace)
-        print(f"added {cid} ({ds.get(cid).split})")
-        return 0
+        return _add(args, ds, project)
     if action == "remove":
         ds.remove_case(args.case_id)
         print(f"removed {args.case_id}")
         return 0
     if action == "list":
-        cases = ds.cases()
-        if args.json:
-            json.dump({"folder": str(ds.folder), "labels": {str(k): v for k, v in ds.labels.items()},
-                       "cases": [c.to_dict() for c in cases]}, sys.stdout, indent=2)
-            print()
-            return 0
-        print(f"{ds.folder}: {len(cases)} cases ({len(ds.train_cases())} train, {len(ds.val_cases())} val), "
-              f"labels {', '.join(f'{k}={v}' for k, v in ds.labels.items())}")
-        for c in cases:
-            print(f"  {c.id:<28} {c.split:<5} {'x'.join(map(str, c.shape)):<12} model={c.model_version or '-':<8} "
-                  f"reviewer={c.reviewer or '-':<10} added={c.added}")
-        return 0
+        return _list(args, ds, project)
     if action == "export-nnunet":
         from unet_engine.nnunet_export import export_nnunet
 
@@ -126,3 +127,111 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported {len(ds)} cases to {out}")
         return 0
     raise SegLoopError(f"unknown dataset action {action!r}")
+
+
+def unknown_labels_error(project: Any, values: list[int], what: str) -> ProjectError:
+    """A mask with values the project lacks: name them and the command that adds them."""
+    known = ", ".join(f"{k}={v}" for k, v in project.labels.items())
+    example = ",".join(f"{v}=NAME" for v in values)
+    return ProjectError(f"{what} has label value(s) {values} that project {project.name!r} lacks (its labels: {known}); "
+                        f"nothing was added. Add them first: segloop project add-labels {quote(project.name)} "
+                        f"--labels \"{example}\"")
+
+
+def _add(args: argparse.Namespace, ds: Any, project: Any) -> int:
+    from unet_engine.io import read_mask, read_volume
+
+    image = read_volume(args.image)
+    label = read_mask(args.label, image)
+    if project is not None:
+        unknown = project.unknown_values(np.unique(label))
+        if unknown:
+            raise unknown_labels_error(project, unknown, f"the label map {args.label}")
+        problem = modality_problem(image, project)
+        if problem and not args.allow_modality_mismatch:
+            raise ProjectError(f"{args.image}: {problem}; not added (pass --allow-modality-mismatch to add it anyway)")
+    edits = read_mask(args.edits, image) if args.edits else None
+    cid = ds.add_case(image, label, edited=edits, model_version=args.model_version, reviewer=args.reviewer,
+                      source_path=None if args.no_source_path else args.image, replace=args.replace)
+    where = f"project {project.name!r}" if project is not None else str(ds.folder)
+    print(f"added {cid} ({ds.get(cid).split}) to {where}")
+    return 0
+
+
+def _list(args: argparse.Namespace, ds: Any, project: Any) -> int:
+    cases = ds.cases()
+    if args.json:
+        json.dump({"folder": str(ds.folder), "project": project.name if project is not None else None,
+                   "labels": {str(k): v for k, v in ds.labels.items()}, "cases": [c.to_dict() for c in cases]},
+                  sys.stdout, indent=2)
+        print()
+        return 0
+    head = f"project {project.name!r}" if project is not None else str(ds.folder)
+    print(f"{head}: {len(cases)} cases ({len(ds.train_cases())} train, {len(ds.val_cases())} val), "
+          f"labels {', '.join(f'{k}={v}' for k, v in ds.labels.items())}")
+    for c in cases:
+        print(f"  {c.id:<28} {c.split:<5} {'x'.join(map(str, c.shape)):<12} model={c.model_version or '-':<8} "
+              f"reviewer={c.reviewer or '-':<10} added={c.added}")
+    return 0
+
+
+def _import_msd(args: argparse.Namespace, project: Any) -> int:
+    from unet_engine.dataset import import_msd
+
+    labels = parse_labels(args.labels) if args.labels else None
+    if project is None:
+        ds = import_msd(args.source, args.folder, labels=labels, limit=args.limit, modality=args.modality)
+    else:
+        if args.modality is not None:
+            raise SegLoopError(f"--modality does not apply with --project (project {project.name!r} is "
+                               f"{project.modality})")
+        check_msd_source(args.source, project, labels, allow_mismatch=args.allow_modality_mismatch)
+        ds = import_msd(args.source, project.dataset().folder, labels=labels, limit=args.limit)
+    print(f"{ds.folder}: {len(ds.train_cases())} train + {len(ds.val_cases())} val cases")
+    return 0
+
+
+def check_msd_source(source: str, project: Any, labels: dict[int, str] | None, *, allow_mismatch: bool) -> None:
+    """Refuse an MSD folder whose labels the project lacks (or names otherwise), or whose scans
+    contradict the project's modality (its dataset.json, and its first scan's intensities)."""
+    from pathlib import Path
+
+    from unet_engine.io import read_volume
+
+    folder = Path(source)
+    meta: dict[str, Any] = {}
+    try:
+        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    if labels is None and isinstance(meta.get("labels"), dict):
+        labels = {int(k): str(v) for k, v in meta["labels"].items() if str(k).isdigit() and int(k) != 0}
+    if labels:
+        unknown = project.unknown_values(labels)
+        if unknown:
+            raise unknown_labels_error(project, unknown, f"the source {source}")
+        renamed = [f"{k} is {v!r} there but {project.labels[k]!r} in the project" for k, v in labels.items()
+                   if k != 0 and project.labels[k].casefold() != v.casefold()]
+        if renamed:
+            raise ProjectError(f"the source {source} names labels differently: label {'; '.join(renamed)}. SegLoop "
+                               "never remaps labels; relabel the source or use another project")
+    if allow_mismatch:
+        return
+    src_mod = str((meta.get("modality") or {}).get("0", "")).strip()
+    problem = None
+    if src_mod:
+        from unet_engine.planning import normalize_modality
+
+        try:
+            kind = normalize_modality(src_mod, strict=False)
+        except SegLoopError:
+            kind = "other"
+        if kind in ("CT", "MR") and project.modality in ("CT", "MR") and kind != project.modality:
+            problem = f"its dataset.json says the scans are {src_mod}, but project {project.name!r} is {project.modality}"
+    if problem is None:
+        images = sorted(p for p in (folder / "imagesTr").glob("*.nii*") if not p.name.startswith("."))
+        if images:
+            msg = modality_problem(read_volume(images[0]), project)
+            problem = f"{images[0].name}: {msg}" if msg else None
+    if problem:
+        raise ProjectError(f"{source}: {problem}; nothing imported (pass --allow-modality-mismatch to import anyway)")

@@ -1,11 +1,18 @@
-"""``segloop models list|promote|rollback|compare|delete|import``: the model registry."""
+"""``segloop models list|promote|rollback|compare|delete|import``: the model registry.
+
+The registry is ``--registry DIR`` (default ``SEGLOOP_HOME/models``) or a project's
+(``--project NAME``); both options are accepted before or after the action.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
+from unet_engine.commands.report import version_validation
+from unet_engine.commands.targets import one_of, open_project
 from unet_engine.errors import SegLoopError
 
 
@@ -13,41 +20,76 @@ def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
+def _where(p: argparse.ArgumentParser, suffix: str = "") -> None:
+    p.add_argument("--registry", default=None, dest=f"registry{suffix}",
+                   help="registry folder (default: SEGLOOP_HOME/models)")
+    p.add_argument("--project", default=None, dest=f"project{suffix}", metavar="NAME",
+                   help="work on this project's model registry")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list, promote, roll back, compare and delete model versions",
-                              description="Manage the model registry (fine-tuned versions and the active model).")
-    p.add_argument("--registry", default=None, help="registry folder (default: SEGLOOP_HOME/models)")
+                              description="Manage a model registry (fine-tuned versions and the active model): a "
+                                          "folder, or a project's with --project NAME.")
+    _where(p, "_top")
+    common = argparse.ArgumentParser(add_help=False)
+    _where(common)
     sub = p.add_subparsers(dest="models_command", metavar="ACTION")
     sub.required = True
-    ls = sub.add_parser("list", help="list versions")
+    ls = sub.add_parser("list", parents=[common], help="list versions")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=run, action="list")
-    pr = sub.add_parser("promote", help="make a version the active model")
+    pr = sub.add_parser("promote", parents=[common], help="make a version the active model")
     pr.add_argument("version")
     pr.set_defaults(func=run, action="promote")
-    rb = sub.add_parser("rollback", help="re-activate the previously active version")
+    rb = sub.add_parser("rollback", parents=[common], help="re-activate the previously active version")
     rb.set_defaults(func=run, action="rollback")
-    cp = sub.add_parser("compare", help="metrics of two versions side by side")
+    cp = sub.add_parser("compare", parents=[common], help="metrics of two versions side by side")
     cp.add_argument("a")
     cp.add_argument("b")
     cp.add_argument("--dataset", default=None, help="re-score both on this dataset's validation split")
     cp.add_argument("--device", default="cpu")
     cp.add_argument("--json", action="store_true")
     cp.set_defaults(func=run, action="compare")
-    de = sub.add_parser("delete", help="delete a version (not the active one)")
+    de = sub.add_parser("delete", parents=[common], help="delete a version (not the active one)")
     de.add_argument("version")
     de.set_defaults(func=run, action="delete")
-    im = sub.add_parser("import", help="import a checkpoint folder (e.g. the bundled default model) as a version")
+    im = sub.add_parser("import", parents=[common], help="import a checkpoint folder (e.g. the bundled default model) as a version")
     im.add_argument("path", nargs="?", default=None, help="checkpoint folder (default: the bundled default model)")
     im.add_argument("--name", default="")
     im.add_argument("--promote", action="store_true")
     im.set_defaults(func=run, action="import")
 
 
-def run(args: argparse.Namespace) -> int:
+def open_registry(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(registry, project or None)`` from ``--registry`` / ``--project`` (before or after the action)."""
     from unet_engine.registry import ModelRegistry
 
-    reg = ModelRegistry(args.registry)
+    registry = args.registry if args.registry is not None else args.registry_top
+    name = args.project if args.project is not None else args.project_top
+    one_of(name, registry, "--registry DIR", required=False)
+    if name is None:
+        return ModelRegistry(registry), None
+    project = open_project(name)
+    return project.registry(), project
+
+
+def check_import_labels(project: Any, folder: Any) -> None:
+    """Refuse importing a model whose labels contradict the project's."""
+    from unet_engine.checkpoint import load_card
+    from unet_engine.model_resolver import resolve_model_path
+    from unet_engine.projects.store import check_model_labels
+
+    path = resolve_model_path(str(folder))
+    card = load_card(path.parent if path.is_file() else path)
+    try:
+        check_model_labels(project.labels, card, folder)
+    except SegLoopError as exc:
+        raise SegLoopError(f"not imported into project {project.name!r}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    reg, project = open_registry(args)
     action = args.action
     if action == "list":
         versions = reg.list()
@@ -56,13 +98,17 @@ def run(args: argparse.Namespace) -> int:
             print()
             return 0
         if not versions:
-            print(f"{reg.root}: no model versions yet (the bundled default model is used)")
+            if project is None:
+                print(f"{reg.root}: no model versions yet (the bundled default model is used)")
+            else:
+                from unet_engine.commands.project_info import model_state
+
+                print(f"project {project.name!r}: no model versions yet; model: {model_state(project)['text']}")
             return 0
         for v in versions:
             mark = "*" if v.active else " "
-            dice = v.metrics.get("val_mean_dice")
-            print(f"{mark} {v.version}  parent={v.parent or '-':<6} {v.created}  val_dice={_fmt(dice):<7} "
-                  f"{v.source:<15} {v.name}")
+            print(f"{mark} {v.version}  parent={v.parent or '-':<6} {v.created}  {v.source:<15} "
+                  f"{version_validation(v)}" + (f"  {v.name}" if v.name else ""))
         return 0
     if action == "promote":
         v = reg.promote(args.version)
@@ -83,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             path, source = BUNDLED_MODELS / "default", "bundled-default"
         else:
             path, source = args.path, "import"
+        if project is not None:
+            check_import_labels(project, path)
         v = reg.import_checkpoint(path, name=args.name, source=source, promote=args.promote)
         print(f"imported {path} as {v.version}{' (active)' if args.promote else ''}")
         return 0

@@ -1,4 +1,8 @@
-"""``segloop predict --model PATH|default INPUT OUTPUT``: segment a scan headlessly.
+"""``segloop predict --model PATH|default | --project NAME INPUT OUTPUT``: segment a scan headlessly.
+
+With ``--project`` the project's model is used (its active version, else the bundled model
+it started from); a project without a model is an error saying how to train one, and a
+scan whose intensities contradict the project's modality gets a warning line on stderr.
 
 Writes the label map on the scan's grid (same shape, spacing, origin, direction) and,
 on request, the class probabilities (a C-channel image, or ``.npy``/``.npz`` holding
@@ -11,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from unet_engine.commands.progress import ProgressBar
+from unet_engine.commands.targets import add_project_option, modality_problem, no_model_error, one_of, open_project
 from unet_engine.devices import DEVICE_CHOICES, set_cpu_threads
 from unet_engine.errors import SegLoopError
 from unet_engine.inference import Prediction, load_model_for_inference, predict_volume
@@ -24,14 +31,18 @@ from unet_engine.metrics import label_volume_ml
 from unet_engine.progress import run_generator
 from unet_engine.volume import Volume
 
+if TYPE_CHECKING:
+    from unet_engine.projects import Project
+
 log = logging.getLogger(__name__)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``predict`` and ``eval`` share."""
-    p.add_argument("--model", default="default", metavar="PATH|default",
+    p.add_argument("--model", default=None, metavar="PATH|default",
                    help="checkpoint folder (model.safetensors + card.json), or 'default' (the registry's active "
-                        "model, else the bundled one)")
+                        "model, else the bundled one; the default without --project)")
+    add_project_option(p, "model (its active version, or the model it started from)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (slower; adds disagreement)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto = cuda > mps > cpu)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices/patches per forward pass (default: sized to memory)")
@@ -57,13 +68,34 @@ def check_batch_size(value: int | None) -> None:
         raise SegLoopError(f"--batch-size must be at least 1, got {value}")
 
 
+def resolve_model_arg(args: argparse.Namespace) -> tuple[str, Project | None]:
+    """The checkpoint ``--model`` or ``--project`` names (exactly one of them; neither: 'default')."""
+    one_of(args.project, args.model, "--model", required=False)
+    if args.project is None:
+        return args.model or "default", None
+    project = open_project(args.project)
+    path = project.model_path()
+    if path is None:
+        raise no_model_error(project)
+    return str(path), project
+
+
+def warn_modality(command: str, volume: Volume, project: Project | None, what: str) -> None:
+    """A warning line on stderr when ``volume`` contradicts the project's modality."""
+    problem = modality_problem(volume, project) if project is not None else None
+    if problem:
+        print(f"segloop {command}: warning: {what}: {problem}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from unet_engine.io import read_volume, write_mask, write_volume
 
     check_batch_size(args.batch_size)
     set_cpu_threads(args.threads)
-    model, card = load_model_for_inference(args.model, device=args.device)
+    model_path, project = resolve_model_arg(args)
+    model, card = load_model_for_inference(model_path, device=args.device)
     volume = read_volume(args.input)
+    warn_modality("predict", volume, project, args.input)
     bar = ProgressBar("predict")
     pred = run_generator(
         predict_volume(model, card, volume, tta=args.tta, device=args.device, batch_size=args.batch_size),
@@ -71,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     )
     bar.close(f"{pred.seconds:.1f}s on {pred.device}")
     out = write_mask(pred.labels, volume, args.output, labels=card.labels)
+    if project is not None:
+        print(f"model: project {project.name!r}, {Path(model_path).name}")
     print(f"wrote {out}")
     if args.probabilities:
         print(f"wrote {write_probabilities(pred, volume, Path(args.probabilities), write_volume)}")

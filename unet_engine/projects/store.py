@@ -138,7 +138,7 @@ class ProjectStore:
             colours = {**{k: v for k, v in card.colours.items()}, **(colours or {})}
         table = make_labels(labels, colours)
         if card is not None:
-            _check_model_labels({x.value: x.name for x in table}, card, source)
+            check_model_labels({x.value: x.name for x in table}, card, source)
         with self.lock.hold():
             if self.exists(name):
                 raise ProjectError(f"a project named {self.find(name).name!r} already exists; choose another name",
@@ -237,8 +237,9 @@ def _start_card(start_model: str | Path | None):  # noqa: ANN202 - (ModelCard | 
     return load_card(folder), folder
 
 
-def _check_model_labels(labels: dict[int, str], card: Any, source: Any) -> None:
-    """Refuse project labels that contradict the start model's (see :meth:`ProjectStore.create`)."""
+def check_model_labels(labels: dict[int, str], card: Any, source: Any) -> None:
+    """Refuse project labels that contradict a model's: every value the model predicts must be a
+    project label of the same name (extra project labels are fine; see :meth:`ProjectStore.create`)."""
     problems = []
     for value, model_name in sorted(card.labels.items()):
         if value == 0:
