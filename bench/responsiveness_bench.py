@@ -9,11 +9,11 @@ late it fires (actual gap - 5 ms). Phases, all in the same process:
 
 1. idle baseline (the app doing nothing but the probe, ``--idle-seconds``; repeated at the end);
 2. inference on a real hippocampus case (MSD Task04, 35x51x35-ish), through the inference
-   panel's code path (``LearningController.run_inference``: worker + result applied as one
+   panel's code path (``InferenceController.run_inference``: worker + result applied as one
    undo step + uncertainty map + review stats), repeated;
 3. inference on a bigger volume: the spleen CT of ``../shared/data/formats`` (512x512xN)
    or, with ``--big synthetic``, a 100x256x256 volume;
-4. fine-tuning (``LearningController.start_training``) on a dataset of real hippocampus
+4. fine-tuning (``TrainingController.start_training``) on a dataset of real hippocampus
    cases for ``--train-seconds``: the app runs ``fine_tune`` in a spawned child *process*
    (``unet_engine.train_process``; torch threads = CPUs - 1) relayed by a thin worker thread;
 5. unless ``--no-thread-baseline``: the same fine-tuning run the old way, ``fine_tune`` in a
@@ -148,7 +148,6 @@ def main() -> int:
     from PySide6 import QtWidgets
 
     from desktop_app.app import build_app
-    from desktop_app.learning import learning_controller
     from unet_engine.checkpoint import ModelCard, save_checkpoint
     from unet_engine.dataset import import_msd
     from unet_engine.io import read_volume
@@ -166,27 +165,28 @@ def main() -> int:
     parts.window.resize(1400, 900)
     parts.window.show()
     parts.controller.ask_discard_changes = lambda: True
-    lc = learning_controller(parts.window)
+    inf, tr, vc, session = parts.inference, parts.training, parts.versions, parts.session
     if (BUNDLED_MODELS / "default" / "card.json").is_file():
-        lc.registry.ensure_default()
+        session.registry.ensure_default()
         model_note = "bundled default model"
     else:
         torch.manual_seed(0)
         spec = ModelSpec()
         ckpt = save_checkpoint(build_model(spec), ModelCard(spec=spec, labels={0: "background", 1: "anterior",
                                                                                2: "posterior"}), home / "bench_model")
-        lc.registry.import_checkpoint(ckpt, promote=True)
+        session.registry.import_checkpoint(ckpt, promote=True)
         model_note = f"random-weight 2D U-Net {spec.base_width}x{spec.depth}"
-    lc.refresh_model()
-    lc.refresh_versions()
+    inf.refresh_model()
+    vc.refresh_versions()
     probe = Probe(__import__("PySide6.QtCore", fromlist=["QtCore"]))
 
     def open_volume(vol: Volume) -> None:
+        parts.controller.scan_checks.record(vol, {})  # measured: inference, not the modality question
         parts.document.set_image(vol)
         wait_events(app, 0.5)
 
     print(f"# responsiveness bench: {model_note}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"device {lc.inference_panel.device_label.text()}; load average {os.getloadavg()[0]:.1f} "
+          f"device {inf.panel.device_label.text()}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
     results = []
     if args.diagnose:
@@ -199,7 +199,7 @@ def main() -> int:
     all_small = []
     t_small = 0.0
     for _ in range(args.repeats):
-        s, secs = run_phase(app, probe, lc.run_inference, lambda: lc.infer_worker is None)
+        s, secs = run_phase(app, probe, inf.run_inference, lambda: inf.worker is None)
         all_small += s
         t_small += secs
     results.append(summary(f"inference {small.shape} x{args.repeats}", all_small, t_small))
@@ -209,20 +209,20 @@ def main() -> int:
     bigs.append(Volume((rng.normal(0, 1, (100, 256, 256)) * 100).astype(np.int16), spacing=(2.0, 1.0, 1.0)))
     for big in bigs:
         open_volume(big)
-        s, secs = run_phase(app, probe, lc.run_inference, lambda: lc.infer_worker is None)
+        s, secs = run_phase(app, probe, inf.run_inference, lambda: inf.worker is None)
         results.append(summary(f"inference {big.shape}", s, secs))
-    s, secs = run_phase(app, probe, lambda: lc.run_inference("slice"), lambda: lc.infer_worker is None)
+    s, secs = run_phase(app, probe, lambda: inf.run_inference("slice"), lambda: inf.worker is None)
     results.append(summary(f"inference {big.shape} one slice", s, secs))
 
-    import_msd(hippo, lc.dataset_folder, labels={1: "anterior", 2: "posterior"}, limit=min(len(cases), 12))
+    import_msd(hippo, session.dataset_folder, labels={1: "anterior", 2: "posterior"}, limit=min(len(cases), 12))
     open_volume(small)
-    lc.base_config = lc.base_config.replace(max_minutes=args.train_seconds / 60.0, validate_at_start=True,
+    tr.base_config = tr.base_config.replace(max_minutes=args.train_seconds / 60.0, validate_at_start=True,
                                             steps_per_epoch=25, val_max_cases=2, batch_size=8)
-    lc.training_panel.set_budget("minutes", 1)
-    lc.training_config = lambda: lc.base_config  # the bench's budget in seconds
+    tr.panel.set_budget("minutes", 1)
+    tr.training_config = lambda: tr.base_config  # the bench's budget in seconds
 
     def cancel_when_done() -> bool:
-        return lc.train_worker is None
+        return tr.worker is None
 
     from unet_engine.train_process import default_train_threads
 
@@ -230,10 +230,10 @@ def main() -> int:
     for run in range(1, args.train_runs + 1):
         if args.diagnose:
             probe.samples.clear()  # the stacks printed below are the last fine-tuning phase's
-        lc.last_train = None
-        s, secs = run_phase(app, probe, lc.start_training, cancel_when_done, timeout_s=args.train_seconds + 120)
+        tr.last_train = None
+        s, secs = run_phase(app, probe, tr.start_training, cancel_when_done, timeout_s=args.train_seconds + 120)
         proc_stalls += s
-        steps = lc.last_train.steps if lc.last_train is not None else "?"
+        steps = tr.last_train.steps if tr.last_train is not None else "?"
         results.append(summary(f"fine-tune process run {run} ({steps} st, {default_train_threads()} thr)", s, secs))
     if not args.no_thread_baseline:
         from desktop_app.learning_jobs import WorkerCancelToken
@@ -248,18 +248,18 @@ def main() -> int:
         box: dict = {}
 
         def start_thread_run() -> None:
-            lc.training_panel.reset()
-            lc.training_panel.set_running(True)
+            tr.panel.reset()
+            tr.panel.set_running(True)
             box["done"], box["res"] = False, None
             parts.controller.workers.start(
-                thread_job, lc.base_config.replace(num_threads=1), lc.dataset_folder, lc.registry.root,
+                thread_job, tr.base_config.replace(num_threads=1), session.dataset_folder, session.registry.root,
                 WorkerCancelToken(), description="Fine-tuning (thread baseline)",
-                on_progress=lc._on_train_report, on_result=lambda r: box.update(res=r),
+                on_progress=tr._on_report, on_result=lambda r: box.update(res=r),
                 on_finished=lambda: box.update(done=True))
 
         s, secs = run_phase(app, probe, start_thread_run, lambda: box.get("done", False),
                             timeout_s=args.train_seconds + 120)
-        lc.training_panel.set_running(False)
+        tr.panel.set_running(False)
         steps = box["res"].steps if box.get("res") is not None else "?"
         results.append(summary(f"fine-tune THREAD baseline ({steps} st, 1 thr)", s, secs))
         if proc_stalls and s:

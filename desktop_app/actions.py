@@ -27,6 +27,9 @@ class ActionSpec:
 
 ACTION_SPECS: tuple[ActionSpec, ...] = (
     # File
+    ActionSpec("new_project", "&New project...", ("Ctrl+Shift+N",), "File",
+               tip="Create a project: a structure to segment, its labels, dataset and models"),
+    ActionSpec("delete_project", "&Delete project...", (), "File", tip="Move a project to the trash"),
     ActionSpec("open_scan", "&Open scan...", ("Ctrl+O",), "File", tip="Open a scan file (NIfTI, NRRD, MHA, PNG...)"),
     ActionSpec("open_dicom", "Open &DICOM folder...", ("Ctrl+Shift+O",), "File", tip="Open a folder holding one DICOM series"),
     ActionSpec("open_mask", "Open &mask...", ("Ctrl+L",), "File", tip="Open a label mask over the current scan"),

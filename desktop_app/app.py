@@ -11,15 +11,23 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from desktop_app.controller import Controller
+from desktop_app.controllers.dataset import DatasetController
+from desktop_app.controllers.first_model import FirstModelController
+from desktop_app.controllers.inference import InferenceController
+from desktop_app.controllers.project import ProjectController
+from desktop_app.controllers.training import TrainingController
+from desktop_app.controllers.versions import VersionsController
 from desktop_app.editing import EditingController
-from desktop_app.learning import LearningController
+from desktop_app.learning import Learning, build_learning
 from desktop_app.main_window import MainWindow
 from desktop_app.settings import Settings
 from desktop_app.state.document import Document
+from desktop_app.state.project_session import ProjectSession
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.view_grid import ViewGrid
 from desktop_app.widgets.overlay_panel import OverlayPanel
 from desktop_app.widgets.window_level import WindowLevelWidget
+from unet_engine.projects import ProjectStore
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +48,42 @@ class App:
     window_level: WindowLevelWidget
     overlay_panel: OverlayPanel
     options: DisplayOptions
+    editing: EditingController
+    learning: Learning
+
+    # the learning loop's controllers, by concern (shortcuts into ``learning``)
+    @property
+    def session(self) -> ProjectSession:
+        return self.learning.session
+
+    @property
+    def projects(self) -> ProjectController:
+        return self.learning.projects
+
+    @property
+    def inference(self) -> InferenceController:
+        return self.learning.inference
+
+    @property
+    def dataset(self) -> DatasetController:
+        return self.learning.dataset
+
+    @property
+    def training(self) -> TrainingController:
+        return self.learning.training
+
+    @property
+    def first_model(self) -> FirstModelController:
+        return self.learning.first_model
+
+    @property
+    def versions(self) -> VersionsController:
+        return self.learning.versions
 
 
-def build_app(settings: Settings | None = None, restore_layout: bool = True) -> App:
-    """Create the document, views, panels, main window and controller (QApplication must exist)."""
+def build_app(settings: Settings | None = None, restore_layout: bool = True, store: ProjectStore | None = None) -> App:
+    """Create the document, views, panels, main window and controllers, and open the first
+    project (QApplication must exist); ``store``: the projects (default ``SEGLOOP_HOME/projects``)."""
     configure_pyqtgraph()
     settings = settings or Settings()
     document = Document()
@@ -58,7 +98,7 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
     options.setParent(window)
     controller = Controller(window, document, grid, window_level, overlay_panel, options, settings)
     editing = EditingController(window, controller, document, grid)  # tools, undo, labels, autosave (owned by window)
-    LearningController(window, controller, document, editing)  # inference, review, dataset, fine-tune, versions
+    learning = build_learning(window, controller, document, editing, settings, store)  # projects + learning loop
     window.fit_docks()
     if restore_layout:
         geometry, state = settings.window_geometry(), settings.window_state()
@@ -69,7 +109,7 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True) -> 
         layout = settings.view_layout()
         if layout in ("3-up", "axial", "coronal", "sagittal"):
             grid.set_layout(layout)
-    return App(window, controller, document, grid, window_level, overlay_panel, options)
+    return App(window, controller, document, grid, window_level, overlay_panel, options, editing, learning)
 
 
 def run_gui(scan: str | Path | None = None, mask: str | Path | None = None, model: str | None = None) -> int:

@@ -9,7 +9,11 @@ Hooks for other panels:
 * :meth:`Controller.run_in_worker` runs any function/generator off the GUI thread with the
   busy indicator and error dialog wired up;
 * :meth:`Controller.show_error` shows a SegLoopError (or any exception) readably;
-* ``scan_opened(volume)``, ``mask_saved(path)``, ``model_requested(str)`` signals.
+* ``scan_opened(volume)``, ``mask_saved(path)``, ``model_requested(str)`` signals;
+* ``scan_checks``: the open scan's modality notes, computed by the load worker
+  (:mod:`desktop_app.state.scan_checks`), read by the modality guard;
+* :meth:`Controller.set_default_labels`: the label table each opened scan starts with
+  (the open project's labels).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from psygnal import EmitLoopError
 from PySide6 import QtCore, QtWidgets
 
@@ -26,6 +31,7 @@ from desktop_app import io_jobs
 from desktop_app.main_window import MainWindow
 from desktop_app.settings import Settings
 from desktop_app.state.document import Document, label_values_present
+from desktop_app.state.scan_checks import ScanChecks
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.readout import format_readout, voxel_index
 from desktop_app.viewer.view_grid import ViewGrid
@@ -56,8 +62,10 @@ class Controller(QtCore.QObject):
     model_requested = QtCore.Signal(str)  # --model from the command line
 
     def __init__(self, window: MainWindow, document: Document, grid: ViewGrid, window_level: WindowLevelWidget,
-                 overlay_panel: OverlayPanel, options: DisplayOptions, settings: Settings) -> None:
+                 overlay_panel: OverlayPanel, options: DisplayOptions, settings: Settings,
+                 scan_checks: ScanChecks | None = None) -> None:
         super().__init__(window)
+        self.scan_checks = scan_checks if scan_checks is not None else ScanChecks()
         self.window, self.document, self.grid = window, document, grid
         self.window_level, self.overlay_panel, self.options = window_level, overlay_panel, options
         self.settings = settings
@@ -126,12 +134,12 @@ class Controller(QtCore.QObject):
     def _update_title(self) -> None:
         vol = self.document.image
         if vol is None:
-            self.window.setWindowTitle("SegLoop")
+            self.window.set_document_title(None)
             return
         name = Path(vol.source_path).name if vol.source_path else "scan"
         mask = self.document.mask_path.name if self.document.mask_path else "unsaved mask"
         star = " *" if self.document.dirty else ""
-        self.window.setWindowTitle(f"{name} — {mask}{star} — SegLoop")
+        self.window.set_document_title(f"{name} — {mask}{star}")
 
     # ----- generic helpers ---------------------------------------------------------------
     def run_in_worker(self, func: Callable[..., Any], *args: Any, description: str = "Working",
@@ -232,6 +240,7 @@ class Controller(QtCore.QObject):
             return  # a newer open superseded this one
         # label names/colours start from the defaults (model card), not the previous scan's
         self.document.labels.replace_all(self._default_labels)
+        self.scan_checks.record(res.volume, res.modality_notes)
         self.document.set_image(res.volume, res.mask, mask_path=res.mask_path)
         self.window_level.set_stats(res.stats, res.volume.modality)
         self.grid.show_plane_alone_if_flat()
@@ -368,6 +377,18 @@ class Controller(QtCore.QObject):
         self.document.labels.replace_all(self._default_labels)
         if self.document.mask is not None:
             self.document.labels.ensure(label_values_present(self.document.mask))
+
+    def discard_mask_changes(self) -> None:
+        """Drop the unsaved edits (the user agreed): the mask file is read again in a worker, or
+        the mask is emptied when it was never saved."""
+        doc = self.document
+        if doc.mask is None:
+            return
+        path = doc.mask_path
+        doc.replace_mask(np.zeros_like(doc.mask), mask_path=None, dirty=False)
+        if path is not None and Path(path).exists():
+            self.open_mask(path)
+        self._update_title()
 
     def request_model(self, model: str | None) -> None:
         """Remember the ``--model`` argument and announce it to the inference panel."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from desktop_app.state.scan_checks import modality_notes
 from desktop_app.viewer.intensity import IntensityStats, intensity_stats
 from unet_engine.errors import ImageDimensionError, SegLoopError
 from unet_engine.volume import Volume
@@ -38,6 +39,8 @@ class LoadedScan:
     mask_path: Path | None
     stats: IntensityStats
     seconds: float
+    #: How the scan contradicts a CT / an MR project (:func:`desktop_app.state.scan_checks.modality_notes`)
+    modality_notes: dict[str, str | None] = field(default_factory=dict)
 
 
 def check_displayable(volume: Volume, path: str | Path) -> None:
@@ -55,7 +58,8 @@ def check_displayable(volume: Volume, path: str | Path) -> None:
 
 
 def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedScan:
-    """Read a scan (file or DICOM folder), optionally its mask, and intensity statistics."""
+    """Read a scan (file or DICOM folder), optionally its mask, its intensity statistics and
+    whether its values contradict a CT or an MR project (checked here, off the GUI thread)."""
     from unet_engine.io import read_mask, read_volume
 
     t0 = time.perf_counter()
@@ -66,9 +70,10 @@ def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedSc
     else:
         mask = np.zeros(volume.shape, dtype=np.uint8)
     stats = intensity_stats(volume.array)
+    notes = modality_notes(volume)
     seconds = time.perf_counter() - t0
     log.info("opened %s %s in %.2f s", path, volume.shape, seconds)
-    return LoadedScan(volume, mask, Path(mask_path) if mask_path is not None else None, stats, seconds)
+    return LoadedScan(volume, mask, Path(mask_path) if mask_path is not None else None, stats, seconds, notes)
 
 
 def load_mask(path: str | Path, like: Volume) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The learning loop's background jobs (run in worker threads; no Qt, no document access).
 
 Each job gets copies of what it needs and returns a small result object; the GUI thread
-(:mod:`desktop_app.learning`) applies results to the document. Generator jobs yield
+(the controllers in :mod:`desktop_app.controllers`) applies results to the document. Generator jobs yield
 :class:`~unet_engine.progress.Progress` (or training reports) for the progress bar and
 stop at the next check when their :class:`WorkerCancelToken` fires -- either because the
 user pressed Cancel or because the worker was asked to quit (window close, shutdown),
@@ -24,15 +24,16 @@ import numpy as np
 
 import torch
 
+from desktop_app.state.document import label_values_present
 from desktop_app.state.effort import correction_stats
 from desktop_app.state.review import ReviewState
 from unet_engine.case_identity import content_hash
 from unet_engine.checkpoint import load_checkpoint
-from unet_engine.dataset import RetrainingDataset
 from unet_engine.devices import choose_device
 from unet_engine.errors import CancelledError
 from unet_engine.inference import predict_volume
 from unet_engine.progress import CancelToken, Progress
+from unet_engine.projects import load_project
 from unet_engine.registry import ModelRegistry
 from unet_engine.train_process import STOP_TIMEOUT_S, TrainingProcess, start_training_process
 from unet_engine.training import EpochReport, StepReport, TrainResult  # noqa: F401 - unpickled in this process
@@ -121,6 +122,10 @@ def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *,
 # ----- add to training set ---------------------------------------------------------------------
 @dataclass
 class AddResult:
+    """What :func:`add_case_job` did. ``case_id`` None: nothing was added, because the scan is
+    already a case (``duplicate_of``) or the mask holds values the project has no label for
+    (``unknown_labels``)."""
+
     case_id: str | None
     dataset: Path
     duplicate_of: str | None = None
@@ -129,23 +134,31 @@ class AddResult:
     dice: dict[str, float] = field(default_factory=dict)
     replaced: bool = False
     split: str = ""
+    unknown_labels: list[int] = field(default_factory=list)
+    na_labels: list[str] = field(default_factory=list)  # in neither the prediction nor the correction
+    cases: int = 0
+    val_cases: int = 0
 
 
-def add_case_job(folder: Path, labels: dict[int, str], volume: Volume, mask: np.ndarray,
-                 prediction: np.ndarray | None, model_version: str | None, *, replace: bool = False,
-                 reviewer: str | None = None) -> AddResult:
-    """Store scan + corrected mask (+ edited-voxel mask vs ``prediction``) in the dataset."""
-    folder = Path(folder)
-    if (folder / "dataset.json").is_file():
-        ds = RetrainingDataset(folder)
-    else:
-        modality = volume.modality if volume.modality and volume.modality != "unknown" else "MRI"
-        ds = RetrainingDataset.create(folder, labels, modality=modality)
+def add_case_job(project_folder: Path, volume: Volume, mask: np.ndarray, prediction: np.ndarray | None,
+                 model_version: str | None, *, replace: bool = False, reviewer: str | None = None) -> AddResult:
+    """Store scan + corrected mask (+ edited-voxel mask vs ``prediction``) in the dataset of the
+    project in ``project_folder``; nothing else is written. A mask value the project has no
+    label for is never remapped: the result lists it and nothing is added."""
+    project = load_project(project_folder)
+    present = label_values_present(mask)
+    unknown = project.unknown_values(present)
+    if unknown:
+        return AddResult(None, project.dataset_folder, unknown_labels=unknown)
+    ds = project.dataset()
+    folder = ds.folder
     edited = None
-    changed, dice = None, {}
+    changed, dice, na = None, {}, []
     names = {int(k): v for k, v in ds.labels.items()}
     if prediction is not None and prediction.shape == mask.shape:
         edited, changed, dice = correction_stats(prediction, mask, names)
+        predicted = label_values_present(prediction)
+        na = [n for v, n in sorted(names.items()) if v not in present and v not in predicted]
     if not replace:
         existing = ds.find_hash(content_hash(volume))
         if existing is not None:
@@ -153,7 +166,8 @@ def add_case_job(folder: Path, labels: dict[int, str], volume: Volume, mask: np.
     cid = ds.add_case(volume, mask, edited=edited, model_version=model_version, reviewer=reviewer,
                       source_path=volume.source_path, replace=replace)
     split = ds.get(cid).split
-    return AddResult(cid, folder, None, changed, int(mask.size), dice, replace, split)
+    return AddResult(cid, folder, None, changed, int(mask.size), dice, replace, split, na_labels=na,
+                     cases=len(ds), val_cases=len(ds.val_cases()))
 
 
 # ----- compare two versions --------------------------------------------------------------------
@@ -206,7 +220,7 @@ class ProcessSlot:
 def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_version: str | None,
               pause: threading.Event, cancel: CancelToken, *, segloop_home: Path | None = None,
               slot: ProcessSlot | None = None, poll_s: float = 0.05, stop_timeout_s: float = 8.0,
-              resume: bool = False):
+              resume: bool = False, promote: bool = False):
     """Run :func:`unet_engine.training.fine_tune` in a spawned child process
     (:mod:`unet_engine.train_process`); yields its reports, returns its TrainResult.
 
@@ -215,9 +229,10 @@ def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_versi
     worker quit), cancels the child and waits ``stop_timeout_s`` before terminating it. Child
     errors are re-raised here as the same SegLoop error class (a death as TrainingProcessError).
     ``resume``: continue the dataset's saved (paused/cancelled) run instead of starting one.
+    ``promote``: make the new version the active one (a project's first model).
     """
     proc = start_training_process(config, dataset_folder, registry_root, from_version, segloop_home=segloop_home,
-                                  resume=resume)
+                                  resume=resume, promote=promote)
     if slot is not None:
         slot.process = proc
     try:

@@ -10,6 +10,9 @@ exposes them:
 * ``close_guard``: a callable returning False to veto closing (unsaved mask).
 * ``mouse_help``: ``(gesture, what it does)`` rows shown in Help > Shortcuts; panels
   with mouse bindings (tools) append theirs.
+* The title reads "<scan> — <mask> — <project> — SegLoop": :meth:`set_document_title` and
+  :meth:`set_project_title` set its parts. ``project_menu`` (File > Switch project) and
+  :meth:`add_toolbar_widget` are filled by the project controller.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from desktop_app.viewer.slice_view import MOUSE_HELP
 from desktop_app.viewer.view_grid import ViewGrid
 
 _MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("&File", ("open_scan", "open_dicom", "@recent", "-", "open_mask", "save_mask", "save_mask_as", "-", "quit")),
+    ("&File", ("new_project", "@projects", "delete_project", "-", "open_scan", "open_dicom", "@recent", "-",
+               "open_mask", "save_mask", "save_mask_as", "-", "quit")),
     ("&Edit", ("undo", "redo")),
     ("&View", (
         "layout_3up", "layout_axial", "layout_coronal", "layout_sagittal", "-", "next_view", "prev_view",
@@ -56,6 +60,8 @@ class MainWindow(QtWidgets.QMainWindow):
                  parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("main_window")
+        self._title_document: str | None = None
+        self._title_project: str | None = None
         self.setWindowTitle("SegLoop")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -109,6 +115,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 elif name == "@recent":
                     self.recent_menu = menu.addMenu("Open &recent")
                     self.recent_menu.setObjectName("recent_menu")
+                elif name == "@projects":
+                    self.project_menu = menu.addMenu("S&witch project")
+                    self.project_menu.setObjectName("project_menu")
                 else:
                     menu.addAction(self.actions[name])
         layouts = QtGui.QActionGroup(self)
@@ -195,6 +204,33 @@ class MainWindow(QtWidgets.QMainWindow):
                 height = min(max(h.height() for h in hints) + title_h, _MAX_BOTTOM_HEIGHT)
                 self.resizeDocks(front, [height] * len(front),
                                  QtCore.Qt.Orientation.Vertical)
+
+    def add_toolbar_widget(self, widget: QtWidgets.QWidget, front: bool = True) -> None:
+        """Put ``widget`` in the main toolbar (first, followed by a separator, when ``front``)."""
+        first = self.toolbar.actions()[0] if front and self.toolbar.actions() else None
+        if first is None:
+            self.toolbar.addWidget(widget)
+            return
+        self.toolbar.insertWidget(first, widget)
+        if not getattr(self, "_toolbar_front_separator", False):
+            self.toolbar.insertSeparator(first)
+            self._toolbar_front_separator = True
+
+    # ----- title ---------------------------------------------------------------------------
+    def set_document_title(self, text: str | None) -> None:
+        """The scan part of the title (e.g. "scan.nii.gz — mask.nii.gz *"; None: no scan)."""
+        self._title_document = text
+        self._update_title()
+
+    def set_project_title(self, name: str | None) -> None:
+        """The open project's name in the title (None: no project)."""
+        self._title_project = name
+        self._update_title()
+
+    def _update_title(self) -> None:
+        parts = [p for p in (self._title_document, f"Project: {self._title_project}" if self._title_project else None)
+                 if p]
+        self.setWindowTitle(" — ".join([*parts, "SegLoop"]))
 
     # ----- status ------------------------------------------------------------------------
     def set_busy(self, busy: bool, text: str = "") -> None:

@@ -1,7 +1,8 @@
 """Persistent GUI settings (QSettings, INI file in the SegLoop data folder).
 
 ``$SEGLOOP_HOME/gui.ini`` (tests point ``SEGLOOP_HOME`` at a temp folder, so they never
-touch the user's settings): recent scans, last folder, window geometry and dock layout.
+touch the user's settings): recent scans, last folder, the last open project, window
+geometry and dock layout.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class Settings:
 
     def set_last_dir(self, folder: str | Path) -> None:
         self._qs.setValue("paths/last_dir", str(folder))
+
+    # ----- project -------------------------------------------------------------------------
+    def last_project(self) -> str | None:
+        value = self._qs.value("projects/last")
+        return str(value) if value else None
+
+    def set_last_project(self, name: str | None) -> None:
+        self._qs.setValue("projects/last", name or "")
+        self._qs.sync()
 
     # ----- window layout -------------------------------------------------------------------
     def save_window(self, geometry: QtCore.QByteArray, state: QtCore.QByteArray, layout: str) -> None:

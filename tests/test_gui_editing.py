@@ -28,6 +28,17 @@ CTRL = QtCore.Qt.KeyboardModifier.ControlModifier
 
 
 @pytest.fixture(autouse=True)
+def _spleen_project(_segloop_home):
+    """The app opens a CT project labelled like the CT spleen scan these tests edit (a scan's
+    label table starts from the open project's labels: here only 1 "spleen")."""
+    from desktop_app.settings import Settings
+    from unet_engine.projects import ProjectStore
+
+    ProjectStore().create("Spleen CT", modality="CT", labels={1: "spleen"})
+    Settings().set_last_project("Spleen CT")
+
+
+@pytest.fixture(autouse=True)
 def _no_autosave_thread_left():
     """The journal's thread must stop when the window closes (qtbot closes it)."""
     yield
@@ -156,8 +167,8 @@ def test_mm_square_3d_brush_settings_from_the_panel(segloop_app, qtbot):
     tp.threshold_low.setValue(-50)
     tp.threshold_high.setValue(200)
     assert b.threshold == (-50.0, 200.0)
-    ed.label_editor.add_label("Lesion")
-    assert b.label == 1
+    lesion = ed.label_editor.add_label("Lesion")
+    assert b.label == lesion.value == 2  # after the project's label 1 "spleen"
     view = parts.grid.views["axial"]
     s = view.slice_index
     use_tool(ed, "brush")

@@ -210,7 +210,7 @@ def test_label_names_come_from_the_defaults_not_the_previous_scan(segloop_app):
     parts.document.labels.rename(1, "Spleen")
     assert "Label 1: Spleen" in parts.window.position_label.text() or parts.document.mask[parts.document.cursor] == 0
     open_and_wait(parts, IO / brain[0], IO / brain[1])
-    assert parts.document.labels[1].name == "Label 1"
+    assert parts.document.labels[1].name == parts.session.project.labels[1]  # the open project's name, not "Spleen"
     parts.controller.set_default_labels([Label(1, "Tumour", (0, 200, 0))])
     assert parts.document.labels[1].name == "Tumour"
     assert [parts.overlay_panel.label_list.item(0).text()] == ["Tumour"]

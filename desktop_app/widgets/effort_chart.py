@@ -3,7 +3,8 @@
 Each case added to the training set is one point (x = order in which cases were added,
 y = voxels changed between the model's prediction and the correction), coloured by the
 model version that made the prediction; a dashed line per version shows its mean. If the
-loop works, later versions' points sit lower.
+loop works, later versions' points sit lower. The log is the open project's
+(``project.effort_log_path``): :meth:`EffortChart.set_log` follows a project switch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ _COLOURS = ((231, 76, 60), (52, 152, 219), (46, 204, 113), (155, 89, 182), (241,
 
 
 class EffortChart(QtWidgets.QWidget):
-    def __init__(self, log: EffortLog, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, log: EffortLog | None = None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("effort_chart")
         self.log = log
@@ -35,10 +36,15 @@ class EffortChart(QtWidgets.QWidget):
         lay.addWidget(self.summary)
         self.refresh()
 
+    def set_log(self, log: EffortLog | None) -> None:
+        """Show another log (the open project's) and redraw."""
+        self.log = log
+        self.refresh()
+
     def refresh(self) -> None:
         self.plot.clear()
         self.legend.clear()
-        recs = sorted(self.log.records(), key=lambda r: r.time)
+        recs = sorted(self.log.records(), key=lambda r: r.time) if self.log is not None else []
         if not recs:
             self.summary.setText("No corrected cases yet: run the model, correct, then 'Add to training set'.")
             return

@@ -1,7 +1,8 @@
 """The "AI model" panel: run the model, review its uncertainty, add the case to the training set.
 
-A view only: buttons emit signals; :class:`desktop_app.learning.LearningController` does
-the work and calls the ``set_*`` methods back.
+A view only: buttons emit signals; the inference controller
+(:mod:`desktop_app.controllers.inference`) and the dataset controller
+(:mod:`desktop_app.controllers.dataset`) do the work and call the ``set_*`` methods back.
 """
 
 from __future__ import annotations

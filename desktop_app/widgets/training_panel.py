@@ -1,7 +1,11 @@
 """The "Fine-tune" panel: budget, start / pause / cancel, live loss and validation-Dice curves.
 
-A view only; :class:`desktop_app.learning.LearningController` runs the training worker and
-feeds :meth:`TrainingPanel.on_step` / :meth:`on_epoch` with the engine's reports.
+A view only; the training controller (:mod:`desktop_app.controllers.training`) runs the
+training worker and feeds :meth:`TrainingPanel.on_step` / :meth:`on_epoch` with the
+engine's reports. In a project without a model, "Start fine-tuning" gives way to
+"Train first model" (:meth:`set_first_model`). With fewer than 2 validation cases the Dice
+curve says "no validation yet" instead of plotting one case's score
+(:meth:`set_validation_note`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class TrainingPanel(QtWidgets.QWidget):
     pause_toggled = QtCore.Signal(bool)
     cancel_requested = QtCore.Signal()
     resume_saved_requested = QtCore.Signal()
+    first_model_requested = QtCore.Signal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +52,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self.start_label.setWordWrap(True)
         form.addRow("Start", self.start_label)
         self.dataset_label = QtWidgets.QLabel("dataset: —")
+        self.dataset_label.setObjectName("training_dataset_label")
         self.dataset_label.setWordWrap(True)
         form.addRow("Data", self.dataset_label)
         side.addLayout(form)
@@ -59,6 +65,12 @@ class TrainingPanel(QtWidgets.QWidget):
         for b in (self.start_button, self.pause_button, self.cancel_button):
             row.addWidget(b)
         side.addLayout(row)
+        self.first_model_button = QtWidgets.QPushButton("Train first model…")
+        self.first_model_button.setObjectName("train_first_model_button")
+        self.first_model_button.setToolTip("Plan a network for this project's data and train it from scratch")
+        self.first_model_button.setVisible(False)
+        self._first_model = (False, False)  # (needed, ready)
+        side.addWidget(self.first_model_button)
         self.resume_saved_button = QtWidgets.QPushButton("Continue saved run")
         self.resume_saved_button.setObjectName("resume_saved_run_button")
         self._saved_run: str | None = None
@@ -101,6 +113,8 @@ class TrainingPanel(QtWidgets.QWidget):
         self.pause_button.toggled.connect(self._on_pause)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.resume_saved_button.clicked.connect(self.resume_saved_requested)
+        self.first_model_button.clicked.connect(self.first_model_requested)
+        self._validation_note: str | None = None
         self.reset()
         self.set_running(False)
 
@@ -133,10 +147,21 @@ class TrainingPanel(QtWidgets.QWidget):
         self.resume_saved_button.setToolTip(description or "No paused or cancelled run to continue")
         self.resume_saved_button.setEnabled(description is not None and not self._running)
 
+    def set_first_model(self, needed: bool, ready: bool = False, why: str = "") -> None:
+        """``needed``: the project has no model, so "Train first model" replaces "Start
+        fine-tuning"; ``ready``: it has enough cases; ``why`` is the button's tooltip."""
+        self._first_model = (needed, ready)
+        self.first_model_button.setVisible(needed)
+        self.first_model_button.setToolTip(why or "Plan a network for this project's data and train it from scratch")
+        self.start_button.setToolTip("This project has no model yet: train its first model" if needed else "")
+        self.set_running(self._running)
+
     def set_running(self, running: bool) -> None:
         self._running = running
         self.resume_saved_button.setEnabled(self._saved_run is not None and not running)
-        self.start_button.setEnabled(not running)
+        needed, ready = self._first_model
+        self.first_model_button.setEnabled(needed and ready and not running)
+        self.start_button.setEnabled(not running and not needed)
         self.pause_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
         self.budget_spin.setEnabled(not running)
@@ -179,13 +204,23 @@ class TrainingPanel(QtWidgets.QWidget):
         self._redraw.stop()
         self.loss_curve.setData(self._steps, self._losses)
 
+    def set_validation_note(self, note: str | None) -> None:
+        """``note`` (e.g. "no validation yet (1 case)"): the run's validation split is too small
+        to show a Dice, so the Dice plot says so and plots nothing; None: plot the curves."""
+        self._validation_note = note
+        self.dice_plot.setTitle(f"Validation Dice: {note}" if note else "Validation Dice")
+
     def on_epoch(self, step: int, val_loss: float | None, val_dice: dict[str, float]) -> None:
         self.flush()
         if val_loss is not None and math.isfinite(val_loss):
             self._val_loss[0].append(step)
             self._val_loss[1].append(val_loss)
             self.val_loss_curve.setData(*self._val_loss)
+        if self._validation_note:
+            return  # too few validation cases: a Dice would mislead
         for n, (name, d) in enumerate(val_dice.items()):
+            if d is None:
+                continue  # n/a in every validation case: never drawn as a score
             xs, ys = self._val.setdefault(name, ([], []))
             xs.append(step)
             ys.append(float(d))

@@ -1,8 +1,12 @@
 """The "Model versions" panel: the registry as a table, promote / roll back / delete / compare.
 
-A view only; :class:`desktop_app.learning.LearningController` talks to the registry (its
-promote / roll back / delete run in a worker: the buttons are disabled meanwhile).
-Select one row to promote or delete it, two rows to compare them on the open scan.
+A view only; :class:`desktop_app.controllers.versions.VersionsController` talks to the
+registry (its promote / roll back / delete run in a worker: the buttons are disabled
+meanwhile). Select one row to promote or delete it, two rows to compare them on the open scan.
+
+Validation Dice is shown honestly (:func:`unet_engine.validation.validation_text`): a version
+scored on fewer than 2 validation cases reads "no validation yet", and a label absent from
+every validation case reads "n/a", never 1.0.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
+
+from desktop_app.state.validation_info import completed_metrics, version_val_cases
+from unet_engine.validation import MIN_VALIDATION_CASES, validation_text
 
 BASE_COLUMNS = ("", "Version", "Created", "Parent", "Source")
 
@@ -80,16 +87,17 @@ class VersionsPanel(QtWidgets.QWidget):
         bold = QtGui.QFont()
         bold.setBold(True)
         for r, v in enumerate(reversed(versions)):  # newest first
-            dice = v.metrics.get("val_dice") or {}
-            mean = v.metrics.get("val_mean_dice")
+            metrics = completed_metrics(v.metrics, version_val_cases(v))
             cells = ["●" if v.active else "", v.version, _short_time(v.created), v.parent or "—", v.source,
-                     *[_fmt(dice.get(n)) for n in names], _fmt(mean)]
+                     *dice_cells(metrics, names)]
+            tip = validation_text(metrics) if v.metrics else "not scored on a validation split"
             for c, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 item.setData(QtCore.Qt.ItemDataRole.UserRole, v.version)
+                item.setToolTip(tip)
                 if v.active:
                     item.setFont(bold)
-                    item.setToolTip("the active model (used for inference and as the start of fine-tuning)")
+                    item.setToolTip(f"the active model (used for inference and as the start of fine-tuning); {tip}")
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         for r in range(self.table.rowCount()):
@@ -154,3 +162,14 @@ class VersionsPanel(QtWidgets.QWidget):
 
 def _fmt(x: Any) -> str:
     return f"{float(x):.3f}" if isinstance(x, (int, float)) else "—"
+
+
+def dice_cells(metrics: dict[str, Any], names: list[str]) -> list[str]:
+    """The per-label Dice cells and the mean cell of one version: "—" per label and "no validation
+    yet" below 2 validation cases, "n/a" for a label absent from every validation case."""
+    cases = metrics.get("val_cases")
+    if isinstance(cases, int) and cases < MIN_VALIDATION_CASES:
+        return ["—" for _ in names] + ["no validation yet"]
+    dice = metrics.get("val_dice") or {}
+    na = set(metrics.get("val_na_labels") or [])
+    return [("n/a" if n in na else _fmt(dice.get(n))) for n in names] + [_fmt(metrics.get("val_mean_dice"))]

@@ -22,13 +22,12 @@ def main() -> int:
     from PySide6 import QtCore, QtWidgets
 
     from desktop_app.app import build_app
-    from desktop_app.learning import learning_controller
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     parts = build_app(restore_layout=False)
     parts.window.resize(1500, 950)
     parts.window.show()
-    lc = learning_controller(parts.window)
+    inf = parts.inference
     parts.controller.request_model("default")
 
     def wait(pred, timeout=120.0):
@@ -39,11 +38,11 @@ def main() -> int:
 
     parts.controller.open_scan(ROOT / "resources" / "samples" / "hippocampus_003.nii.gz")
     wait(lambda: parts.document.image is not None and not parts.controller.workers.is_busy)
-    lc.run_inference()
-    wait(lambda: lc.infer_worker is None)
+    inf.run_inference()
+    wait(lambda: inf.worker is None)
     wait(lambda: False, timeout=1.0)
     parts.window.grab().save(str(OUT / "demo_default_model.png"))
-    print("wrote", OUT / "demo_default_model.png", "-", lc.inference_panel.model_label.text())
+    print("wrote", OUT / "demo_default_model.png", "-", inf.panel.model_label.text())
     parts.controller.workers.wait_idle(30_000)
     parts.controller.shutdown()
     return 0

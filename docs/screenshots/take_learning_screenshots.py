@@ -25,7 +25,6 @@ def main() -> int:
     from PySide6 import QtCore, QtWidgets
 
     from desktop_app.app import build_app
-    from desktop_app.learning import learning_controller
     from unet_engine.dataset import import_msd
 
     hippo = ROOT.parent / "shared" / "data" / "hippocampus"
@@ -35,9 +34,9 @@ def main() -> int:
     parts = build_app(restore_layout=False)
     parts.window.resize(1500, 950)
     parts.window.show()
-    lc = learning_controller(parts.window)
-    import_msd(hippo, lc.dataset_folder, labels={1: "anterior", 2: "posterior"}, limit=8)
-    lc.base_config = lc.base_config.replace(
+    tr, vc, session = parts.training, parts.versions, parts.session
+    import_msd(hippo, session.dataset_folder, labels={1: "anterior", 2: "posterior"}, limit=8)
+    tr.base_config = tr.base_config.replace(
         model_spec={"base_width": 8, "depth": 3}, steps_per_epoch=20, batch_size=8, lr=3e-3, warmup_steps=10,
         val_max_cases=2, validate_at_start=True, patience=0, num_threads=2)
 
@@ -48,19 +47,19 @@ def main() -> int:
             QtCore.QThread.msleep(5)
 
     for steps in (160, 100):
-        lc.training_panel.set_budget("steps", steps)
-        lc.start_training()
-        wait(lambda: lc.train_worker is None)
+        tr.panel.set_budget("steps", steps)
+        tr.start_training()
+        wait(lambda: tr.worker is None)
         if steps == 160:
-            lc.promote(lc.last_train.version)
+            vc.promote(tr.last_train.version)
     parts.controller.open_scan(sorted((hippo / "imagesTr").glob("*.nii.gz"))[-1])
     wait(lambda: parts.document.image is not None and not parts.controller.workers.is_busy)
-    lc.run_inference()
-    wait(lambda: lc.infer_worker is None)
-    vs = [v.version for v in lc.registry.list()]
-    lc.compare(vs[0], vs[-1])
-    wait(lambda: lc.compare_worker is None)
-    lc.versions_panel.select(vs[-1])
+    parts.inference.run_inference()
+    wait(lambda: parts.inference.worker is None)
+    vs = [v.version for v in session.registry.list()]
+    vc.compare(vs[0], vs[-1])
+    wait(lambda: vc.compare_worker is None)
+    vc.panel.select(vs[-1])
     for title, name in (("Fine-tune", "finetune_panel.png"), ("Model versions", "versions_panel.png")):
         dock = parts.window.docks[title]
         dock.setFloating(True)
