@@ -131,11 +131,10 @@ class AddResult:
     duplicate_of: str | None = None
     voxels_changed: int | None = None
     voxels_total: int = 0
-    dice: dict[str, float] = field(default_factory=dict)
+    dice: dict[str, float | None] = field(default_factory=dict)  # None: in neither the prediction nor the correction
     replaced: bool = False
     split: str = ""
     unknown_labels: list[int] = field(default_factory=list)
-    na_labels: list[str] = field(default_factory=list)  # in neither the prediction nor the correction
     cases: int = 0
     val_cases: int = 0
 
@@ -153,12 +152,10 @@ def add_case_job(project_folder: Path, volume: Volume, mask: np.ndarray, predict
     ds = project.dataset()
     folder = ds.folder
     edited = None
-    changed, dice, na = None, {}, []
+    changed, dice = None, {}
     names = {int(k): v for k, v in ds.labels.items()}
     if prediction is not None and prediction.shape == mask.shape:
         edited, changed, dice = correction_stats(prediction, mask, names)
-        predicted = label_values_present(prediction)
-        na = [n for v, n in sorted(names.items()) if v not in present and v not in predicted]
     if not replace:
         existing = ds.find_hash(content_hash(volume))
         if existing is not None:
@@ -166,7 +163,7 @@ def add_case_job(project_folder: Path, volume: Volume, mask: np.ndarray, predict
     cid = ds.add_case(volume, mask, edited=edited, model_version=model_version, reviewer=reviewer,
                       source_path=volume.source_path, replace=replace)
     split = ds.get(cid).split
-    return AddResult(cid, folder, None, changed, int(mask.size), dice, replace, split, na_labels=na,
+    return AddResult(cid, folder, None, changed, int(mask.size), dice, replace, split,
                      cases=len(ds), val_cases=len(ds.val_cases()))
 
 

@@ -343,8 +343,8 @@ def test_dice_is_shown_honestly_in_the_versions_table_and_the_add_case_text():
     info.config = {"val_max_cases": 1}  # scored on 1 case only
     assert dice_cells(completed_metrics(info.metrics, version_val_cases(info)), names) == ["—", "—", "no validation yet"]
     # the add-case text: n/a for a label in neither mask, and whether fine-tunes can be validated yet
-    res = jobs.AddResult("case1", HIPPO, voxels_changed=10, voxels_total=1000, dice={"head": 0.9, "tail": 1.0},
-                         split="val", na_labels=["tail"], cases=3, val_cases=1)
+    res = jobs.AddResult("case1", HIPPO, voxels_changed=10, voxels_total=1000, dice={"head": 0.9, "tail": None},
+                         split="val", cases=3, val_cases=1)
     text = add_result_text(res, "v0001", "Hippo")
     assert "head 0.900, tail n/a" in text and "1.000" not in text
     assert "1 for validation: no validation yet" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from desktop_app.state.effort import EffortLog, EffortRecord, correction_stats
+from desktop_app.state.effort import EffortLog, EffortRecord, correction_stats, dice_text
 from desktop_app.state.review import ReviewState, slice_stats
 
 
@@ -52,7 +52,8 @@ def test_correction_stats():
     corr[0, 0] = 2
     edited, changed, dice = correction_stats(pred, corr, {0: "bg", 1: "a", 2: "b", 3: "c"})
     assert changed == 4 and int(edited.sum()) == 4
-    assert dice["a"] == 2 * 4 / (8 + 4) and dice["b"] == 0.0 and dice["c"] == 1.0
+    assert dice["a"] == 2 * 4 / (8 + 4) and dice["b"] == 0.0 and dice["c"] is None  # c: in neither mask, n/a
+    assert dice_text(dice) == "a 0.667, b 0.000, c n/a"
 
 
 def test_effort_log_roundtrip(tmp_path):

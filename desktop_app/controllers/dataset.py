@@ -25,7 +25,7 @@ from desktop_app import project_jobs
 from desktop_app.controllers.context import UiContext
 from desktop_app.controllers.modality_guard import ModalityGuard
 from desktop_app.state.document import Document
-from desktop_app.state.effort import EffortLog, EffortRecord
+from desktop_app.state.effort import EffortLog, EffortRecord, dice_text
 from desktop_app.state.labels import default_colour
 from desktop_app.state.prediction import PredictionState
 from desktop_app.state.project_session import ProjectSession
@@ -41,7 +41,7 @@ def add_result_text(res: jobs.AddResult, version: str | None, project: str | Non
     """The panel's account of an added case (Dice n/a where a label is in neither mask)."""
     text = f"{'Replaced' if res.replaced else 'Added'} case {res.case_id} ({res.split}) to project {project}"
     if res.voxels_changed is not None:
-        dice = ", ".join(f"{k} n/a" if k in res.na_labels else f"{k} {v:.3f}" for k, v in res.dice.items())
+        dice = dice_text(res.dice)
         text += (f"\nVoxels changed vs {version}: {res.voxels_changed:,} "
                  f"({100.0 * res.voxels_changed / max(1, res.voxels_total):.2f} %)"
                  f"\nDice prediction vs correction: {dice}")
@@ -150,7 +150,7 @@ class DatasetController(QtCore.QObject):
         if res.voxels_changed is not None and self.effort is not None:
             vol = self.document.image
             case = Path(vol.source_path).name if vol is not None and vol.source_path else str(res.case_id)
-            dice = {k: v for k, v in res.dice.items() if k not in res.na_labels}
+            dice = {k: v for k, v in res.dice.items() if v is not None}
             self.effort.add(EffortRecord(case=case, model_version=version or "?", voxels_changed=res.voxels_changed,
                                          voxels_total=res.voxels_total, dice=dice, dataset=str(res.dataset)))
             self.effort_chart.refresh()

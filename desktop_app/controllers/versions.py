@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtWidgets
 
 from desktop_app import learning_jobs as jobs
 from desktop_app.controllers.context import UiContext
+from desktop_app.state.effort import dice_text
 from desktop_app.state.document import Document
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.viewer.display_options import DisplayOptions
@@ -159,7 +160,7 @@ class VersionsController(QtCore.QObject):
 
     def _on_compared(self, res: jobs.CompareResult, volume: Any) -> None:
         self.last_compare = res
-        dice = ", ".join(f"{k} {v:.3f}" for k, v in res.dice.items())
+        dice = dice_text(res.dice)
         pct = 100.0 * res.voxels_differ / max(1, res.difference.size)
         self.panel.set_compare_text(
             f"{res.a} vs {res.b}: {res.voxels_differ:,} voxels differ ({pct:.2f} %), shown as the heat overlay. "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from unet_engine.atomic import atomic_write_json
+from unet_engine.metrics import dice_or_none
 from unet_engine.paths import segloop_home
 
 log = logging.getLogger(__name__)
@@ -45,20 +46,21 @@ class EffortRecord:
 
 
 def correction_stats(prediction: np.ndarray, corrected: np.ndarray,
-                     labels: dict[int, str]) -> tuple[np.ndarray, int, dict[str, float]]:
+                     labels: dict[int, str]) -> tuple[np.ndarray, int, dict[str, float | None]]:
     """(edited-voxel mask, voxels changed, Dice per label name) between prediction and correction.
 
-    Dice of a label absent from both masks is 1.0 (nothing to disagree about).
+    A label absent from both masks is n/a (None): there was nothing to agree on, so it is
+    never counted as a perfect 1.0 (:func:`unet_engine.metrics.dice_or_none`).
     """
     edited = prediction != corrected
-    dice: dict[str, float] = {}
-    for value, name in sorted(labels.items()):
-        if int(value) == 0:
-            continue
-        a, b = prediction == value, corrected == value
-        denom = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-        dice[str(name)] = 1.0 if denom == 0 else 2.0 * int(np.count_nonzero(a & b)) / denom
+    dice = {str(name): dice_or_none(prediction, corrected, int(value))
+            for value, name in sorted(labels.items()) if int(value) != 0}
     return edited, int(np.count_nonzero(edited)), dice
+
+
+def dice_text(dice: dict[str, float | None]) -> str:
+    """``"anterior 0.912, posterior n/a"``."""
+    return ", ".join(f"{k} n/a" if v is None else f"{k} {v:.3f}" for k, v in dice.items())
 
 
 class EffortLog:
