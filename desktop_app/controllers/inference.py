@@ -55,6 +55,11 @@ def no_model_text(session: ProjectSession) -> str:
     return "No model yet: press Train first model in the Fine-tune panel."
 
 
+def network_kind(spec: Any) -> str:
+    """The network as the plan dialog names it: 2D, 2.5D (neighbour slices as input channels) or 3D."""
+    return "2.5D" if spec.dims == 2 and getattr(spec, "context_slices", 0) else f"{spec.dims}D"
+
+
 class InferenceController(QtCore.QObject):
     """The "AI model" panel's run / cancel / review, for the open project's model."""
 
@@ -135,7 +140,7 @@ class InferenceController(QtCore.QObject):
                 labels = ", ".join(v for k, v in sorted(card.labels.items()) if int(k) != 0)
                 where = {"active version": "active version", "--model": "--model",
                          "bundled start": "bundled start model"}.get(s.model_source(), "")
-                p.set_model_text(f"Project {s.name}: {s.version_of(path)} ({where}) · {card.spec.dims}D · "
+                p.set_model_text(f"Project {s.name}: {s.version_of(path)} ({where}) · {network_kind(card.spec)} · "
                                  f"labels: {labels}")
             except SegLoopError as exc:
                 p.set_model_text(f"Model unreadable: {exc}", ok=False)
