@@ -4,9 +4,10 @@ Each takes plain values (folders, names, dicts), calls the engine
 (:mod:`unet_engine.projects`, :mod:`unet_engine.planning`) and returns its result or raises
 a :class:`~unet_engine.errors.SegLoopError` whose text the GUI shows as is.
 
-Planning a first model measures a few real training steps (the plan's calibration) in
-the worker thread; torch's thread count is put back afterwards, since the GUI process
-shares it.
+Planning a first model measures a few real training steps (the plan's calibration): that
+runs in a spawned child process (:func:`in_child_process`), as training does, so neither the
+GIL nor torch's process-wide thread count of the GUI process is touched; the worker thread
+only waits for the child's answer.
 """
 
 from __future__ import annotations
@@ -44,35 +45,36 @@ def add_labels_job(project_folder: Path, labels: dict[int, str], colours: dict[i
 def plan_job(project_folder: Path, minutes: float, *, device: str = "auto", threads: int | None = None,
              calibrate: bool = True) -> Any:
     """Plan the project's first model for ``minutes`` (fingerprint + rules + a few timed steps)."""
-    from unet_engine.planning import plan_first_model
-
-    project = load_project(project_folder)
-    with _torch_threads_restored():
-        return plan_first_model(project.dataset(), project.modality, minutes=float(minutes), device=device,
-                                calibrate=calibrate, threads=threads)
+    return in_child_process(_plan, Path(project_folder), float(minutes), device, threads, calibrate)
 
 
 def replan_job(plan: Any, changes: dict[str, Any], project_folder: Path, *, calibrate: bool = True) -> Any:
     """The plan with the user's "Advanced" ``changes`` fixed and the rest planned again; the new
     network's steps are measured again when the network changed."""
-    from unet_engine.planning import calibrate_plan
-
     new = plan.with_changes(**changes)
     if calibrate and new.calibration_key() != plan.calibration_key():
-        with _torch_threads_restored():
-            new = calibrate_plan(new, load_project(project_folder).dataset())
+        new = in_child_process(_calibrate, new, Path(project_folder))
     return new
 
 
-class _torch_threads_restored:  # noqa: N801 - a context manager
-    """Calibration sets torch's (process-wide) thread count: put it back for the GUI."""
+def in_child_process(func: Any, *args: Any) -> Any:
+    """``func(*args)`` in a freshly spawned process (its exception re-raised here)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    def __enter__(self) -> None:
-        import torch
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(func, *args).result()
 
-        self._n = torch.get_num_threads()
 
-    def __exit__(self, *exc: Any) -> None:
-        import torch
+def _plan(project_folder: Path, minutes: float, device: str, threads: int | None, calibrate: bool) -> Any:
+    from unet_engine.planning import plan_first_model
 
-        torch.set_num_threads(self._n)
+    project = load_project(project_folder)
+    return plan_first_model(project.dataset(), project.modality, minutes=minutes, device=device,
+                            calibrate=calibrate, threads=threads)
+
+
+def _calibrate(plan: Any, project_folder: Path) -> Any:
+    from unet_engine.planning import calibrate_plan
+
+    return calibrate_plan(plan, load_project(project_folder).dataset())
