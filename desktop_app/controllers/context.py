@@ -38,6 +38,12 @@ class UiContext:
         show_status(f"{title}.")
         self.show_error(title, exc)
 
+    def ask_yes_no(self, title: str, text: str) -> bool:
+        """A blocking Yes/No question (No is the default)."""
+        buttons = QtWidgets.QMessageBox.StandardButton
+        answer = QtWidgets.QMessageBox.question(self.parent, title, text, buttons.Yes | buttons.No, buttons.No)
+        return answer == buttons.Yes
+
     def busy_jobs(self) -> list[str]:
         """What runs in the background now (descriptions), e.g. ["Fine-tuning"]."""
         return self.workers.descriptions()

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore
 
 from desktop_app import learning_jobs as jobs
 from desktop_app import project_jobs
@@ -128,12 +128,7 @@ class DatasetController(QtCore.QObject):
 
     def ask_replace(self, case_id: str) -> bool:
         """Blocking question: replace the duplicate case? (tests replace this method)."""
-        answer = QtWidgets.QMessageBox.question(
-            self.ctx.parent, "Already in the training set",
-            f"This scan is already in the training set as case {case_id!r}. Replace its mask?",
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-            QtWidgets.QMessageBox.StandardButton.No)
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+        return self.ctx.ask_yes_no("Already in the training set", f"This scan is already in the training set as case {case_id!r}. Replace its mask?")
 
     def _on_added(self, res: jobs.AddResult, version: str | None) -> None:
         if res.unknown_labels:

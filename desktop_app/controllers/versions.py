@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore
 
 from desktop_app import learning_jobs as jobs
 from desktop_app.controllers.context import UiContext
@@ -119,11 +119,7 @@ class VersionsController(QtCore.QObject):
 
     def ask_delete(self, version: str) -> bool:
         """Blocking confirmation (tests replace this method)."""
-        answer = QtWidgets.QMessageBox.question(
-            self.ctx.parent, "Delete model version", f"Delete model version {version}? This cannot be undone.",
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-            QtWidgets.QMessageBox.StandardButton.No)
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+        return self.ctx.ask_yes_no("Delete model version", f"Delete model version {version}? This cannot be undone.")
 
     def delete_version(self, version: str) -> Any:
         """Delete ``version`` after confirmation (in a worker); returns the worker or None."""
