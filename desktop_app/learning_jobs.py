@@ -217,7 +217,7 @@ class ProcessSlot:
 def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_version: str | None,
               pause: threading.Event, cancel: CancelToken, *, segloop_home: Path | None = None,
               slot: ProcessSlot | None = None, poll_s: float = 0.05, stop_timeout_s: float = 8.0,
-              resume: bool = False, promote: bool = False):
+              resume: bool = False, promote: bool = False, fit_minutes: float | None = None):
     """Run :func:`unet_engine.training.fine_tune` in a spawned child process
     (:mod:`unet_engine.train_process`); yields its reports, returns its TrainResult.
 
@@ -226,10 +226,11 @@ def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_versi
     worker quit), cancels the child and waits ``stop_timeout_s`` before terminating it. Child
     errors are re-raised here as the same SegLoop error class (a death as TrainingProcessError).
     ``resume``: continue the dataset's saved (paused/cancelled) run instead of starting one.
+    ``fit_minutes``: the child fits the schedule to that many minutes before training.
     ``promote``: make the new version the active one (a project's first model).
     """
     proc = start_training_process(config, dataset_folder, registry_root, from_version, segloop_home=segloop_home,
-                                  resume=resume, promote=promote)
+                                  resume=resume, promote=promote, fit_minutes=fit_minutes)
     if slot is not None:
         slot.process = proc
     try:

@@ -69,6 +69,25 @@ def test_a_run_in_a_child_process_reports_every_step_and_adds_a_version(tmp_path
     assert [v.version for v in reg.list()] == ["v0001", "v0002"] and reg.active == "v0001"
 
 
+def test_a_budget_in_minutes_is_fitted_to_a_complete_schedule_in_the_child(tmp_path):
+    """The panel's minutes: the child measures steps first, so the run's schedule ends inside
+    the budget (max_steps fitted, max_minutes kept as the safety cut)."""
+    from unet_engine.train_process import start_training_process
+    from unet_engine.training import StepReport
+
+    reg = _registry(tmp_path)
+    ds = make_dataset(tmp_path, limit=3)
+    cfg = tiny_config(model_spec=None, max_steps=None).replace(max_minutes=0.3)  # as the panel builds it
+    proc = start_training_process(cfg, ds.folder, reg.root, None, num_threads=1, fit_minutes=0.3)
+    reports = _run_until(proc, lambda _g: proc.done, timeout=180)
+    assert proc.error is None, proc.error
+    used = reg.get(proc.result.version).config
+    steps = [r for r in reports if isinstance(r, StepReport)]
+    assert used["max_minutes"] == 0.3 and used["max_steps"] != cfg.total_steps
+    assert steps[-1].total_steps == used["max_steps"]  # the schedule the run followed is the fitted one
+    proc.close()
+
+
 def test_pause_resume_cancel_cross_the_process_boundary(tmp_path):
     from unet_engine.errors import CancelledError
     from unet_engine.train_process import start_training_process

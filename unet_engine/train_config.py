@@ -68,7 +68,7 @@ class TrainConfig:
     foreground_fraction: float = 0.5  # share of samples centred on a labelled voxel
     cache_cases: int = 4  # decoded cases kept in memory per stream (new / replay)
     samples_per_case: int = 16  # samples drawn from a case before it leaves the working set
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig | None = None  # None: the start model's (its card), else AugmentConfig()
     # validation and early stopping (on the dataset's fixed val split)
     validate_every_epochs: int = 1
     validate_at_start: bool = True
@@ -78,6 +78,7 @@ class TrainConfig:
     min_delta: float = 1e-3
     # new model when training from scratch (ignored when starting from a version)
     model_spec: dict[str, Any] | None = None
+    preprocessing: dict[str, Any] | None = None  # PreprocessConfig dict of a scratch model (None: by modality)
     # bookkeeping
     seed: int = 0
     device: str = "auto"
@@ -114,6 +115,15 @@ class TrainConfig:
             raise bad("patch_size", "must be [H, W] or [D, H, W] of positive sizes")
         if self.warmup_steps < 0 or self.patience < 0:
             raise SegLoopError("training config: warmup_steps and patience must be >= 0")
+        if self.preprocessing is not None:
+            from unet_engine.preprocessing import PreprocessConfig
+
+            if not isinstance(self.preprocessing, dict):
+                raise bad("preprocessing", "must be a preprocessing dict (mode, percentiles, ct_window, ...)")
+            try:
+                PreprocessConfig.from_dict(self.preprocessing)
+            except (TypeError, ValueError) as exc:
+                raise SegLoopError(f"training config: preprocessing is not valid: {exc}") from None
 
     @property
     def total_steps(self) -> int:
@@ -172,27 +182,38 @@ DEFAULT_BATCH_3D = 2  # whole-volume patches
 
 
 def batch_size_for(config: TrainConfig, dims: int, training: dict[str, Any] | None) -> int:
-    """The batch size a run uses: ``config.batch_size`` if set; else 16 slices for a 2D model,
-    and for a 3D model the batch it was trained with (its card), else 2 patches."""
+    """The batch size a run uses: ``config.batch_size`` if set; else the batch the start model
+    was trained with (its card), else 16 slices (2D) or 2 patches (3D)."""
     if config.batch_size is not None:
         return int(config.batch_size)
-    if dims == 3:
-        return parent_batch_size(dims, training) or DEFAULT_BATCH_3D
-    return DEFAULT_BATCH_2D
+    return parent_batch_size(training) or (DEFAULT_BATCH_3D if dims == 3 else DEFAULT_BATCH_2D)
 
 
-def parent_batch_size(dims: int, training: dict[str, Any] | None) -> int | None:
-    """Batch size a 3D model was trained with (its card's ``training.config``), for fine-tunes of it.
+def parent_batch_size(training: dict[str, Any] | None) -> int | None:
+    """Batch size a model was trained with (its card's ``training.config``), for fine-tunes of it.
 
-    A 3D batch is a few whole-volume patches; the 2D default of 16 would make each
-    fine-tuning step of such a model ~8x slower than the steps that made it. None for
-    2D models and for cards that do not say.
+    A fine-tune keeps the sampling its parent was made with: a planned first model's batch of
+    a few patches (or a 3D model's few whole-volume patches) is what makes its steps fast; a
+    default of 16 whole slices made each fine-tuning step of a planned ACDC model ~12x slower
+    (bench/RESULTS.md, "ACDC through the GUI"). None for cards that do not say.
     """
-    if dims != 3:
-        return None
     config = (training or {}).get("config") or {}
     try:
         size = int(config.get("batch_size"))
     except (TypeError, ValueError):
         return None
     return size if size >= 1 else None
+
+
+def augment_for(config: TrainConfig, training: dict[str, Any] | None) -> AugmentConfig:
+    """The augmentation a run uses: ``config.augment`` if set; else the start model's (its card:
+    e.g. a plan that turned mirroring off because the labels name a side), else the defaults."""
+    if config.augment is not None:
+        return config.augment
+    parent = ((training or {}).get("config") or {}).get("augment")
+    if isinstance(parent, dict):
+        try:
+            return AugmentConfig.from_dict(parent)
+        except SegLoopError as exc:
+            log.warning("ignoring the start model's augmentation settings (%s)", exc)
+    return AugmentConfig()

@@ -145,8 +145,14 @@ def _child_main(config: dict[str, Any], dataset_dir: str, registry_root: str, fr
 
         cfg = TrainConfig.from_dict(config).replace(num_threads=num_threads)
         out.put(("started", os.getpid()))
-        gen = fine_tune(cfg, dataset=RetrainingDataset(dataset_dir), registry=ModelRegistry(registry_root),
-                        from_version=from_version, pause=pause, cancel=_EventCancelToken(cancel), **options)
+        dataset, registry = RetrainingDataset(dataset_dir), ModelRegistry(registry_root)
+        fit_minutes = options.pop("fit_minutes", None)
+        if fit_minutes and not options.get("resume"):
+            from unet_engine.planning import fit_config_to_minutes
+
+            cfg = fit_config_to_minutes(cfg, dataset, float(fit_minutes), registry=registry, from_version=from_version)
+        gen = fine_tune(cfg, dataset=dataset, registry=registry, from_version=from_version, pause=pause,
+                        cancel=_EventCancelToken(cancel), **options)
         while True:
             try:
                 item = next(gen)
@@ -312,19 +318,23 @@ def _death_message(code: int | None) -> str:
 def start_training_process(config: TrainConfig, dataset_dir: str | Path, registry_root: str | Path,
                            from_version: str | None = None, *, segloop_home: str | Path | None = None,
                            num_threads: int | None = None, nice: int = DEFAULT_NICE, resume: bool = False,
-                           state_dir: str | Path | None = None, promote: bool = False) -> TrainingProcess:
+                           state_dir: str | Path | None = None, promote: bool = False,
+                           fit_minutes: float | None = None) -> TrainingProcess:
     """Start ``fine_tune(config, ...)`` in a spawned child process and return its handle.
 
     ``segloop_home`` defaults to this process's ``unet_engine.paths.segloop_home()``;
     ``num_threads`` to ``config.num_threads`` or :func:`default_train_threads`; ``nice``: added
-    to the child's scheduling niceness (0: same priority as this process).
+    to the child's scheduling niceness (0: same priority as this process). ``fit_minutes``:
+    the child first measures a few steps and fits the schedule to that many minutes
+    (:func:`unet_engine.planning.fit_config_to_minutes`), so a time budget ends with a
+    decayed learning rate rather than a schedule cut by the clock.
     """
     from unet_engine.paths import segloop_home as _home
 
     ctx = mp.get_context("spawn")
     pause, cancel, reports = ctx.Event(), ctx.Event(), ctx.Queue()
     threads = int(num_threads or config.num_threads or default_train_threads())
-    options: dict[str, Any] = {"resume": resume, "promote": promote}
+    options: dict[str, Any] = {"resume": resume, "promote": promote, "fit_minutes": fit_minutes}
     if state_dir is not None:
         options["state_dir"] = str(state_dir)
     home = str(segloop_home if segloop_home is not None else _home())

@@ -33,7 +33,7 @@ import math
 import threading
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from unet_engine.model import build_model
 from unet_engine.progress import CancelToken
 from unet_engine.registry import ModelRegistry
 from unet_engine.sampling import PatchExtractor, ReplaySampler, decode_case
-from unet_engine.train_config import TrainConfig, batch_size_for
+from unet_engine.train_config import TrainConfig, augment_for, batch_size_for
 from unet_engine.training_setup import StartPoint, patch_size_for, prepare_registry, resolve_start, run_folder
 from unet_engine.validation import result_from_sums, validation_sums
 
@@ -183,7 +183,7 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         train_ids, val_ids = list(info["train_ids"]), list(info["val_ids"])
     else:
         if env.is_main:
-            prepare_registry(from_version, registry)
+            prepare_registry(from_version, registry, dataset)
         dd.barrier()
         start = resolve_start(from_version, registry, config, dataset)
         train_ids = [c.id for c in dataset.train_cases()]
@@ -191,6 +191,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     card, model, spec = start.card, start.model, start.card.spec
     if config.batch_size is None:  # stored resolved: the registry and a resumed run see the number used
         config = config.replace(batch_size=batch_size_for(config, spec.dims, card.training))
+    if config.augment is None:  # stored resolved too
+        config = config.replace(augment=asdict(augment_for(config, card.training)))
     labels = dataset.labels
     if max(labels) >= spec.num_classes:
         raise SegLoopError(f"the dataset has label {max(labels)} but the model predicts only {spec.num_classes - 1} "
@@ -461,7 +463,6 @@ def _new_card(card: ModelCard, dataset: Any, config: TrainConfig, patch: tuple[i
     new.labels = {0: "background", **dataset.labels}
     new.training = {"config": config.to_dict(), "steps": bk["step"], "epochs": bk["epoch"],
                     "dataset": {"name": dataset.name, "train_cases": n_train, "val_cases": n_val}}
-    if card.spec.dims == 3:
-        new.training["patch_size"] = list(patch)  # inference tiles with the training patch size
+    new.training["patch_size"] = list(patch)  # 3D inference tiles with it; fine-tunes keep it
     new.metrics = dict(metrics)
     return new

@@ -70,7 +70,7 @@ def prepare_registry(from_version: str | None, registry: ModelRegistry, dataset:
     src = BUNDLED_MODELS / "default"
     if choice not in ("", "default") or not (src / CARD_NAME).is_file():
         return
-    if dataset is not None and _bundled_clash(dataset):
+    if dataset is not None and bundled_label_clash(dataset):
         return
     if not choice:
         registry.ensure_default()
@@ -78,7 +78,7 @@ def prepare_registry(from_version: str | None, registry: ModelRegistry, dataset:
         registry.import_checkpoint(src, source="bundled-default", promote=registry.active is None)
 
 
-def _bundled_clash(dataset: Any) -> list[str]:
+def bundled_label_clash(dataset: Any) -> list[str]:
     """How the bundled default model's labels contradict ``dataset``'s (empty: they agree)."""
     src = BUNDLED_MODELS / "default"
     return _label_clash(load_card(src).labels, dataset.labels) if (src / CARD_NAME).is_file() else []
@@ -98,7 +98,7 @@ def resolve_start(from_version: str | None, registry: ModelRegistry, config: Tra
     if choice == "default":
         found = [v for v in registry.list() if v.source == "bundled-default"]
         if not found:
-            clash = _bundled_clash(dataset)
+            clash = bundled_label_clash(dataset)
             if clash:
                 raise SegLoopError("the bundled default model's labels contradict the dataset's: " + "; ".join(clash) +
                                    "; start from scratch or from a model with the dataset's labels", dataset.folder)
@@ -165,17 +165,17 @@ def path_run_key(folder: Path) -> str:
 
 
 def patch_size_for(config: TrainConfig, spec: ModelSpec, card: ModelCard, cases: list[Any]) -> tuple[int, ...]:
-    """Training sample size: ``config.patch_size``; for a 3D model fine-tuned from a version,
-    the patch that version was trained with (its card); else the largest slice (2D) / volume
-    capped at 128 (3D) of the training cases, rounded up to the network's multiple."""
+    """Training sample size: ``config.patch_size``; for a fine-tune, the patch the start model
+    was trained with (its card: e.g. a planned first model's); else the largest slice (2D) /
+    volume capped at 128 (3D) of the training cases, rounded up to the network's multiple."""
     m = required_multiple(spec)
     if config.patch_size is not None:
         ps = [int(p) for p in config.patch_size]
         if len(ps) != spec.dims:
             raise SegLoopError(f"training config: patch_size {ps} has {len(ps)} sizes but the model is {spec.dims}D")
         return tuple(max(m, int(math.ceil(p / m) * m)) for p in ps)
-    trained = (card.training or {}).get("patch_size") if spec.dims == 3 else None
-    if isinstance(trained, list) and len(trained) == 3 and all(int(p) >= m and int(p) % m == 0 for p in trained):
+    trained = (card.training or {}).get("patch_size")
+    if isinstance(trained, list) and len(trained) == spec.dims and all(int(p) >= m and int(p) % m == 0 for p in trained):
         return tuple(int(p) for p in trained)
     target = as_config(card.preprocessing).target_spacing
     best = np.zeros(3, dtype=np.int64)

@@ -120,8 +120,9 @@ class TrainingController(QtCore.QObject):
         return self._slot.process if self._slot is not None else None
 
     def training_config(self) -> TrainConfig:
-        """The app's fine-tuning settings with the panel's budget (the batch size is left to the
-        engine: 16 slices for 2D models, a 3D model's own batch)."""
+        """The app's fine-tuning settings with the panel's budget (batch, patch and augmentation
+        are left to the engine: the start model's own). A budget in minutes is fitted to a
+        complete schedule by the training process (``fit_minutes``)."""
         unit, value = self.panel.budget()
         if unit == "minutes":
             return self.base_config.replace(max_minutes=float(value))
@@ -143,7 +144,9 @@ class TrainingController(QtCore.QObject):
         if start is None:
             p.set_status("This project has no model yet: press 'Train first model'.")
             return None
+        unit, value = p.budget()
         return self._launch(self.training_config(), start, resume=False, val_cases=counts.val,
+                            fit_minutes=float(value) if unit == "minutes" else None,
                             status=f"Starting a training process from {self._start_text(start)}…")
 
     def start_first_model(self, config: TrainConfig, plan: dict[str, Any]) -> Any:
@@ -193,7 +196,7 @@ class TrainingController(QtCore.QObject):
         self.panel.set_saved_run(text)
 
     def _launch(self, config: TrainConfig, start: str | None, *, resume: bool, status: str, val_cases: int,
-                promote: bool = False, budget_s: float | None = None) -> Any:
+                promote: bool = False, budget_s: float | None = None, fit_minutes: float | None = None) -> Any:
         s, p = self.session, self.panel
         project = s.require()
         self._pause.clear()
@@ -215,6 +218,7 @@ class TrainingController(QtCore.QObject):
         worker = self.ctx.workers.start(
             jobs.train_job, config, project.dataset_folder, project.registry_root, start, self._pause, token,
             segloop_home=segloop_home(), slot=slot, description="Fine-tuning", resume=resume, promote=promote,
+            fit_minutes=fit_minutes,
             on_result=lambda res: self.ctx.guard("Could not finish fine-tuning", self._on_trained, res),
             on_error=self._on_error, on_progress=self._on_report, on_finished=self._on_finished)
         token.worker = worker

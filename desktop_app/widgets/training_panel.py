@@ -40,10 +40,11 @@ class TrainingPanel(QtWidgets.QWidget):
         form = QtWidgets.QFormLayout()
         self.budget_spin = QtWidgets.QSpinBox()
         self.budget_spin.setRange(1, 100_000)
-        self.budget_spin.setValue(200)
+        self.budget_spin.setValue(5)  # minutes: a time budget is the default unit
         self.budget_unit = QtWidgets.QComboBox()
         self.budget_unit.addItem("steps", "steps")
         self.budget_unit.addItem("minutes", "minutes")
+        self.budget_unit.setCurrentIndex(1)
         brow = QtWidgets.QHBoxLayout()
         brow.addWidget(self.budget_spin)
         brow.addWidget(self.budget_unit)
