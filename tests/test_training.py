@@ -292,3 +292,16 @@ def test_starts_from_the_bundled_default_model(tmp_path, monkeypatch):
     reg.promote("v0002")
     again = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version="default"))
     assert again.parent == "v0001" and len(reg.list()) == 3
+
+
+def test_a_version_records_how_many_cases_its_validation_had(tmp_path, one_torch_thread):
+    """'no validation yet' needs the count: a version validated on one case says so."""
+    from unet_engine.validation import validation_text
+
+    ds = make_dataset(tmp_path, limit=3)  # one case in the validation split
+    reg = ModelRegistry(tmp_path / "models")
+    res = run_generator(fine_tune(tiny_config(max_steps=2, steps_per_epoch=2), dataset=ds, registry=reg,
+                                  from_version="scratch"))
+    metrics = reg.get(res.version).metrics
+    assert metrics["val_cases"] == 1 and validation_text(metrics) == "no validation yet (1 case)"
+    assert set(metrics["val_dice"]) | set(metrics["val_na_labels"]) == {"anterior", "posterior"}

@@ -412,7 +412,7 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     if held["best_state"] is not None:
         model.load_state_dict(held["best_state"])
     model.eval()
-    metrics = _final_metrics(bk, label_names)
+    metrics = _final_metrics(bk, label_names, len(val_ids))
     version = path = None
     if env.is_main:
         new_card = _new_card(card, dataset, config, patch, bk, metrics, len(train_ids), len(val_ids))
@@ -443,12 +443,16 @@ def _flag_dev(device: torch.device) -> torch.device:
     return device if device.type == "cuda" else torch.device("cpu")
 
 
-def _final_metrics(bk: dict[str, Any], names: list[str]) -> dict[str, Any]:
+def _final_metrics(bk: dict[str, Any], names: list[str], val_cases: int) -> dict[str, Any]:
+    """A version's metrics: the best epoch's validation (labels n/a in every validation case
+    listed in ``val_na_labels``, never a Dice), with the number of cases behind it."""
     c = bk["curves"]
-    out: dict[str, Any] = {"steps": bk["step"], "epochs": bk["epoch"], "best_epoch": bk["best_epoch"]}
+    out: dict[str, Any] = {"steps": bk["step"], "epochs": bk["epoch"], "best_epoch": bk["best_epoch"],
+                           "val_cases": val_cases}
     if bk["best"] is not None and bk["best_epoch"] in c["epoch"]:
         i = c["epoch"].index(bk["best_epoch"])
-        out["val_dice"] = {n: c["val_dice"][n][i] for n in names}
+        out["val_dice"] = {n: c["val_dice"][n][i] for n in names if c["val_dice"][n][i] is not None}
+        out["val_na_labels"] = [n for n in names if c["val_dice"][n][i] is None]
         out["val_mean_dice"] = c["val_mean_dice"][i]
         out["val_loss"] = c["val_loss"][i]
     if bk.get("baseline"):
