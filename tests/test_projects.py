@@ -312,4 +312,4 @@ def test_a_project_run_never_starts_from_the_bundled_model_of_other_labels(store
         run_generator(fine_tune(tiny_config(), dataset=ds, registry=p.registry(), from_version="default"))
     res = run_generator(fine_tune(tiny_config(max_steps=2), dataset=ds, registry=p.registry(), from_version=None))
     assert res.parent is None  # from scratch, not from the hippocampus model
-    assert [v.source for v in p.registry().list()] == ["fine-tune"]  # nothing imported behind the user's back
+    assert [v.source for v in p.registry().list()] == ["scratch"]  # nothing imported behind the user's back

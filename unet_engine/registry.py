@@ -68,7 +68,7 @@ class VersionInfo:
     created: str = ""
     name: str = ""
     notes: str = ""
-    source: str = "fine-tune"  # "fine-tune", "import" or "bundled-default"
+    source: str = "fine-tune"  # "fine-tune", "scratch" (a first model), "import" or "bundled-default"
     dataset: dict[str, Any] = field(default_factory=dict)  # {"folder", "name", "cases": [{id, hash, split}]}
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # {"val_dice": {label: d}, "val_mean_dice": d, ...}

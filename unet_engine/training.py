@@ -53,7 +53,14 @@ from unet_engine.progress import CancelToken
 from unet_engine.registry import ModelRegistry
 from unet_engine.sampling import PatchExtractor, ReplaySampler, decode_case
 from unet_engine.train_config import TrainConfig, augment_for, batch_size_for
-from unet_engine.training_setup import StartPoint, patch_size_for, prepare_registry, resolve_start, run_folder
+from unet_engine.training_setup import (
+    StartPoint,
+    dataset_reference,
+    patch_size_for,
+    prepare_registry,
+    resolve_start,
+    run_folder,
+)
 from unet_engine.validation import result_from_sums, validation_sums
 
 log = logging.getLogger(__name__)
@@ -263,7 +270,7 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
                               "parent": start.parent, "origin": start.origin, "seen_hashes": sorted(start.seen_hashes),
                               "train_ids": train_ids, "val_ids": val_ids, "scheduler": scheduler.state_dict(),
                               "scaler": scaler.state_dict() if use_amp else None, "bookkeeping": bk, "ranks": ranks,
-                              "dataset": str(Path(dataset.folder).resolve())})
+                              "dataset": dataset_reference(dataset, registry)})
         dd.barrier()
 
     session0 = time.perf_counter()
@@ -418,7 +425,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         new_card = _new_card(card, dataset, config, patch, bk, metrics, len(train_ids), len(val_ids))
         info = registry.add_version(
             model.to("cpu"), new_card, parent=start.parent, promote=promote, name=name, notes=notes,
-            dataset={"folder": str(Path(dataset.folder).resolve()), "name": dataset.name,
+            source="scratch" if start.origin == "scratch" else "fine-tune",
+            dataset={"folder": dataset_reference(dataset, registry), "name": dataset.name,
                      "cases": [{"id": c, "hash": known[c].hash, "split": known[c].split} for c in train_ids + val_ids]},
             config=config.to_dict(), metrics=metrics, curves=bk["curves"])
         version, path = info.version, info.path

@@ -158,6 +158,15 @@ def run_folder(registry: ModelRegistry, dataset: Any) -> Path:
     return registry.root / "training" / path_run_key(folder)
 
 
+def dataset_reference(dataset: Any, registry: ModelRegistry) -> str:
+    """Where a run's dataset is, as a version or saved run records it: relative to the registry
+    for a project's dataset (``"../dataset"``: the project folder can move), else absolute."""
+    folder = Path(dataset.folder).resolve()
+    if folder.parent == Path(registry.root).resolve().parent:
+        return f"../{folder.name}"
+    return str(folder)
+
+
 def path_run_key(folder: Path) -> str:
     """State key of a dataset outside a project: its folder name plus a hash of its absolute path."""
     resolved = str(Path(folder).resolve())

@@ -43,7 +43,7 @@ def version_validation(info: Any) -> str:
     from unet_engine.validation import validation_text
 
     metrics = honest_metrics(info.metrics, version_val_cases(info))
-    if info.source != "fine-tune" and metrics.get("val_mean_dice") is None:
+    if info.source not in ("fine-tune", "scratch") and metrics.get("val_mean_dice") is None:
         return "not validated here (imported)"
     return validation_text(metrics)
 
