@@ -146,8 +146,9 @@ class DatasetController(QtCore.QObject):
             vol = self.document.image
             case = Path(vol.source_path).name if vol is not None and vol.source_path else str(res.case_id)
             dice = {k: v for k, v in res.dice.items() if v is not None}
+            # the project's own dataset, by name: no path
             self.effort.add(EffortRecord(case=case, model_version=version or "?", voxels_changed=res.voxels_changed,
-                                         voxels_total=res.voxels_total, dice=dice, dataset=res.dataset.name))  # the project's own dataset: no path
+                                         voxels_total=res.voxels_total, dice=dice, dataset=res.dataset.name))
             self.effort_chart.refresh()
         self.panel.add_label.setText(text)
         self.ctx.show_message(text.replace("\n", " · "), 10000)
