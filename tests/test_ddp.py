@@ -30,7 +30,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
     reg = tmp_path / "models"
     cfg = tiny_config(max_steps=6, steps_per_epoch=3, checkpoint_every_steps=3, val_max_cases=None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           f"--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
            "-m", "unet_engine.cli", "train", "--dataset", str(ds.folder), "--registry", str(reg),
            "--from", "scratch", "--config", cfg.to_json(), "--threads", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from unet_engine.cli import main
 from unet_engine.loop_sim_report import csv_columns
@@ -103,3 +102,111 @@ def test_loop_sim_runs_a_3d_model_on_patches(tmp_path):
 def test_loop_sim_refuses_a_bad_patch_size(tmp_path, capsys):
     assert _run(tmp_path / "bad", "--patch-size", "16,x") != 0
     assert "--patch-size" in capsys.readouterr().err
+
+
+# ----- planned networks, grouped held-out cases, honest Dice (unet_engine.planning) --------------------
+
+
+def test_group_pattern_keeps_a_group_on_one_side_of_the_held_out_split():
+    from unet_engine.loop_sim import LoopSimConfig, group_of, list_cases, split_cases
+
+    cases = list_cases(DATA)
+    pattern = r"hippocampus_\d\d"  # 001/003 and 148/149 share a group
+    for seed in range(6):
+        cfg = LoopSimConfig(data=str(DATA), labels={1: "anterior", 2: "posterior"}, initial=1, rounds=1, holdout=2,
+                            seed=seed, group_pattern=pattern)
+        initial, stream, hold = split_cases(cases, cfg)
+        held = {group_of(c.id, pattern) for c in hold}
+        assert len(hold) >= 2
+        assert not held & {group_of(c.id, pattern) for c in initial + stream}
+        assert all(c.id in {h.id for h in hold} for c in cases if group_of(c.id, pattern) in held)
+
+
+def test_held_out_dice_leaves_out_labels_absent_from_both(tmp_path, monkeypatch):
+    import math
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import unet_engine.loop_sim as ls
+    from unet_engine.volume import Volume
+
+    cfg = ls.LoopSimConfig(data=str(DATA), labels={1: "anterior", 2: "posterior"}, initial=1, rounds=1, holdout=2)
+    sim = ls.LoopSimulation(cfg, tmp_path / "sim")
+    ref_a, ref_b = np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4), np.uint8)
+    ref_a[0, :2] = 1  # label 2 absent from case a's reference and prediction: n/a there, not 1.0
+    ref_b[1] = 2
+    pred_a, pred_b = ref_a.copy(), np.zeros_like(ref_b)  # case b: label 2 missed (0), label 1 absent (n/a)
+    pred_a[0, 1] = 0  # label 1 on case a: Dice 2*4 / (4 + 8)
+    preds = {id(ref_a): pred_a, id(ref_b): pred_b}
+    vols = [Volume(np.zeros((2, 4, 4), np.float32)) for _ in range(2)]
+    monkeypatch.setattr(sim, "holdout_data", lambda: [(vols[0], ref_a), (vols[1], ref_b)])
+    refs = iter([ref_a, ref_b])
+
+    def fake_predict(model, card, vol, device):  # noqa: ARG001
+        if False:
+            yield
+        return SimpleNamespace(labels=preds[id(next(refs))])
+
+    monkeypatch.setattr(ls, "predict_volume", fake_predict)
+    score = sim.score(None, None)
+    assert score.per_label["anterior"] == pytest.approx(2 * 4 / 12)  # case b does not count
+    assert score.per_label["posterior"] == 0.0  # case a does not count
+    assert score.mean == pytest.approx((2 * 4 / 12 + 0.0) / 2) and not math.isnan(score.mean)
+
+
+def test_loop_sim_plans_the_network_from_the_starting_cases(tmp_path):
+    out = tmp_path / "planned"
+    assert main(["loop-sim", "--data", str(DATA), "--out", str(out), "--initial", "2", "--rounds", "1", "--holdout",
+                 "2", "--initial-steps", "2", "--steps-per-round", "1", "--labels", "1=anterior,2=posterior",
+                 "--reference", "none", "--plan", "auto", "--group-pattern", r"hippocampus_\d\d",
+                 "--spec", '{"base_width": 4, "depth": 2}', "--patch-size", "16,16,16", "--threads", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = summary["config"]
+    assert cfg["plan"] == "auto" and cfg["planned"]["dims"] == 3  # 1 mm isotropic small volumes: 3D
+    assert cfg["model_spec"]["base_width"] == 4 and cfg["model_spec"]["num_classes"] == 3
+    assert cfg["preprocessing"]["mode"] == "mr" and cfg["preprocessing"]["target_spacing"] == [1.0, 1.0, 1.0]
+    assert cfg["batch_size"] == cfg["planned"]["batch_size"] and cfg["patch_size"] == [16, 16, 16]
+    assert any("3D U-Net" in line for line in cfg["plan_summary"])
+    fp_cases = {c["id"] for c in cfg["planned"]["fingerprint"]["cases"]}
+    assert fp_cases == set(summary["cases"]["initial"])  # planned from the starting cases only
+
+
+def test_loop_sim_takes_labels_modality_and_plan_from_a_project(tmp_path):
+    from unet_engine.planning import make_plan
+    from unet_engine.projects import ProjectStore
+
+    store = ProjectStore()
+    project = store.create("Hippo sim", modality="MR", labels={1: "anterior", 2: "posterior"})
+    ds = project.dataset()
+    from unet_engine.io import read_mask, read_volume
+
+    image = read_volume(DATA / "imagesTr" / "hippocampus_001.nii.gz")
+    ds.add_case(image, read_mask(DATA / "labelsTr" / "hippocampus_001.nii.gz", image))
+    from unet_engine.planning import fingerprint_dataset
+
+    plan = make_plan(fingerprint_dataset(ds, project.modality), device="cpu", steps=20, threads=1,
+                     overrides={"dims": 2, "context_slices": 0, "base_width": 4, "depth": 2, "batch_size": 2})
+    project.save_plan(plan.to_dict())
+    out = tmp_path / "proj"
+    assert main(["loop-sim", "--data", str(DATA), "--out", str(out), "--initial", "2", "--rounds", "1", "--holdout",
+                 "1", "--initial-steps", "2", "--steps-per-round", "1", "--reference", "none", "--project",
+                 "hippo sim", "--threads", "1"]) == 0
+    cfg = json.loads((out / "summary.json").read_text())["config"]
+    assert cfg["labels"] == {"1": "anterior", "2": "posterior"} and cfg["modality"] == "MR"
+    assert cfg["model_spec"] == plan.model_spec() and cfg["planned"]["base_width"] == 4
+
+
+def test_the_plan_sets_the_per_round_budget_unless_given(tmp_path):
+    from unet_engine.errors import SegLoopError
+    from unet_engine.loop_sim import LoopSimConfig, LoopSimulation
+
+    with pytest.raises(SegLoopError, match="steps-per-round"):
+        LoopSimConfig(data=str(DATA), labels={1: "anterior", 2: "posterior"}, steps_per_round=None).validate()
+    cfg = LoopSimConfig(data=str(DATA), labels={1: "anterior", 2: "posterior"}, initial=2, rounds=1, holdout=1,
+                        initial_steps=2, steps_per_round=None, lr_round=None, plan="auto", threads=1,
+                        plan_overrides={"base_width": 4, "depth": 2, "patch_size": [16, 16, 16], "batch_size": 1})
+    sim = LoopSimulation(cfg, tmp_path / "sim")
+    sim._initial_workspace()
+    assert cfg.steps_per_round == cfg.planned["finetune_steps"] and cfg.lr_round == cfg.planned["finetune_lr"]
+    assert cfg.batch_size == 1 and cfg.model_spec["dims"] == 3

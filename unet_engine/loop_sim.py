@@ -19,6 +19,15 @@ network trained on all cases so far with the same per-round budget). A reference
 the same held-out set. The held-out cases are taken from the reference model's own
 validation split when its card lists one, so the reference never saw them either.
 
+``plan="auto"`` takes the network, preprocessing, patch, batch and augmentation from a
+:mod:`unet_engine.planning` plan of the starting cases' fingerprint (a new task's first
+model) instead of the reference model; ``planned`` (a saved ``TrainingPlan`` dict, e.g. a
+project's) is used as it is. ``group_pattern`` (a regex, e.g. ``patient\\d+``) keeps the
+cases of one group (both frames of one patient) on one side of the held-out split.
+
+Held-out Dice: a label absent from both the prediction and the reference of a case is
+n/a for that case (not 1.0) and left out of the means.
+
 Everything is seeded: the case order, the initial network, every fine-tune (seed +
 round); on CPU two runs with the same arguments give the same numbers (times aside).
 Reporting (CSV, PNG, summary) lives in :mod:`unet_engine.loop_sim_report`.
@@ -27,6 +36,8 @@ Reporting (CSV, PNG, summary) lives in :mod:`unet_engine.loop_sim_report`.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -40,7 +51,7 @@ import torch
 from unet_engine.dataset import RetrainingDataset, _safe_id
 from unet_engine.errors import SegLoopError
 from unet_engine.inference import predict_volume
-from unet_engine.metrics import dice, surface_to_redraw, voxels_beyond_tolerance
+from unet_engine.metrics import dice_or_none, mean_defined, surface_to_redraw, voxels_beyond_tolerance
 from unet_engine.progress import run_generator
 from unet_engine.registry import ModelRegistry
 from unet_engine.train_config import TrainConfig
@@ -65,10 +76,10 @@ class LoopSimConfig:
     rounds: int = 30
     holdout: int = 20
     initial_steps: int = 300
-    steps_per_round: int = 60
+    steps_per_round: int | None = 60  # None: the plan's finetune_steps (with a plan)
     batch_size: int = 16
     lr_initial: float = 1e-3
-    lr_round: float = 3e-4
+    lr_round: float | None = 3e-4  # None: the plan's finetune_lr (with a plan)
     replay_ratio: float = 0.5
     model_spec: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPEC))
     augment: dict[str, Any] = field(default_factory=lambda: {"flip_axes": [1]})
@@ -77,14 +88,35 @@ class LoopSimConfig:
     holdout_ids: list[str] | None = None  # explicit held-out cases (else from the reference's val split)
     seed: int = 0
     threads: int = 1
+    preprocessing: dict[str, Any] | None = None  # PreprocessConfig of new networks (None: by modality)
+    cache_cases: int = 4
+    samples_per_case: int = 16
+    modality: str | None = None  # CT, MR, US or other (planning and the dataset's modality)
+    plan: str | None = None  # "auto": plan the network from the starting cases' fingerprint
+    plan_overrides: dict[str, Any] = field(default_factory=dict)  # fields fixed in the auto plan
+    planned: dict[str, Any] | None = None  # the TrainingPlan used (given, or filled in by plan="auto")
+    plan_summary: list[str] = field(default_factory=list)
+    group_pattern: str | None = None  # regex: cases sharing its match stay on one side of the held-out split
 
     def validate(self) -> None:
         bad = [m for m in self.modes if m not in MODES]
         if bad:
             raise SegLoopError(f"loop-sim: unknown mode(s) {', '.join(bad)}; known: {', '.join(MODES)}")
+        planned = self.plan == "auto" or self.planned is not None
+        for name in ("steps_per_round", "lr_round"):
+            if getattr(self, name) is None and not planned:
+                raise SegLoopError(f"loop-sim: --{name.replace('_', '-')} is needed without a training plan")
         for name in ("initial", "rounds", "holdout", "initial_steps", "steps_per_round", "batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise SegLoopError(f"loop-sim: --{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
+        if self.plan not in (None, "auto"):
+            raise SegLoopError(f"loop-sim: --plan must be 'auto' or absent (got {self.plan!r})")
+        if self.group_pattern:
+            try:
+                re.compile(self.group_pattern)
+            except re.error as exc:
+                raise SegLoopError(f"loop-sim: --group-pattern {self.group_pattern!r} is not a regular expression "
+                                   f"({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,8 +207,20 @@ def reference_val_ids(reference: str | Path | None) -> list[str]:
     return [str(c["id"]) for c in cases if isinstance(c, dict) and c.get("split") == "val" and c.get("id")]
 
 
+def group_of(case_id: str, pattern: str | None) -> str:
+    """The group a case belongs to: the first match of ``pattern`` in its id (itself if none)."""
+    if not pattern:
+        return case_id
+    m = re.search(pattern, case_id)
+    return m.group(0) if m else case_id
+
+
 def split_cases(cases: list[Case], cfg: LoopSimConfig) -> tuple[list[Case], list[Case], list[Case]]:
-    """(initial, stream, holdout): disjoint, seeded; held-out from the reference's val split if known."""
+    """(initial, stream, holdout): disjoint, seeded; held-out from the reference's val split if known.
+
+    With ``cfg.group_pattern`` the held-out set is made of whole groups (drawn in a seeded
+    order until it has ``cfg.holdout`` cases), and no case of a held-out group is trained on.
+    """
     rng = np.random.default_rng(cfg.seed)
     by_id = {c.id: c for c in cases}
     wanted = list(cfg.holdout_ids or []) or reference_val_ids(cfg.reference)
@@ -186,9 +230,22 @@ def split_cases(cases: list[Case], cfg: LoopSimConfig) -> tuple[list[Case], list
         if len(pool) < cfg.holdout:
             log.warning("only %d reference validation cases; the held-out set is smaller than asked", len(pool))
         hold_ids = pool[: cfg.holdout]
+    elif cfg.group_pattern:
+        groups = sorted({group_of(c.id, cfg.group_pattern) for c in cases})
+        hold_ids = []
+        for g in (groups[i] for i in rng.permutation(len(groups))):
+            if len(hold_ids) >= cfg.holdout:
+                break
+            hold_ids += [c.id for c in cases if group_of(c.id, cfg.group_pattern) == g]
     else:
         hold_ids = [cases[i].id for i in rng.permutation(len(cases))[: cfg.holdout]]
+    held_groups = {group_of(i, cfg.group_pattern) for i in hold_ids}
     rest = [c for c in cases if c.id not in set(hold_ids)]
+    if cfg.group_pattern:
+        dropped = [c.id for c in rest if group_of(c.id, cfg.group_pattern) in held_groups]
+        if dropped:
+            log.info("not training on %d case(s) of held-out groups: %s", len(dropped), ", ".join(dropped))
+        rest = [c for c in rest if group_of(c.id, cfg.group_pattern) not in held_groups]
     rest = [rest[i] for i in rng.permutation(len(rest))]
     need = cfg.initial + cfg.rounds
     if len(rest) < need:
@@ -222,6 +279,8 @@ class LoopSimulation:
                            lr=lr, warmup_steps=min(20, max(1, steps // 10)), patience=0, replay_ratio=replay,
                            model_spec=dict(self.cfg.model_spec), augment=dict(self.cfg.augment), seed=seed,
                            patch_size=list(self.cfg.patch_size) if self.cfg.patch_size else None,
+                           preprocessing=self.cfg.preprocessing, cache_cases=self.cfg.cache_cases,
+                           samples_per_case=self.cfg.samples_per_case,
                            device="cpu", num_threads=self.cfg.threads, checkpoint_every_steps=10**9)
 
     def _train(self, ds: RetrainingDataset, reg: ModelRegistry, from_version: str, cfg: TrainConfig) -> tuple[str, int]:
@@ -239,7 +298,7 @@ class LoopSimulation:
         The effort on this fixed set isolates what the model learned from the per-case
         difficulty that dominates the effort on each new stream case.
         """
-        sums = {k: 0.0 for k in self.cfg.labels}
+        scores: dict[int, list[float]] = {k: [] for k in self.cfg.labels}
         wrong = outline = beyond = 0
         data = self.holdout_data()
         for vol, ref in data:
@@ -248,11 +307,14 @@ class LoopSimulation:
             case_outline, case_beyond = self._tolerant_effort(pred.labels, ref, vol)
             outline += case_outline
             beyond += case_beyond
-            for k in sums:
-                sums[k] += dice(pred.labels, ref, int(k))
-        per = {self.cfg.labels[k]: v / len(data) for k, v in sums.items()}
+            for k in scores:
+                d = dice_or_none(pred.labels, ref, int(k))
+                if d is not None:
+                    scores[k].append(d)
+        per = {self.cfg.labels[k]: float(np.mean(v)) if v else math.nan for k, v in scores.items()}
         n = len(data)
-        return HoldoutScore(per, float(np.mean(list(per.values()))), wrong / n, outline / n, beyond / n)
+        mean = mean_defined(per.values())
+        return HoldoutScore(per, math.nan if mean is None else mean, wrong / n, outline / n, beyond / n)
 
     def _tolerant_effort(self, pred: np.ndarray, ref: np.ndarray, vol: Volume) -> tuple[int, int]:
         """Outline voxels to redraw (summed over the labels) and wrong voxels beyond the tolerance."""
@@ -275,15 +337,47 @@ class LoopSimulation:
         base = self.work / "initial"
         if base.exists():
             shutil.rmtree(base)
-        ds = RetrainingDataset.create(base / "dataset", self.cfg.labels, name="loop-sim", val_fraction=0.0)
+        modality = {"MR": "MRI"}.get(self.cfg.modality or "", self.cfg.modality or "MRI")
+        ds = RetrainingDataset.create(base / "dataset", self.cfg.labels, name="loop-sim", val_fraction=0.0,
+                                      modality=modality)
         for c in self.initial:
             image, label = _read(c)
             ds.add_case(image, label, case_id=c.id, source_path=c.image)
+        if self.cfg.plan == "auto" or self.cfg.planned is not None:
+            self._apply_plan(ds)
         reg = ModelRegistry(base / "registry")
         cfg = self._train_config(self.cfg.initial_steps, self.cfg.lr_initial, self.cfg.seed, 0.0)
         version, _ = self._train(ds, reg, "scratch", cfg)
         (base / "VERSION").write_text(version)
         return base
+
+    def _apply_plan(self, ds: RetrainingDataset) -> None:
+        """Network, preprocessing, patch, batch and augmentation from a training plan (see the module doc)."""
+        from unet_engine.planning import TrainingPlan, fingerprint_dataset, make_plan
+
+        if self.cfg.planned is not None:
+            plan = TrainingPlan.from_dict(self.cfg.planned)
+            if plan.labels != self.cfg.labels:
+                raise SegLoopError(f"loop-sim: the plan's labels {plan.labels} differ from the simulation's "
+                                   f"{self.cfg.labels}")
+        else:
+            fp = fingerprint_dataset(ds, self.cfg.modality, seed=self.cfg.seed)
+            plan = make_plan(fp, device="cpu", steps=max(self.cfg.initial_steps, 20), threads=self.cfg.threads,
+                             overrides=dict(self.cfg.plan_overrides))
+        c = self.cfg
+        c.model_spec = plan.model_spec()
+        c.preprocessing = plan.preprocessing()
+        c.patch_size, c.batch_size = list(plan.patch_size), int(plan.batch_size)
+        c.augment = dict(plan.augment)
+        c.cache_cases, c.samples_per_case = int(plan.cache_cases), int(plan.samples_per_case)
+        if c.steps_per_round is None:
+            c.steps_per_round = int(plan.finetune_steps)
+        if c.lr_round is None:
+            c.lr_round = float(plan.finetune_lr)
+        c.planned = plan.to_dict()
+        c.plan_summary = plan.summary_lines()
+        for line in c.plan_summary:
+            log.info("plan: %s", line)
 
     # -- the loop --
     def run(self) -> Iterator[RoundRecord]:
@@ -321,7 +415,7 @@ class LoopSimulation:
         predict_s = time.perf_counter() - t_round
         wrong = pred != ref
         per_fix = {self.cfg.labels[k]: int(np.count_nonzero((pred == k) != (ref == k))) for k in self.cfg.labels}
-        case_d = {self.cfg.labels[k]: dice(pred, ref, int(k)) for k in self.cfg.labels}
+        case_d = {self.cfg.labels[k]: _or_nan(dice_or_none(pred, ref, int(k))) for k in self.cfg.labels}
         ds.add_case(image, ref, edited=wrong, model_version=version, reviewer="loop-sim", case_id=case.id,
                     source_path=case.image)
         seed = self.cfg.seed + 1000 * r
@@ -347,6 +441,10 @@ class LoopSimulation:
                  rec.voxels_to_correct, held.mean, round_s)
         _drop_version(reg, version)  # keep the temp registry small: only the newest version is needed
         return rec, new_version, model, card
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _drop_version(reg: ModelRegistry, version: str) -> None:

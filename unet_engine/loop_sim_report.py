@@ -138,10 +138,16 @@ def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
 
     fig, grid = plt.subplots(2, 2, figsize=(13, 8.8), dpi=110)
     ax1, effort_axes = grid[0, 0], [grid[0, 1], grid[1, 0], grid[1, 1]]
-    for mode in dict.fromkeys(r.mode for r in records):
+    modes = list(dict.fromkeys(r.mode for r in records))
+    for mode in modes:
         rs = [r for r in records if r.mode == mode]
         ax1.plot([r.corrected_cases for r in rs], [r.holdout_mean_dice for r in rs], marker="o", ms=3, label=mode)
         colour = ax1.lines[-1].get_color()
+        names = list(dict.fromkeys(n for r in rs for n in r.holdout_dice))
+        if len(modes) == 1 and len(names) > 1:  # one mode: the labels' own curves too
+            for name, style in zip(names, (":", "--", "-.", (0, (1, 3)), (0, (5, 5)))):
+                ax1.plot([r.corrected_cases for r in rs], [r.holdout_dice.get(name, math.nan) for r in rs], ls=style,
+                         lw=1.2, color=colour, alpha=0.7, label=f"{mode}: {name}")
         for ax, (_, stream, held, _) in zip(effort_axes, EFFORTS):
             rr = [r for r in rs if r.round > 0 and getattr(r, stream) is not None]
             # a stream round's effort is measured with the model trained on corrected_cases - 1 cases
@@ -158,7 +164,7 @@ def plot(path: Path, records: list[RoundRecord], reference: HoldoutScore | None,
             value = getattr(reference, held.removeprefix("holdout_"))
             if not math.isnan(value):
                 ax.axhline(value, color="k", ls="--", lw=1, label="all-data model, held-out")
-    ax1.set_ylabel("held-out mean Dice")
+    ax1.set_ylabel("held-out Dice (mean over labels; labels dotted)")
     ax1.set_title("Accuracy on the held-out set")
     for ax, (_, _, _, title_) in zip(effort_axes, EFFORTS):
         ax.set_title(f"Correction effort: {title_}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -144,22 +144,25 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "TrainConfig":
         """Parse JSON text, or read it from a file path."""
-        text = str(text_or_path)
-        p = Path(text)
-        if not text.lstrip().startswith("{") and p.is_file():
-            text = p.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise SegLoopError(f"training config is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise SegLoopError("training config must be a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(str(text_or_path), "training config"))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         d = self.to_dict()
         d.update(changes)
         return TrainConfig.from_dict(d)
+
+
+def read_json_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object given as text or as the path of a file holding it; SegLoopError naming ``what``."""
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SegLoopError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SegLoopError(f"{what} must be a JSON object")
+    return data
 
 
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:

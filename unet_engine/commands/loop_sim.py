@@ -35,14 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=30, help="new cases corrected one by one")
     p.add_argument("--holdout", type=int, default=20, help="held-out cases scored after every round")
     p.add_argument("--initial-steps", type=int, default=300, help="training steps of the starting model")
-    p.add_argument("--steps-per-round", type=int, default=60, help="training steps after each corrected case")
+    p.add_argument("--steps-per-round", type=int, default=None,
+                   help="training steps after each corrected case (default: the plan's with --plan/--project, else 60)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="training batch (default: 16 for 2D; for 3D the reference model's, else 2)")
     p.add_argument("--patch-size", default=None, metavar="D,H,W",
                    help="training patch, e.g. 40,56,40 for a 3D model (default: whole slices in 2D; for 3D the "
                         "reference model's training patch, else the largest volume)")
     p.add_argument("--lr-initial", type=float, default=1e-3, help="learning rate from scratch (starting model, scratch mode)")
-    p.add_argument("--lr-round", type=float, default=3e-4, help="learning rate of the per-round fine-tune")
+    p.add_argument("--lr-round", type=float, default=None,
+                   help="learning rate of the per-round fine-tune (default: the plan's with --plan/--project, else 3e-4)")
     p.add_argument("--replay-ratio", type=float, default=0.5, help="share of each batch from earlier cases (finetune)")
     p.add_argument("--spec", default=None, help='ModelSpec JSON for new networks (default: the reference model\'s spec, '
                                                 'else {"dims": 2, "base_width": 16, "depth": 4})')
@@ -53,6 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout-from", default=None, metavar="DATASET",
                    help="take the held-out cases from this SegLoop dataset's validation split (the split the "
                         "reference model was validated on), instead of the reference card's")
+    p.add_argument("--plan", choices=["auto"], default=None,
+                   help="auto: the network, preprocessing, patch, batch and augmentation come from a plan of the "
+                        "starting cases' fingerprint (unet_engine.planning), not from the reference model; "
+                        "--spec/--batch-size/--patch-size then fix those fields of the plan")
+    p.add_argument("--modality", default=None, help="CT, MR, US or other (default: the data's dataset.json, else MR)")
+    p.add_argument("--group-pattern", default=None, metavar="REGEX",
+                   help="cases whose ids share this regex's match form a group kept on one side of the held-out "
+                        r"split, e.g. 'patient\d+' (both frames of a patient)")
+    p.add_argument("--project", default=None, metavar="NAME",
+                   help="take the labels, modality and saved training plan from this SegLoop project "
+                        "(no saved plan: --plan auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1 is steadiest on a shared machine)")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary datasets and registries")
@@ -73,13 +86,32 @@ def _reference(name: str) -> str | None:
     return str(Path(name).expanduser())
 
 
+def _data_meta(data: str) -> dict:
+    """The data folder's dataset.json (MSD or SegLoop), or {}."""
+    try:
+        meta = json.loads(Path(data, "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _project(name: str) -> tuple[dict[int, str], str, dict | None]:
+    from unet_engine.projects import ProjectStore
+
+    p = ProjectStore().open(name)
+    return dict(p.labels), str(p.modality), p.plan
+
+
 def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imported lazily
     from unet_engine.checkpoint import load_card
     from unet_engine.commands.dataset import parse_labels
     from unet_engine.errors import SegLoopError
     from unet_engine.loop_sim import DEFAULT_SPEC, MODES, LoopSimConfig
+    from unet_engine.planning import normalize_modality
     from unet_engine.train_config import TrainConfig, batch_size_for
 
+    data = args.data or _default_data()
+    meta = _data_meta(data)
     reference = _reference(args.reference)
     card = load_card(reference) if reference and Path(reference, "card.json").is_file() else None
     holdout_ids = None
@@ -87,17 +119,34 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
         from unet_engine.dataset import RetrainingDataset
 
         holdout_ids = [c.id for c in RetrainingDataset(args.holdout_from).val_cases()]
+    plan_mode, planned = args.plan, None
+    project_labels = modality = None
+    if args.project:
+        project_labels, modality, planned = _project(args.project)
+        plan_mode = None if planned is not None else "auto"
+    if args.modality:
+        modality = normalize_modality(args.modality)
+    elif modality is None and isinstance(meta.get("modality"), dict) and meta["modality"].get("0"):
+        try:
+            modality = normalize_modality(str(meta["modality"]["0"]), strict=False)
+        except SegLoopError:
+            modality = None  # an unusual dataset.json modality: the trainer's own rule (CT or not) applies
     if args.labels:
         labels = parse_labels(args.labels)
+        if project_labels is not None and labels != project_labels:
+            raise SegLoopError(f"loop-sim: --labels {labels} differ from project {args.project!r}'s {project_labels}")
+    elif project_labels is not None:
+        labels = project_labels
     elif card is not None:
         labels = {k: v for k, v in card.labels.items() if k != 0}
+    elif isinstance(meta.get("labels"), dict) and any(str(k) != "0" for k in meta["labels"]):
+        labels = {int(k): str(v) for k, v in meta["labels"].items() if str(k).isdigit() and int(k) != 0}
     else:
         raise SegLoopError("loop-sim: pass --labels (e.g. 1=anterior,2=posterior) when there is no reference model")
+    if plan_mode == "auto" or planned is not None:
+        return _planned_config(args, data, labels, modality, plan_mode, planned, reference, holdout_ids)
     if args.spec:
-        try:
-            spec = json.loads(args.spec)
-        except ValueError as exc:
-            raise SegLoopError(f"loop-sim: --spec is not valid JSON: {exc}") from None
+        spec = _spec(args.spec)
     elif card is not None:
         spec = {k: v for k, v in card.spec.to_dict().items() if k != "num_classes"}
     else:
@@ -110,12 +159,45 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     if patch is None and same_dims and dims == 3 and card.training.get("patch_size"):
         patch = [int(v) for v in card.training["patch_size"]]
     batch = batch_size_for(TrainConfig(batch_size=args.batch_size), dims, card.training if same_dims else None)
-    return LoopSimConfig(data=args.data or _default_data(), labels=labels,
+    return LoopSimConfig(data=data, labels=labels,
                          modes=list(MODES) if args.compare else [args.mode], initial=args.initial, rounds=args.rounds,
-                         holdout=args.holdout, initial_steps=args.initial_steps, steps_per_round=args.steps_per_round,
-                         batch_size=batch, lr_initial=args.lr_initial, lr_round=args.lr_round,
+                         holdout=args.holdout, initial_steps=args.initial_steps,
+                         steps_per_round=60 if args.steps_per_round is None else args.steps_per_round,
+                         batch_size=batch, lr_initial=args.lr_initial,
+                         lr_round=3e-4 if args.lr_round is None else args.lr_round,
                          replay_ratio=args.replay_ratio, model_spec=spec, augment=augment, reference=reference,
-                         holdout_ids=holdout_ids, seed=args.seed, threads=args.threads, patch_size=patch)
+                         holdout_ids=holdout_ids, seed=args.seed, threads=args.threads, patch_size=patch,
+                         modality=modality, group_pattern=args.group_pattern)
+
+
+def _spec(text: str) -> dict:
+    from unet_engine.train_config import read_json_object
+
+    return read_json_object(text, "loop-sim: --spec")
+
+
+def _planned_config(args: argparse.Namespace, data: str, labels: dict[int, str], modality: str | None,
+                    plan_mode: str | None, planned: dict | None, reference: str | None,
+                    holdout_ids: list[str] | None):  # noqa: ANN202 - LoopSimConfig
+    """A simulation whose network comes from a training plan (auto, or a project's saved one)."""
+    from unet_engine.loop_sim import MODES, LoopSimConfig
+
+    overrides: dict = {}
+    if args.spec:
+        spec = _spec(args.spec)
+        overrides.update({k: spec[k] for k in ("dims", "base_width", "depth", "context_slices") if k in spec})
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    patch = _patch_size(args.patch_size)
+    if patch is not None:
+        overrides["patch_size"] = patch
+    return LoopSimConfig(data=data, labels=labels, modes=list(MODES) if args.compare else [args.mode],
+                         initial=args.initial, rounds=args.rounds, holdout=args.holdout,
+                         initial_steps=args.initial_steps, steps_per_round=args.steps_per_round,
+                         lr_initial=args.lr_initial, lr_round=args.lr_round, replay_ratio=args.replay_ratio,
+                         reference=reference, holdout_ids=holdout_ids, seed=args.seed, threads=args.threads,
+                         modality=modality, plan=plan_mode, plan_overrides=overrides, planned=planned,
+                         group_pattern=args.group_pattern)
 
 
 def _patch_size(text: str | None) -> list[int] | None:
@@ -130,6 +212,18 @@ def _patch_size(text: str | None) -> list[int] | None:
     if len(patch) not in (2, 3) or min(patch) < 1:
         raise SegLoopError(f"loop-sim: --patch-size must be H,W or D,H,W of positive integers (got {text!r})")
     return patch
+
+
+def _title(cfg, sim) -> str:  # noqa: ANN001 - LoopSimConfig, LoopSimulation (imported lazily)
+    """The plot's title, once the plan (if any) has set the per-round budget."""
+    net = ""
+    if cfg.planned:
+        p = cfg.planned
+        kind = "2.5D" if p.get("context_slices") else f"{p.get('dims')}D"
+        net = (f"planned {kind} w{p.get('base_width')} d{p.get('depth')} patch {'x'.join(map(str, p.get('patch_size', [])))}"
+               f" batch {p.get('batch_size')}, ")
+    return (f"loop-sim: {net}start {cfg.initial} cases/{cfg.initial_steps} steps, {cfg.steps_per_round} steps/round "
+            f"at lr {cfg.lr_round:g}, {len(sim.holdout)} held-out cases, seed {cfg.seed}")
 
 
 def replot(args: argparse.Namespace) -> int:
@@ -155,9 +249,7 @@ def replot(args: argparse.Namespace) -> int:
     records = report.records_from_csv(out / "loop_sim.csv", names)
     reference = sim.reference_scores()
     report.write_csv(out / "loop_sim.csv", records, names, reference)
-    title = (f"loop-sim: start {cfg.initial} cases/{cfg.initial_steps} steps, {cfg.steps_per_round} steps/round, "
-             f"{len(sim.holdout)} held-out cases, seed {cfg.seed}")
-    report.plot(out / "loop_sim.png", records, reference, title)
+    report.plot(out / "loop_sim.png", records, reference, _title(cfg, sim))
     report.write_summary(out / "summary.json", cfg.to_dict(), report.summarize(records, reference), saved["cases"])
     if reference is not None:
         print(f"reference {cfg.reference}: held-out mean Dice {reference.mean:.4f}, "
@@ -181,10 +273,10 @@ def run(args: argparse.Namespace) -> int:
           f"modes {', '.join(cfg.modes)}", file=sys.stderr)
     reference = None
     records = []
-    title = (f"loop-sim: start {cfg.initial} cases/{cfg.initial_steps} steps, {cfg.steps_per_round} steps/round, "
-             f"{len(sim.holdout)} held-out cases, seed {cfg.seed}")
     try:
         for rec in sim.run():
+            if not records and cfg.plan_summary:
+                print("training plan of the starting model:\n  " + "\n  ".join(cfg.plan_summary), file=sys.stderr)
             records.append(rec)
             effort = "-" if rec.voxels_to_correct is None else str(rec.voxels_to_correct)
             print(f"{rec.mode:<18} round {rec.round:>3} cases {rec.corrected_cases:>3} to-correct {effort:>6} "
@@ -199,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
             report.write_csv(csv_path, records, names, reference)
     finally:
         if records:
-            report.plot(png_path, records, reference, title)
+            report.plot(png_path, records, reference, _title(cfg, sim))
             summary = report.summarize(records, reference)
             cases = {"initial": [c.id for c in sim.initial], "stream": [c.id for c in sim.stream],
                      "holdout": [c.id for c in sim.holdout]}

@@ -18,14 +18,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unet_engine.commands.targets import quote
 from unet_engine.errors import ProjectError, SegLoopError
-from unet_engine.train_config import TrainConfig
+from unet_engine.train_config import TrainConfig, read_json_object
 
 _LENGTH_KEYS = ("max_steps", "epochs")
 
@@ -45,18 +44,7 @@ class RunSetup:
 
 def config_changes(text: str | None) -> dict[str, Any]:
     """The settings of ``--config`` (JSON text or a JSON file) as given."""
-    if not text:
-        return {}
-    p = Path(text)
-    if not text.lstrip().startswith("{") and p.is_file():
-        text = p.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise SegLoopError(f"training config is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise SegLoopError("training config must be a JSON object")
-    return data
+    return read_json_object(text, "training config") if text else {}
 
 
 def build_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

@@ -29,6 +29,8 @@ from typing import Any
 from unet_engine.atomic import atomic_write_json
 from unet_engine.checkpoint import DEFAULT_COLOURS, CARD_NAME
 from unet_engine.errors import ProjectError
+from unet_engine.modality import MODALITIES  # noqa: F401 (re-exported)
+from unet_engine.modality import normalize_modality as _normalize_modality
 from unet_engine.paths import BUNDLED_MODELS
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,6 @@ PLAN_FILE = "plan.json"
 EFFORT_FILE = "effort_log.json"
 #: ``start_model`` of a project started from the model bundled with SegLoop (not copied: it ships with the app).
 BUNDLED_START = "bundled:default"
-MODALITIES = ("CT", "MR", "US", "other")
-_MODALITY_ALIASES = {"ct": "CT", "mr": "MR", "mri": "MR", "us": "US", "ultrasound": "US", "other": "other"}
 MAX_LABEL_VALUE = 65535  # label maps are stored as uint8 or uint16
 #: Corrected cases a project needs before its first model can be trained (2 to train on, 1 to validate).
 FIRST_MODEL_MIN_CASES = 3
@@ -55,10 +55,7 @@ def now_iso() -> str:
 
 def normalize_modality(text: str) -> str:
     """``"mri"`` -> ``"MR"``, ``"ct"`` -> ``"CT"``...; ProjectError for anything else."""
-    key = str(text).strip().lower()
-    if key not in _MODALITY_ALIASES:
-        raise ProjectError(f"unknown modality {text!r}; use one of {', '.join(MODALITIES)}")
-    return _MODALITY_ALIASES[key]
+    return _normalize_modality(text, error=ProjectError)
 
 
 def dataset_modality(modality: str) -> str:

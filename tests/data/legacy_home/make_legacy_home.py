@@ -16,7 +16,6 @@ Absolute paths the old code recorded are rewritten to a typical user's data fold
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
