@@ -212,6 +212,16 @@ def test_fine_tune_from_version_replays_earlier_cases(tmp_path):
     assert second.parent == first.version and reg.get(second.version).parent == first.version
 
 
+def _saved_step(training_dir) -> int:
+    """The step of the newest saved training state under ``training_dir`` (-1: none yet)."""
+    for path in training_dir.glob("*/state.json"):
+        try:
+            return int(json.loads(path.read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            return -1
+    return -1
+
+
 def test_kill9_during_training_keeps_previous_version_and_dataset(tmp_path):
     ds = make_dataset(tmp_path, limit=5)
     reg = ModelRegistry(tmp_path / "models")
@@ -223,9 +233,9 @@ def test_kill9_during_training_keeps_previous_version_and_dataset(tmp_path):
         f"main(['train', '--dataset', {str(ds.folder)!r}, '--registry', {str(reg.root)!r}, "
         f"'--config', {cfg.to_json()!r}])\n")
     try:
-        assert wait_for(lambda: any((reg.root / "training").glob("*/state.json")), timeout=90), proc.stderr.read() \
+        # killed after its second saved step, so the kill lands in a run with progress behind it
+        assert wait_for(lambda: _saved_step(reg.root / "training") >= 4, timeout=90), proc.stderr.read() \
             if proc.poll() is not None else "no state"
-        time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
