@@ -13,7 +13,9 @@ Hooks for other panels:
 * ``scan_checks``: the open scan's modality notes, computed by the load worker
   (:mod:`desktop_app.state.scan_checks`), read by the modality guard;
 * :meth:`Controller.set_default_labels`: the label table each opened scan starts with
-  (the open project's labels).
+  (the open project's labels); the names saved with an opened mask win over them for the
+  values the mask file names (:mod:`desktop_app.state.saved_labels`), and saving a mask
+  saves the table's names and colours with it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from desktop_app import io_jobs
 from desktop_app.main_window import MainWindow
 from desktop_app.settings import Settings
 from desktop_app.state.document import Document, label_values_present
+from desktop_app.state.label_io import descriptions
+from desktop_app.state.saved_labels import LabelConflict, labels_with_saved, saved_labels_note
 from desktop_app.state.scan_checks import ScanChecks
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.readout import format_readout, voxel_index
@@ -238,8 +242,11 @@ class Controller(QtCore.QObject):
     def _on_scan_loaded(self, res: io_jobs.LoadedScan, path: Path, token: int) -> None:
         if token != self._load_token:
             return  # a newer open superseded this one
-        # label names/colours start from the defaults (model card), not the previous scan's
-        self.document.labels.replace_all(self._default_labels)
+        # label names/colours start from the defaults (project / model card), not the previous
+        # scan's; the names saved with the mask win for the values they name
+        entries, conflicts = labels_with_saved(self._default_labels, res.mask_labels.entries)
+        self.document.labels.replace_all(entries)
+        note = saved_labels_note(res.mask_labels, conflicts)
         self.scan_checks.record(res.volume, res.modality_notes)
         self.document.set_image(res.volume, res.mask, mask_path=res.mask_path)
         self.window_level.set_stats(res.stats, res.volume.modality)
@@ -250,7 +257,8 @@ class Controller(QtCore.QObject):
         self._update_enabled()
         self._update_title()
         self.window.show_message(f"Opened {path.name} ({' x '.join(map(str, res.volume.shape[::-1]))}, "
-                                 f"{res.volume.orientation_code()}, {res.seconds:.1f} s)", 8000)
+                                 f"{res.volume.orientation_code()}, {res.seconds:.1f} s)"
+                                 + (f". {note}" if note else ""), 15000 if note else 8000)
         self.scan_opened.emit(res.volume)
 
     def _on_load_failed(self, exc: BaseException, token: int) -> None:
@@ -266,16 +274,21 @@ class Controller(QtCore.QObject):
         path = Path(path)
         return self.workers.start(
             io_jobs.load_mask, path, vol, description=f"Opening mask {path.name}",
-            on_result=self._guarded("Could not open the mask", lambda mask: self._on_mask_loaded(mask, path, vol)),
+            on_result=self._guarded("Could not open the mask", lambda res: self._on_mask_loaded(res, path, vol)),
             on_error=lambda exc: self.show_error("Could not open the mask", exc))
 
-    def _on_mask_loaded(self, mask, path: Path, vol) -> None:
+    def _on_mask_loaded(self, res: io_jobs.LoadedMask, path: Path, vol) -> None:
         if self.document.image is not vol:
             return
-        self.document.replace_mask(mask, mask_path=path, dirty=False)
+        conflicts: list[LabelConflict] = []
+        if res.labels.entries:  # the file's names win; a mask without names keeps the table
+            entries, conflicts = labels_with_saved(self.document.labels, res.labels.entries)
+            self.document.labels.replace_all(entries)
+        self.document.replace_mask(res.mask, mask_path=path, dirty=False)
         self.settings.set_last_dir(path.parent)
         self._update_title()
-        self.window.show_message(f"Opened mask {path.name}", 5000)
+        note = saved_labels_note(res.labels, conflicts)
+        self.window.show_message(f"Opened mask {path.name}" + (f". {note}" if note else ""), 15000 if note else 5000)
         self.mask_opened.emit(path)
 
     def refresh_recent_menu(self) -> None:
@@ -301,7 +314,8 @@ class Controller(QtCore.QObject):
             return self.save_mask_as()
         generation = self.document.generation
         return self.workers.start(
-            io_jobs.save_mask, mask.copy(), vol, target, description=f"Saving {target.name}",
+            io_jobs.save_mask, mask.copy(), vol, target, descriptions(self.document.labels),
+            description=f"Saving {target.name}",
             on_result=self._guarded("Could not save the mask", lambda saved: self._on_saved(Path(saved), vol, generation)),
             on_error=lambda exc: self.show_error("Could not save the mask", exc))
 

@@ -17,6 +17,8 @@ import numpy as np
 from desktop_app.state.scan_checks import modality_notes
 from desktop_app.viewer.intensity import IntensityStats, intensity_stats
 from unet_engine.errors import ImageDimensionError, SegLoopError
+from unet_engine.label_descriptions import LabelDescription
+from unet_engine.mask_labels import MaskLabels
 from unet_engine.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,16 @@ class LoadedScan:
     seconds: float
     #: How the scan contradicts a CT / an MR project (:func:`desktop_app.state.scan_checks.modality_notes`)
     modality_notes: dict[str, str | None] = field(default_factory=dict)
+    #: The label names and colours saved with the mask (none without a mask)
+    mask_labels: MaskLabels = field(default_factory=MaskLabels)
+
+
+@dataclass
+class LoadedMask:
+    """What the open-mask worker hands back: the voxels and the names saved with them."""
+
+    mask: np.ndarray
+    labels: MaskLabels = field(default_factory=MaskLabels)
 
 
 def check_displayable(volume: Volume, path: str | Path) -> None:
@@ -58,37 +70,44 @@ def check_displayable(volume: Volume, path: str | Path) -> None:
 
 
 def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedScan:
-    """Read a scan (file or DICOM folder), optionally its mask, its intensity statistics and
-    whether its values contradict a CT or an MR project (checked here, off the GUI thread)."""
-    from unet_engine.io import read_mask, read_volume
+    """Read a scan (file or DICOM folder), optionally its mask and the label names saved with
+    it, its intensity statistics and whether its values contradict a CT or an MR project
+    (checked here, off the GUI thread)."""
+    from unet_engine.io import read_volume
 
     t0 = time.perf_counter()
     volume = read_volume(path)
     check_displayable(volume, path)
     if mask_path is not None:
-        mask = read_mask(mask_path, like=volume)
+        loaded = load_mask(mask_path, like=volume)
+        mask, mask_labels = loaded.mask, loaded.labels
     else:
-        mask = np.zeros(volume.shape, dtype=np.uint8)
+        mask, mask_labels = np.zeros(volume.shape, dtype=np.uint8), MaskLabels()
     stats = intensity_stats(volume.array)
     notes = modality_notes(volume)
     seconds = time.perf_counter() - t0
     log.info("opened %s %s in %.2f s", path, volume.shape, seconds)
-    return LoadedScan(volume, mask, Path(mask_path) if mask_path is not None else None, stats, seconds, notes)
+    return LoadedScan(volume, mask, Path(mask_path) if mask_path is not None else None, stats, seconds, notes,
+                      mask_labels)
 
 
-def load_mask(path: str | Path, like: Volume) -> np.ndarray:
-    """Read a label mask that must lie on ``like``'s grid."""
-    from unet_engine.io import read_mask
+def load_mask(path: str | Path, like: Volume) -> LoadedMask:
+    """Read a label mask that must lie on ``like``'s grid, and the label names saved with it
+    (a damaged label file only gives :attr:`MaskLabels.warning`, never an error)."""
+    from unet_engine.io import read_mask, read_mask_labels
 
-    return read_mask(path, like=like)
+    mask = read_mask(path, like=like)
+    return LoadedMask(mask, read_mask_labels(path))
 
 
-def save_mask(mask: np.ndarray, like: Volume, path: str | Path) -> Path:
-    """Write ``mask`` (a private copy) next to nothing the user did not choose."""
+def save_mask(mask: np.ndarray, like: Volume, path: str | Path,
+              labels: list[LabelDescription] | None = None) -> Path:
+    """Write ``mask`` (a private copy) next to nothing the user did not choose, with the
+    label names and colours ``labels`` (in the file, or beside it: :func:`unet_engine.io.write_mask`)."""
     from unet_engine.io import write_mask
 
     refuse_source_overwrite(path, like)
-    return Path(write_mask(mask, like=like, path=Path(path)))
+    return Path(write_mask(mask, like=like, path=Path(path), labels=labels))
 
 
 def is_source_path(path: str | Path, volume: Volume | None) -> bool:

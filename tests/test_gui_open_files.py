@@ -153,7 +153,9 @@ def test_save_mask_formats_and_never_over_the_scan(segloop_app, tmp_path):
         saved = doc.mask_path
         assert saved.name.startswith(name) and saved.exists() and not doc.dirty
         np.testing.assert_array_equal(read_mask(saved, like=doc.image), doc.mask)
-    assert [p.name for p in sorted(tmp_path.iterdir())] == ["a.nii.gz", "b.nrrd", "c.seg.nrrd"]
+    # NIfTI and NRRD keep the label names in an ITK-SNAP label file beside them; .seg.nrrd in its header
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["a.label_description.txt", "a.nii.gz",
+                                                            "b.label_description.txt", "b.nrrd", "c.seg.nrrd"]
     # Ctrl+S writes to the current mask file
     doc.mask[k, j, i] = 1
     doc.notify_mask_changed(((k, k + 1), (j, j + 1), (i, i + 1)))
@@ -220,6 +222,61 @@ def test_label_names_come_from_the_defaults_not_the_previous_scan(segloop_app):
     np.testing.assert_array_equal(parts.grid.views["axial"].overlay_item.image,
                                   lut[parts.grid.views["axial"].geometry_info.extract(parts.document.mask,
                                                                                       parts.document.cursor[0])])
+
+
+def test_label_names_and_colours_survive_save_and_reopen(segloop_app, tmp_path):
+    """Issue 16: label 1 renamed "spleen", saved as NIfTI, comes back as "spleen" (not the
+    project's name nor "Label 1"), whether the mask is reopened with its scan or over it."""
+    from desktop_app.state.labels import Label
+    from desktop_app.widgets.label_editor import COL_NAME
+
+    parts = segloop_app
+    scan, label = IO / FORMATS["ct_spleen_nifti"][0], IO / FORMATS["ct_spleen_nifti"][1]
+    open_and_wait(parts, scan, label)
+    doc, editor, status = parts.document, parts.editing.label_editor, parts.window.statusBar()
+    project_name = doc.labels[1].name
+    assert project_name == parts.session.project.labels[1] and project_name.casefold() != "spleen"
+    editor._item(1).setText(COL_NAME, "spleen")  # the user edits the name in the label editor
+    assert editor.recolour_label(1, (12, 34, 56))
+    assert doc.labels[1].name == "spleen"
+
+    worker = parts.controller.save_mask_as(tmp_path / "case", chosen_filter="NIfTI (*.nii.gz)")
+    assert worker is not None and parts.controller.workers.wait_idle(10_000)
+    saved, side = tmp_path / "case.nii.gz", tmp_path / "case.label_description.txt"
+    assert doc.mask_path == saved and not doc.dirty and parts.controller.last_error is None
+    assert '    1    12   34   56        1  1  1    "spleen"' in side.read_text()
+
+    def shown() -> tuple[list[str], list[str]]:
+        tree = [editor.tree.topLevelItem(n).text(COL_NAME) for n in range(editor.tree.topLevelItemCount())]
+        overlay = [parts.overlay_panel.label_list.item(n).text() for n in range(parts.overlay_panel.label_list.count())]
+        return tree, overlay
+
+    # reopen the scan with its mask: the scan starts from the project's labels, the file's names win
+    open_and_wait(parts, IO / FORMATS["mri_brain_nrrd"][0])
+    assert doc.labels[1].name == project_name
+    open_and_wait(parts, scan, saved)
+    assert (doc.labels[1].name, doc.labels[1].colour) == ("spleen", (12, 34, 56))
+    assert shown()[0][0] == "spleen" and shown()[1][0] == "spleen"
+    assert f"label 1 is 'spleen' (was {project_name!r})" in status.currentMessage()
+    lut = doc.labels.lut()
+    assert tuple(lut[1][:3]) == (12, 34, 56)
+
+    # File > Open mask over a scan whose table names label 1 otherwise (a model's card)
+    parts.controller.set_default_labels([Label(1, "Liver", (200, 0, 0))])
+    assert doc.labels[1].name == "Liver"
+    assert parts.controller.open_mask(saved) is not None and parts.controller.workers.wait_idle(10_000)
+    QtWidgets.QApplication.processEvents()
+    assert (doc.labels[1].name, doc.labels[1].colour) == ("spleen", (12, 34, 56))
+    assert shown()[0] == shown()[1] == [lab.name for lab in doc.labels] and shown()[0][0] == "spleen"
+    assert parts.controller.last_error is None
+
+    # a damaged label file: the mask still opens, with the table's names, and the status bar says why
+    side.write_text('# ITK-SnAP Label Description File\n    1   255    0    0        1  1  1    spleen\n')
+    parts.controller.set_default_labels([Label(1, "Liver", (200, 0, 0))])
+    assert parts.controller.open_mask(saved) is not None and parts.controller.workers.wait_idle(10_000)
+    QtWidgets.QApplication.processEvents()
+    assert doc.labels[1].name == "Liver" and doc.mask_path == saved and parts.controller.last_error is None
+    assert "Label names not read" in status.currentMessage() and side.name in status.currentMessage()
 
 
 def test_rgb_photo_opens_in_one_view_without_windowing(segloop_app, tmp_path):

@@ -153,7 +153,7 @@ def test_import_replaces_document_table():
 @pytest.mark.parametrize(
     "line",
     [
-        '    1   255    0    0        1  1    "too few"',
+        '    1   255    0        "too few"',
         '    1   255    0    0        1  1  1    no quotes',
         '    1   256    0    0        1  1  1    "bad colour"',
         '    x   255    0    0        1  1  1    "bad index"',
@@ -172,3 +172,29 @@ def test_duplicate_and_missing_label_file(tmp_path):
         parse_itksnap_labels('1 1 1 1 1 1 1 "a"\n1 2 2 2 1 1 1 "b"\n')
     with pytest.raises(LabelFileError, match="cannot read"):
         read_itksnap_labels(tmp_path / "missing.txt")
+
+
+def test_saved_names_win_over_the_table_they_replace():
+    from pathlib import Path
+
+    from desktop_app.state.labels import Label
+    from desktop_app.state.saved_labels import LabelConflict, labels_with_saved, saved_labels_note
+    from unet_engine.label_descriptions import LabelDescription
+    from unet_engine.mask_labels import MaskLabels
+
+    project = [Label(1, "Liver", (255, 0, 0)), Label(2, "Tumour", (0, 255, 0)), Label(3, "Label 3", (0, 0, 255))]
+    saved = [LabelDescription(1, "spleen", (1, 2, 3), 0.5, False, True), LabelDescription(2, "tumour", (9, 9, 9)),
+             LabelDescription(3, "cyst", (4, 5, 6)), LabelDescription(7, "new", (7, 7, 7))]
+    entries, conflicts = labels_with_saved(project, saved)
+    assert [(e.value, e.name, e.colour) for e in entries] == [(1, "spleen", (1, 2, 3)), (2, "tumour", (9, 9, 9)),
+                                                              (3, "cyst", (4, 5, 6)), (7, "new", (7, 7, 7))]
+    assert entries[0].opacity == 0.5 and not entries[0].visible
+    # only a real rename is a conflict: not a change of case, not a default "Label N"
+    assert conflicts == [LabelConflict(1, "spleen", "Liver")]
+    assert project[0].name == "Liver"  # the defaults themselves are not modified
+    kept, none = labels_with_saved(project, [])
+    assert [(e.value, e.name) for e in kept] == [(1, "Liver"), (2, "Tumour"), (3, "Label 3")] and none == []
+    note = saved_labels_note(MaskLabels(tuple(saved), source=Path("m.label_description.txt")), conflicts)
+    assert note == "Label names from m.label_description.txt: label 1 is 'spleen' (was 'Liver')"
+    assert saved_labels_note(MaskLabels(), []) == ""
+    assert saved_labels_note(MaskLabels(warning="m.txt: line 2: bad"), []) == "Label names not read: m.txt: line 2: bad"

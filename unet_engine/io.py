@@ -5,7 +5,9 @@ Public API:
 * :func:`read_volume` — NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr, .seg.nrrd), MetaImage
   (.mha, .mhd), a DICOM folder or file, PNG/JPEG/TIFF/BMP -> :class:`Volume`.
 * :func:`read_dicom_series` — a DICOM folder (see :mod:`unet_engine.dicom`).
-* :func:`write_mask` / :func:`read_mask` — label maps on a scan's grid.
+* :func:`write_mask` / :func:`read_mask` — label maps on a scan's grid;
+  :func:`read_mask_labels` — the label names and colours saved with one
+  (:mod:`unet_engine.mask_labels`).
 * :func:`write_volume` — an image (the dataset module writes its NIfTI copies with it).
 
 Geometry follows :mod:`unet_engine.volume` (array ``[k, j, i]``, LPS world). Readers
@@ -36,11 +38,14 @@ from unet_engine.io_checks import (WRITE_SUFFIXES, check_budget, check_input_fil
                                    full_suffix, handle_nonfinite, image_format, label_array)
 from unet_engine.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, read_itk_volume,
                                 volume_layout, write_itk, write_metaimage_pair)
+from unet_engine.mask_labels import (LabelsArg, MaskLabels, as_descriptions, has_sidecar, read_mask_labels,
+                                     write_label_file)
 from unet_engine.nifti import read_nifti, warn_uncompressed_twin, write_nifti
 from unet_engine.seg_nrrd import slicer_segment_fields
 from unet_engine.volume import Volume, direction_to_itk, geometry_differences
 
-__all__ = ["read_volume", "read_dicom_series", "read_mask", "write_mask", "write_volume"]
+__all__ = ["read_volume", "read_dicom_series", "read_mask", "read_mask_labels", "write_mask", "write_volume",
+           "MaskLabels"]
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +138,15 @@ def _write_array(array: np.ndarray, like: Volume, target: Path, suffix: str, *, 
     return target
 
 
-def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: Mapping[int, str] | None = None) -> Path:
+def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: LabelsArg | None = None) -> Path:
     """Save a label map on ``like``'s grid: same shape, spacing, origin and direction.
 
-    Formats: .nii.gz/.nii, .nrrd, .seg.nrrd (with 3D Slicer segment fields; ``labels``
-    names the segments), .mha/.mhd. Values are stored as uint8 (max < 256) or uint16.
+    Formats: .nii.gz/.nii, .nrrd, .seg.nrrd, .mha/.mhd. Values are stored as uint8 (max
+    < 256) or uint16. ``labels`` (``{value: name}`` or :class:`LabelDescription` entries)
+    names and colours the labels: .seg.nrrd keeps them as 3D Slicer segment fields, the
+    other formats in an ITK-SNAP label description file written beside the mask
+    (:func:`unet_engine.label_descriptions.sidecar_path`), replacing an older one; without
+    ``labels`` no such file is written or touched. :func:`read_mask_labels` reads them back.
     Raises :class:`GeometryMismatchError` when the shape differs from ``like``,
     :class:`InvalidVoxelDataError` for values that are not labels (fractions, NaN,
     negative, > 65535), :class:`SegLoopError` when ``path`` is the scan itself.
@@ -150,8 +159,12 @@ def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: Mapp
         raise GeometryMismatchError(f"the mask's shape {tuple(arr.shape)} does not match the scan's {like.shape} "
                                     f"(k, j, i)", target)
     arr = label_array(arr, target, "mask")
-    metadata = slicer_segment_fields(arr, labels) if suffix == ".seg.nrrd" else None
-    return _write_array(arr, like, target, suffix, description="SegLoop label map", metadata=metadata)
+    described = as_descriptions(labels) if labels is not None else None
+    metadata = slicer_segment_fields(arr, described or ()) if suffix == ".seg.nrrd" else None
+    _write_array(arr, like, target, suffix, description="SegLoop label map", metadata=metadata)
+    if described is not None and has_sidecar(suffix):
+        write_label_file(target, described)
+    return target
 
 
 def write_volume(volume: Volume, path: str | Path) -> Path:
