@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Qt's window needs X11 libraries pip cannot install: stop first, naming the packages
+# (as root on Debian/Ubuntu: install them with apt-get, saying so).
 demo: $(STAMP)
+	$(PY) -m desktop_app.qt_platform_check --install-if-root
 	$(VENV)/bin/segloop resources/samples/hippocampus_003.nii.gz --model default
 
 lint: $(STAMP)
