@@ -85,6 +85,7 @@ def test_a_budget_in_minutes_is_fitted_to_a_complete_schedule_in_the_child(tmp_p
     steps = [r for r in reports if isinstance(r, StepReport)]
     assert used["max_minutes"] == 0.3 and used["max_steps"] != cfg.total_steps
     assert steps[-1].total_steps == used["max_steps"]  # the schedule the run followed is the fitted one
+    assert proc.join(30.0) and proc.exitcode == 0
     proc.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 import time
@@ -262,12 +263,29 @@ def test_schedule_and_config():
     s = WarmupCosine(warmup=4, total=20, min_ratio=0.1)
     assert [round(s(i), 3) for i in (0, 3)] == [0.25, 1.0]
     assert s(4) == pytest.approx(1.0) and s(20) == pytest.approx(0.1) and s(12) == pytest.approx(0.55)
+    s.time_floor = 0.5  # half the time budget used: the cosine is at least half-way
+    assert s(5) == pytest.approx(0.55) and s(16) == pytest.approx(s.min_ratio + (1 - s.min_ratio) * 0.5 * (1 + math.cos(0.75 * math.pi)))
     cfg = TrainConfig(epochs=3, augment={"p_flip": 0.1})
     assert TrainConfig.from_json(cfg.to_json()) == cfg and cfg.augment.p_flip == 0.1
     with pytest.raises(SegLoopError, match="unknown setting"):
         TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(SegLoopError, match="replay_ratio"):
         TrainConfig(replay_ratio=2.0)
+
+
+def test_a_run_behind_its_planned_pace_still_decays_its_rate_by_the_deadline(tmp_path):
+    """Far more steps planned than the minutes allow (a busy machine): the clock, not the step
+    count, then drives the cosine, so the run is cut at the lowest rate, not at a high one."""
+    ds = make_dataset(tmp_path, limit=5)
+    reg = ModelRegistry(tmp_path / "models")
+    cfg = tiny_config(max_steps=100_000, steps_per_epoch=100_000, max_minutes=0.05, lr=1e-2, min_lr_ratio=0.02)
+    reports: list = []
+    result = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version="scratch"), reports.append)
+    steps = [r for r in reports if isinstance(r, StepReport)]
+    result_lrs = [r.lr for r in steps]
+    assert result.stopped == "time-limit" and max(result_lrs) == pytest.approx(1e-2, rel=0.05)
+    assert result_lrs[-1] < 0.2 * 1e-2  # the step schedule alone would still be at ~1e-2 here
+    assert all(b <= a + 1e-12 for a, b in zip(result_lrs[cfg.warmup_steps:], result_lrs[cfg.warmup_steps + 1:]))
 
 
 def test_closing_the_generator_keeps_the_run_resumable(tmp_path):

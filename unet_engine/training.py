@@ -116,16 +116,26 @@ class TrainResult:
     elapsed_s: float = 0.0
 
 
+#: Share of a time budget by which the learning rate has decayed (the rest: final steps at the lowest rate).
+TIME_SCHEDULE_SHARE = 0.95
+
+
 class WarmupCosine:
-    """LR factor: linear warm-up to 1 over ``warmup`` steps, cosine down to ``min_ratio`` at ``total``."""
+    """LR factor: linear warm-up to 1 over ``warmup`` steps, cosine down to ``min_ratio`` at ``total``.
+
+    ``time_floor`` (0..1, set by a run with a time budget) is the share of the budget used: the
+    cosine's progress is never behind it, so a run that falls behind its planned pace (a busy
+    machine) still decays to ``min_ratio`` by the deadline instead of being cut at a high rate.
+    """
 
     def __init__(self, warmup: int, total: int, min_ratio: float) -> None:
         self.warmup, self.total, self.min_ratio = int(warmup), int(total), float(min_ratio)
+        self.time_floor = 0.0
 
     def __call__(self, step: int) -> float:
         if self.warmup and step < self.warmup:
             return (step + 1) / self.warmup
-        progress = min(1.0, max(0.0, (step - self.warmup) / max(1, self.total - self.warmup)))
+        progress = min(1.0, max(0.0, (step - self.warmup) / max(1, self.total - self.warmup), self.time_floor))
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -231,7 +241,11 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                   weight_decay=config.weight_decay)
     total = config.total_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(config.warmup_steps, total, config.min_lr_ratio))
+    schedule = WarmupCosine(config.warmup_steps, total, config.min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    # a time budget: the cosine ends by this many seconds even when steps run slower than planned
+    # (one clock per process, so not under DDP, where every rank must keep the same rate)
+    deadline_s = None if config.max_minutes is None or env.distributed else config.max_minutes * 60.0 * TIME_SCHEDULE_SHARE
     use_amp = bool(config.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -396,6 +410,8 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         scaler.step(optimizer)
         scaler.update()
         lr = bk["last_lr"] = float(optimizer.param_groups[0]["lr"])
+        if deadline_s is not None:
+            schedule.time_floor = min(1.0, elapsed() / deadline_s)
         scheduler.step()
         bk["step"] += 1
         loss_v = float(loss.detach())
