@@ -272,6 +272,8 @@ def walkthrough(w: Walk, minutes: float, ft_minutes: int) -> dict[str, Any]:
     w.open_scan(b)
     before = w.run_model()
     vp.table.selectRow(vp.row_of(v2))
+    # a version with no validation Dice asks first (a blocking box): the walkthrough answers Yes
+    p.versions.ask_promote_unvalidated = lambda v, why: w.log(f"promote {v}: no validation Dice ({why})") or True
     w.click(vp.promote_button)
     w.wait(lambda: p.versions.registry_worker is None and p.session.registry.active == v2, "promote", 60)
     w.log(f"promoted {v2}; AI panel: {ip.model_label.text()!r}")

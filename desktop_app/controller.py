@@ -36,6 +36,7 @@ from desktop_app.state.document import Document, label_values_present
 from desktop_app.state.label_io import descriptions
 from desktop_app.state.saved_labels import LabelConflict, labels_with_saved, saved_labels_note
 from desktop_app.state.scan_checks import ScanChecks
+from desktop_app.unsaved_mask import CLEAN, DISCARD, UnsavedMaskGuard, ask_unsaved_mask
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.readout import format_readout, voxel_index
 from desktop_app.viewer.view_grid import ViewGrid
@@ -80,6 +81,9 @@ class Controller(QtCore.QObject):
         self._load_token = 0
         self._dialogs: list[QtWidgets.QWidget] = []
         self._hovering = False
+        # Save / Discard / Cancel before dropping unsaved edits; Save reuses save_mask
+        self.unsaved = UnsavedMaskGuard(document, lambda: self.ask_discard_changes(), lambda: self.save_mask(),
+                                        self.mask_saved, self.workers, window.show_message, parent=self)
         self._connect()
         self.refresh_recent_menu()
         self._update_enabled()
@@ -186,16 +190,15 @@ class Controller(QtCore.QObject):
         self.window.show_message(f"{title}: {text}", 10000)
         self.error_shown.emit(title, text)
 
-    def ask_discard_changes(self) -> bool:
-        """Blocking question: discard the unsaved mask? (tests replace this method)."""
-        answer = QtWidgets.QMessageBox.question(
-            self.window, "Unsaved mask", "The mask has unsaved changes. Discard them?",
-            QtWidgets.QMessageBox.StandardButton.Discard | QtWidgets.QMessageBox.StandardButton.Cancel,
-            QtWidgets.QMessageBox.StandardButton.Cancel)
-        return answer == QtWidgets.QMessageBox.StandardButton.Discard
+    def ask_discard_changes(self) -> str | bool:
+        """Blocking question about the unsaved mask: "save", "discard" or "cancel" (tests
+        replace this method; a stand-in returning True / False means Discard / Cancel)."""
+        return ask_unsaved_mask(self.window)
 
-    def _ok_to_replace(self) -> bool:
-        return not self.document.dirty or self.ask_discard_changes()
+    def _ok_to_replace(self, then: Callable[[], Any]) -> bool:
+        """True: go on (nothing unsaved, or Discard). False: Cancel, or Save -- ``then()``
+        runs again once the mask is saved (:mod:`desktop_app.unsaved_mask`)."""
+        return self.unsaved.resolve(then) in (CLEAN, DISCARD)
 
     # ----- open --------------------------------------------------------------------------
     def open_scan_dialog(self) -> None:
@@ -228,7 +231,7 @@ class Controller(QtCore.QObject):
 
     def open_scan(self, path: str | Path, mask: str | Path | None = None):
         """Read ``path`` (file or DICOM folder) in a worker, then show it. Returns the worker."""
-        if not self._ok_to_replace():
+        if not self._ok_to_replace(lambda: self.open_scan(path, mask)):
             return None
         self._load_token += 1
         token = self._load_token
@@ -269,7 +272,7 @@ class Controller(QtCore.QObject):
     def open_mask(self, path: str | Path):
         """Read a mask on the open scan's grid in a worker; it replaces the current mask."""
         vol = self.document.image
-        if vol is None or not self._ok_to_replace():
+        if vol is None or not self._ok_to_replace(lambda: self.open_mask(path)):
             return None
         path = Path(path)
         return self.workers.start(
@@ -412,7 +415,7 @@ class Controller(QtCore.QObject):
 
     def can_close(self) -> bool:
         """Window close: confirm unsaved edits, save the layout, stop workers."""
-        if not self._ok_to_replace():
+        if not self._ok_to_replace(self.window.close):
             return False
         self.settings.save_window(self.window.saveGeometry(), self.window.saveState(), self.grid.layout_name)
         self.shutdown()

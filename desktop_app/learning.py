@@ -73,7 +73,7 @@ def build_learning(window: MainWindow, controller: Controller, document: Documen
     versions = VersionsController(ctx, document, controller.options, session, versions_panel, parent=window)
     projects = ProjectController(ctx, session, settings, document, switcher, window.project_menu, window.actions,
                                  controller.set_default_labels, window.set_project_title,
-                                 lambda: controller.ask_discard_changes(), controller.discard_mask_changes,
+                                 controller.unsaved.resolve, controller.discard_mask_changes,
                                  parent=window)
     window.add_panel("AI model", inference_panel, "right")
     window.add_panel("Fine-tune", training_panel, "bottom")
@@ -83,7 +83,7 @@ def build_learning(window: MainWindow, controller: Controller, document: Documen
 
     # the few signals that cross concerns
     controller.scan_opened.connect(inference.on_scan_opened)
-    controller.scan_opened.connect(lambda _v: dataset.update_enabled())
+    controller.scan_opened.connect(dataset.on_scan_opened)
     controller.model_requested.connect(session.request_model)
     session.project_changed.connect(lambda _p: inference.forget_prediction())
     training.training_finished.connect(lambda res: versions.show_version(res.version))

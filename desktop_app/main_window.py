@@ -65,6 +65,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("SegLoop")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
+        # the right column runs the full height (the bottom panels stop at it): its panels'
+        # buttons ("Add to training set") stay in view at 1400 x 900
+        self.setCorner(QtCore.Qt.Corner.BottomRightCorner, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.view_grid = view_grid
         self.setCentralWidget(view_grid)
         self.close_guard: Callable[[], bool] | None = None
@@ -195,13 +198,16 @@ class MainWindow(QtWidgets.QMainWindow):
                 continue
             hints = [self.panels[t].sizeHint() for t, d in self.docks.items() if d in front]
             title_h = self.fontMetrics().height() + 12
+            tab_h = self.fontMetrics().height() + 14  # the tab bar under a stack of tabbed docks
+            extra = [tab_h if self.tabifiedDockWidgets(d) else 0 for d in front]
             if name in ("left", "right"):
                 width = min(max(h.width() for h in hints) + 20, _MAX_SIDE_WIDTH)
                 self.resizeDocks(front, [width] * len(front),
                                  QtCore.Qt.Orientation.Horizontal)
-                self.resizeDocks(front, [h.height() + title_h for h in hints], QtCore.Qt.Orientation.Vertical)
+                self.resizeDocks(front, [h.height() + title_h + e for h, e in zip(hints, extra)],
+                                 QtCore.Qt.Orientation.Vertical)
             else:
-                height = min(max(h.height() for h in hints) + title_h, _MAX_BOTTOM_HEIGHT)
+                height = min(max(h.height() + e for h, e in zip(hints, extra)) + title_h, _MAX_BOTTOM_HEIGHT)
                 self.resizeDocks(front, [height] * len(front),
                                  QtCore.Qt.Orientation.Vertical)
 

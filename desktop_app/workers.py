@@ -12,7 +12,8 @@ Everything slow (reading a scan, writing a mask, inference, training) runs throu
   (``worker.quit()``) stops it at the next yield.
 * Callbacks run on the GUI thread (queued signals). Pass the worker *copies* of document
   arrays: only the GUI thread changes the document.
-* ``busy_changed(bool)`` / ``message_changed(str)`` drive the status-bar busy indicator.
+* ``busy_changed(bool)`` / ``message_changed(str)`` drive the status-bar busy indicator;
+  ``worker_finished(worker)`` follows each worker's own callbacks (it is no longer busy).
 * :meth:`WorkerManager.shutdown` (window close, test teardown) asks every worker to quit
   and waits for the thread pool.
 """
@@ -35,6 +36,7 @@ class WorkerManager(QtCore.QObject):
 
     busy_changed = QtCore.Signal(bool)
     message_changed = QtCore.Signal(str)
+    worker_finished = QtCore.Signal(object)  # the worker, after its result / error callbacks
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
@@ -123,6 +125,7 @@ class WorkerManager(QtCore.QObject):
             self.message_changed.emit("")
         else:
             self.message_changed.emit(next(reversed(self._workers.values())))
+        self.worker_finished.emit(worker)
 
     @staticmethod
     def _log_error(exc: BaseException) -> None:

@@ -91,6 +91,11 @@ class DatasetController(QtCore.QObject):
         self.panel.add_label.setText("")
         self.update_enabled()
 
+    def on_scan_opened(self, _volume: Any = None) -> None:
+        """A new scan: the last case's "Added case ..." account no longer describes what is shown."""
+        self.panel.add_label.setText("")
+        self.update_enabled()
+
     def update_enabled(self) -> None:
         busy = self.worker is not None or self.labels_worker is not None
         self.panel.add_button.setEnabled(self.document.has_image and self.session.project is not None and not busy)
@@ -109,11 +114,12 @@ class DatasetController(QtCore.QObject):
         if doc.image is None or doc.mask is None or self.worker is not None or project is None:
             return None
         pred, version = self.prediction.for_volume(doc.image)
+        volume = doc.image
         self.panel.add_label.setText(f"Adding the case to project {project.name}…")
         self.worker = self.ctx.workers.start(
             jobs.add_case_job, project.folder, doc.image, doc.mask.copy(), None if pred is None else pred.copy(),
             version, replace=replace, reviewer=self.reviewer, description="Adding the case to the training set",
-            on_result=lambda res: self.ctx.guard("Could not add the case", self._on_added, res, version),
+            on_result=lambda res: self.ctx.guard("Could not add the case", self._on_added, res, version, volume),
             on_error=lambda exc: self.ctx.job_error("Could not add the case", exc, self.panel.add_label.setText),
             on_finished=self._on_finished)
         self.update_enabled()
@@ -130,27 +136,30 @@ class DatasetController(QtCore.QObject):
         """Blocking question: replace the duplicate case? (tests replace this method)."""
         return self.ctx.ask_yes_no("Already in the training set", f"This scan is already in the training set as case {case_id!r}. Replace its mask?")
 
-    def _on_added(self, res: jobs.AddResult, version: str | None) -> None:
+    def _on_added(self, res: jobs.AddResult, version: str | None, volume: Any = None) -> None:
+        """The case was added (or not): the panel says so while that scan is still open."""
+        shown = volume is None or self.document.image is volume
         if res.unknown_labels:
             self.ask_unknown_labels(res.unknown_labels)
             return
         if res.duplicate_of is not None:
             if self.ask_replace(res.duplicate_of):
                 self._retry = {"replace": True}  # started again once this worker has finished
-            else:
+            elif shown:
                 self.panel.add_label.setText(f"Not added: already in the training set as {res.duplicate_of}")
             return
         self.last_add = res
         text = add_result_text(res, version, self.session.name)
         if res.voxels_changed is not None and self.effort is not None:
-            vol = self.document.image
+            vol = volume if volume is not None else self.document.image
             case = Path(vol.source_path).name if vol is not None and vol.source_path else str(res.case_id)
             dice = {k: v for k, v in res.dice.items() if v is not None}
             # the project's own dataset, by name: no path
             self.effort.add(EffortRecord(case=case, model_version=version or "?", voxels_changed=res.voxels_changed,
                                          voxels_total=res.voxels_total, dice=dice, dataset=res.dataset.name))
             self.effort_chart.refresh()
-        self.panel.add_label.setText(text)
+        if shown:
+            self.panel.add_label.setText(text)
         self.ctx.show_message(text.replace("\n", " · "), 10000)
         self.session.dataset_changed.emit()
         self.case_added.emit(res)

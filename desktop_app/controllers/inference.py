@@ -76,6 +76,8 @@ class InferenceController(QtCore.QObject):
         self.review = ReviewState.empty()
         self.worker: Any = None
         self._token: jobs.WorkerCancelToken | None = None
+        self._predicted = False  # the running job's prediction was applied
+        self._run_volume: Any = None  # the scan the running job segments
         self._cache: dict[tuple[str, float], tuple[Any, Any]] = {}
         self._connect()
         self.refresh_model()
@@ -110,7 +112,7 @@ class InferenceController(QtCore.QObject):
         self.prediction.clear()
         self.review = ReviewState.empty()
         self.panel.set_review(self.review.summary(), False)
-        self.panel.set_progress(0.0)
+        self.panel.reset_progress()
         self.panel.set_status("")
         self.update_enabled()
 
@@ -189,6 +191,7 @@ class InferenceController(QtCore.QObject):
         volume = doc.image
         version = self.session.version_of(path)
         self._token = token
+        self._predicted, self._run_volume = False, volume
         p.set_running(True)
         p.set_progress(0.0, "starting")
         p.set_status(f"Running {version}…")
@@ -208,10 +211,18 @@ class InferenceController(QtCore.QObject):
         if self._token is not None and self.worker is not None:
             self._token.cancel()
             self.worker.quit()
+            self.panel.set_status("Cancelling…")
 
     def _on_finished(self) -> None:
+        """The run ended: a run stopped by Cancel says so while its scan is open (the worker may
+        stop at a progress report without an error); anything but a prediction empties the bar."""
+        token, volume = self._token, self._run_volume
         self.worker = None
-        self._token = None
+        self._token = self._run_volume = None
+        if not self._predicted:
+            if token is not None and token.cancelled and self.document.image is volume:
+                self.panel.set_status("Cancelled: the model run was stopped; the mask is unchanged.")
+            self.panel.reset_progress()
         self.update_enabled()
 
     def _on_prediction(self, res: jobs.InferenceResult, volume: Any, key: tuple[str, float], version: str | None) -> None:
@@ -235,6 +246,7 @@ class InferenceController(QtCore.QObject):
         p.set_review(self.review.summary(), self.review.n_uncertain > 0)
         where = "" if res.region is None else " (region)"
         p.set_status(f"Predicted{where} in {res.seconds:.1f} s with {version} on {res.device}. Ctrl+Z undoes it.")
+        self._predicted = True
         self.prediction_applied.emit(res)
 
     def _apply_card_labels(self, card: Any) -> None:

@@ -31,6 +31,7 @@ from desktop_app.settings import Settings
 from desktop_app.state.document import Document
 from desktop_app.state.labels import Label
 from desktop_app.state.project_session import ProjectSession
+from desktop_app.unsaved_mask import CANCEL, DISCARD, SAVING
 from desktop_app.widgets.delete_project_dialog import DeleteProjectDialog
 from desktop_app.widgets.new_project_dialog import NewProjectDialog
 from desktop_app.widgets.project_switcher import ProjectSwitcher
@@ -56,14 +57,15 @@ class ProjectController(QtCore.QObject):
     def __init__(self, ctx: UiContext, session: ProjectSession, settings: Settings, document: Document,
                  switcher: ProjectSwitcher, menu: QtWidgets.QMenu, actions: dict[str, QtGui.QAction],
                  apply_labels: Callable[[list[Label]], None], set_title: Callable[[str | None], None],
-                 ask_discard: Callable[[], bool], discard_mask: Callable[[], None],
+                 resolve_unsaved: Callable[[Callable[[], Any]], str], discard_mask: Callable[[], None],
                  parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("project_controller")
         self.ctx, self.session, self.settings, self.document = ctx, session, settings, document
         self.switcher, self.menu = switcher, menu
         self.apply_labels, self.set_title = apply_labels, set_title
-        self.ask_discard, self.discard_mask = ask_discard, discard_mask
+        # resolve_unsaved(then): the Save / Discard / Cancel question (desktop_app.unsaved_mask)
+        self.resolve_unsaved, self.discard_mask = resolve_unsaved, discard_mask
         self.new_dialog: NewProjectDialog | None = None
         self.delete_dialog: DeleteProjectDialog | None = None
         self.create_worker: Any = None
@@ -137,10 +139,15 @@ class ProjectController(QtCore.QObject):
                         "Wait for it to finish or cancel it, then switch.")
             return False
         if self.document.dirty:
-            if not self.ask_discard():
+            answer = self.resolve_unsaved(lambda: self.switch_to(name))
+            if answer == SAVING:
+                self.refresh_list()  # the switcher shows the open project until the switch happens
+                return False  # switches once the mask is saved
+            if answer == CANCEL:
                 self.refuse("Switch cancelled: the mask has unsaved changes (save it first).", dialog=False)
                 return False
-            self.discard_mask()
+            if answer == DISCARD:
+                self.discard_mask()
         try:
             project = self.session.store.open(name)
         except SegLoopError as exc:

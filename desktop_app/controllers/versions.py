@@ -22,6 +22,7 @@ from desktop_app.controllers.context import UiContext
 from desktop_app.state.effort import dice_text
 from desktop_app.state.document import Document
 from desktop_app.state.project_session import ProjectSession
+from desktop_app.state.validation_info import missing_validation
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.widgets.versions_panel import VersionsPanel
 from unet_engine.errors import SegLoopError
@@ -109,8 +110,26 @@ class VersionsController(QtCore.QObject):
         return self.registry_worker
 
     def promote(self, version: str) -> Any:
-        """Make ``version`` the active model (in a worker); returns the worker."""
+        """Make ``version`` the active model (in a worker); returns the worker (None: not now,
+        e.g. the user kept the active model rather than promote a version with no validation Dice)."""
+        reg = self.session.registry
+        if self.registry_worker is not None or reg is None:
+            return None
+        try:
+            why = missing_validation(reg.get(version))  # one small JSON file
+        except SegLoopError as exc:
+            self.ctx.show_error("Could not promote", exc)
+            return None
+        if why is not None and not self.ask_promote_unvalidated(version, why):
+            self.ctx.show_message(f"{version} not promoted: it has no validation Dice", 6000)
+            return None
         return self._registry_action("Could not promote", "promote", version, lambda v: f"{v} is now the active model")
+
+    def ask_promote_unvalidated(self, version: str, why: str) -> bool:
+        """Blocking confirmation before promoting a version with no validation Dice (tests answer
+        through ``ctx.ask_yes_no``)."""
+        return self.ctx.ask_yes_no("Promote without validation",
+                                   f"{version} has no validation Dice ({why}) — promote anyway?")
 
     def rollback(self) -> Any:
         """Go back to the previously active version (in a worker); returns the worker."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from unet_engine.validation import MIN_VALIDATION_CASES
+
 
 def completed_metrics(metrics: dict[str, Any] | None, val_cases: int | None = None) -> dict[str, Any]:
     """``metrics`` with ``val_cases`` (when missing and known) and ``val_na_labels`` filled in;
@@ -38,3 +40,15 @@ def version_val_cases(version: Any) -> int | None:
     n = sum(1 for c in cases if isinstance(c, dict) and c.get("split") == "val")
     limit = (getattr(version, "config", None) or {}).get("val_max_cases")
     return min(n, int(limit)) if limit else n
+
+
+def missing_validation(version: Any) -> str | None:
+    """Why registry version ``version`` has no validation Dice to judge it by, e.g. "fewer
+    than 2 validation cases" (None: it has one)."""
+    metrics = completed_metrics(getattr(version, "metrics", None), version_val_cases(version))
+    cases = metrics.get("val_cases")
+    if isinstance(cases, int) and cases < MIN_VALIDATION_CASES:
+        return f"fewer than {MIN_VALIDATION_CASES} validation cases"
+    if metrics.get("val_mean_dice") is None:
+        return "never scored on a validation split"
+    return None

@@ -36,6 +36,7 @@ from desktop_app.viewer.image_items import DisplayImageItem
 from desktop_app.viewer.intensity import sample_voxels
 from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_size
 from desktop_app.viewer.slice_geometry import PlaneGeometry, plane_geometry
+from desktop_app.viewer.view_limits import pan_limits
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class SliceView(QtWidgets.QFrame):
         self.viewbox = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.viewbox.setDefaultPadding(0.01)
         self.canvas.setCentralItem(self.viewbox)
+        self.viewbox.sigResized.connect(self._update_limits)
         self.image_item = DisplayImageItem(opaque=True)
         self.uncertainty_item = DisplayImageItem(opaque=False)
         self.uncertainty_item.setLookupTable(heat_lut())
@@ -182,8 +184,20 @@ class SliceView(QtWidgets.QFrame):
         the user zooms or pans (pyqtgraph turns auto-range off on those)."""
         if self.geometry_ is None:
             return
+        self._update_limits()
         self.viewbox.enableAutoRange(enable=True)
         self.viewbox.autoRange()
+
+    def _update_limits(self) -> None:
+        """Pan/zoom limits for the slice at the view's current shape (see
+        :mod:`desktop_app.viewer.view_limits`); re-fits when auto-range is on."""
+        g = self.geometry_
+        if g is None:
+            return
+        size = self.viewbox.size()
+        self.viewbox.setLimits(**pan_limits(g.extent_mm(), (size.width(), size.height())))
+        if any(self.viewbox.autoRangeEnabled()):
+            self.viewbox.updateAutoRange()
 
     def voxel_to_view_mm(self, kji: tuple[float, float, float]) -> tuple[float, float]:
         """Display position (x, y in view mm) of a voxel centre; for tool previews."""
@@ -263,8 +277,6 @@ class SliceView(QtWidgets.QFrame):
         for item in (self.image_item, self.overlay_item, self.uncertainty_item):
             item.setTransform(scale)
         self._refresh_all()
-        w, h = g.extent_mm()
-        self.viewbox.setLimits(xMin=-w, xMax=2 * w, yMin=-h, yMax=2 * h)
         self.reset_zoom()
         self._update_crosshair()
         self._update_info()

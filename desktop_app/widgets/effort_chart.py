@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtWidgets
 
 from desktop_app.state.effort import EffortLog
+from desktop_app.widgets.curve_plot import CurvePlot
 
 _COLOURS = ((231, 76, 60), (52, 152, 219), (46, 204, 113), (155, 89, 182), (241, 196, 15), (230, 126, 34))
 
@@ -24,11 +25,12 @@ class EffortChart(QtWidgets.QWidget):
         self.setObjectName("effort_chart")
         self.log = log
         lay = QtWidgets.QVBoxLayout(self)
-        self.plot = pg.PlotWidget(title="Voxels corrected per case")
+        # shorter than the Fine-tune curves: with its summary line it fits the same tabbed dock
+        self.plot = CurvePlot(title="Voxels corrected per case", preferred_height=110)
         self.plot.setLabel("bottom", "case (in the order added)")
         self.plot.setLabel("left", "voxels changed")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.plot.setMinimumHeight(160)
+        self.plot.setMinimumHeight(100)
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.summary = QtWidgets.QLabel("")
         self.summary.setWordWrap(True)

@@ -61,6 +61,7 @@ class InferencePanel(QtWidgets.QWidget):
         self.progress.setFormat("")
         lay.addWidget(self.progress)
         self.status_label = QtWidgets.QLabel("")
+        self.status_label.setObjectName("inference_status")
         self.status_label.setWordWrap(True)
         lay.addWidget(self.status_label)
 
@@ -80,6 +81,7 @@ class InferencePanel(QtWidgets.QWidget):
         self.add_button.setToolTip("Store the scan, the corrected mask and what you changed in the retraining dataset")
         lay.addWidget(self.add_button)
         self.add_label = QtWidgets.QLabel("")
+        self.add_label.setObjectName("add_case_status")
         self.add_label.setWordWrap(True)
         lay.addWidget(self.add_label)
         lay.addStretch(1)
@@ -115,6 +117,11 @@ class InferencePanel(QtWidgets.QWidget):
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.setFormat("")
+
+    def reset_progress(self) -> None:
+        """An empty bar with no text (idle, cancelled or failed)."""
+        self.progress.setValue(0)
+        self.progress.setFormat("")
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         self.progress.setValue(int(round(1000 * min(1.0, max(0.0, fraction)))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from PySide6 import QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.viewer.slice_view import MOUSE_HELP
 
@@ -45,14 +45,30 @@ class ShortcutsDialog(QtWidgets.QDialog):
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
                 self.table.setItem(r, c, QtWidgets.QTableWidgetItem(text))
+        header = self.table.horizontalHeader()
         self.table.resizeColumnsToContents()
-        self.table.horizontalHeader().setStretchLastSection(True)
+        content_width = sum(self.table.columnWidth(c) for c in range(3))
+        # group and shortcut keep their full width; the action column takes what is left
+        # (eliding only when the screen is narrower than the table), so no column is cut off
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         close = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.table)
         lay.addWidget(close)
-        self.resize(560, 520)
+        self.resize(self._fitting_width(content_width), 520)
+
+    def _fitting_width(self, content_width: int) -> int:
+        """Dialog width that shows every column whole (within the screen's width)."""
+        margins = self.layout().contentsMargins() if self.layout() is not None else QtCore.QMargins(11, 11, 11, 11)
+        width = (content_width + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth()
+                 + margins.left() + margins.right() + 8)
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        limit = int(screen.availableGeometry().width() * 0.9) if screen is not None else width
+        return max(560, min(width, limit))
 
     def rows(self) -> list[tuple[str, str, str]]:
         return [

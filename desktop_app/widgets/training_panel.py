@@ -15,6 +15,8 @@ import math
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from desktop_app.widgets.curve_plot import CurvePlot
+
 _DICE_COLOURS = ((46, 204, 113), (52, 152, 219), (155, 89, 182), (241, 196, 15), (230, 126, 34))
 
 
@@ -36,7 +38,9 @@ class TrainingPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("training_panel")
         outer = QtWidgets.QHBoxLayout(self)
-        side = QtWidgets.QVBoxLayout()
+        # two short columns (set-up | run), not one tall one: at 1400 x 900 the buttons, the
+        # progress and the status line all fit the bottom dock without scrolling
+        setup = QtWidgets.QVBoxLayout()
         form = QtWidgets.QFormLayout()
         self.budget_spin = QtWidgets.QSpinBox()
         self.budget_spin.setRange(1, 100_000)
@@ -56,7 +60,9 @@ class TrainingPanel(QtWidgets.QWidget):
         self.dataset_label.setObjectName("training_dataset_label")
         self.dataset_label.setWordWrap(True)
         form.addRow("Data", self.dataset_label)
-        side.addLayout(form)
+        setup.addLayout(form)
+        setup.addStretch(1)
+        run = QtWidgets.QVBoxLayout()
         row = QtWidgets.QHBoxLayout()
         self.start_button = QtWidgets.QPushButton("Start fine-tuning")
         self.start_button.setObjectName("start_training_button")
@@ -65,45 +71,50 @@ class TrainingPanel(QtWidgets.QWidget):
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         for b in (self.start_button, self.pause_button, self.cancel_button):
             row.addWidget(b)
-        side.addLayout(row)
+        run.addLayout(row)
+        row2 = QtWidgets.QHBoxLayout()
         self.first_model_button = QtWidgets.QPushButton("Train first model…")
         self.first_model_button.setObjectName("train_first_model_button")
         self.first_model_button.setToolTip("Plan a network for this project's data and train it from scratch")
         self.first_model_button.setVisible(False)
         self._first_model = (False, False)  # (needed, ready)
-        side.addWidget(self.first_model_button)
+        row2.addWidget(self.first_model_button)
         self.resume_saved_button = QtWidgets.QPushButton("Continue saved run")
         self.resume_saved_button.setObjectName("resume_saved_run_button")
         self._saved_run: str | None = None
         self._running = False
-        side.addWidget(self.resume_saved_button)
+        row2.addWidget(self.resume_saved_button)
+        run.addLayout(row2)
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
-        side.addWidget(self.progress)
         self.time_label = QtWidgets.QLabel("elapsed — · remaining —")
         self.time_label.setObjectName("time_label")
+        prow = QtWidgets.QHBoxLayout()
+        prow.addWidget(self.progress, 1)
+        prow.addWidget(self.time_label)
+        run.addLayout(prow)
         self.status_label = QtWidgets.QLabel("Idle")
         self.status_label.setObjectName("training_status")
         self.status_label.setWordWrap(True)
-        side.addWidget(self.time_label)
-        side.addWidget(self.status_label)
-        side.addStretch(1)
-        outer.addLayout(side, 0)
+        run.addWidget(self.status_label)
+        run.addStretch(1)
+        outer.addLayout(setup, 0)
+        outer.addLayout(run, 0)
 
-        self.loss_plot = pg.PlotWidget(title="Training loss")
+        self.loss_plot = CurvePlot(title="Training loss")
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.3)
         self.loss_plot.addLegend(offset=(-10, 10))
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((231, 76, 60), width=1.5), name="train loss")
         self.val_loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((241, 196, 15), width=2), symbol="o",
                                                   symbolSize=6, name="val loss")
-        self.dice_plot = pg.PlotWidget(title="Validation Dice")
+        self.dice_plot = CurvePlot(title="Validation Dice")
         self.dice_plot.setLabel("bottom", "step")
         self.dice_plot.setYRange(0, 1)
         self.dice_plot.showGrid(x=True, y=True, alpha=0.3)
         self.dice_plot.addLegend(offset=(-10, -10))
         for p in (self.loss_plot, self.dice_plot):
-            p.setMinimumSize(220, 160)
+            p.setMinimumSize(200, 120)
             outer.addWidget(p, 1)
         self.dice_curves: dict[str, pg.PlotDataItem] = {}
         self._redraw = QtCore.QTimer(self)

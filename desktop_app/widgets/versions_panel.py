@@ -43,6 +43,10 @@ class VersionsPanel(QtWidgets.QWidget):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
+        # the table takes the room left (it scrolls itself): its size hint must not push the
+        # Promote row below the dock's fold
+        self.table.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
+        self.table.setMinimumHeight(60)
         lay.addWidget(self.table, 1)
         row = QtWidgets.QHBoxLayout()
         self.promote_button = QtWidgets.QPushButton("Promote")
