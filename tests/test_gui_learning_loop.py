@@ -344,3 +344,38 @@ def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, t
     assert tr.last_train.steps == 20 and tr.last_train.parent == "v0001"
     assert [v.version for v in session.registry.list()] == ["v0001", "v0002"]
     assert tr.saved_run() is None and not tp.resume_saved_button.isEnabled()
+
+
+def test_a_retried_add_never_adds_a_scan_opened_in_the_meantime(qtbot, segloop_app):
+    """"Replace its mask?" answered after another scan was opened: the retry is refused with a
+    note, the other scan is not added and the case already in the set keeps its mask."""
+    from unet_engine.dataset import RetrainingDataset
+    from unet_engine.io import read_mask, read_volume
+
+    parts = segloop_app
+    ds_c, doc, session = parts.dataset, parts.document, parts.session
+    _open(qtbot, parts)
+    doc.replace_mask(read_mask(HIPPO / "labelsTr" / CASE.name, doc.image))
+    ds_c.add_to_dataset()
+    qtbot.waitUntil(lambda: ds_c.worker is None and ds_c.last_add is not None, timeout=20_000)
+    first = ds_c.last_add
+    ds = RetrainingDataset(session.dataset_folder)
+    _, stored, _ = ds.load_case(ds.get(first.case_id))
+
+    other_path = HIPPO / "imagesTr" / "hippocampus_003.nii.gz"
+    other = read_volume(other_path)
+    other_mask = read_mask(HIPPO / "labelsTr" / other_path.name, other)
+
+    def open_another_then_answer_yes(_case_id: str) -> bool:
+        doc.set_image(other, other_mask)  # the user opened another scan while the question was up
+        return True
+
+    ds_c.ask_replace = open_another_then_answer_yes
+    doc.set_image(read_volume(CASE), stored.copy())  # the same scan again: a duplicate
+    doc.replace_mask(np.where(stored > 0, 1, 0).astype(stored.dtype))  # a different mask to replace with
+    ds_c.add_to_dataset()
+    qtbot.waitUntil(lambda: ds_c.worker is None and "another scan was opened" in
+                    parts.window.statusBar().currentMessage(), timeout=20_000)
+    ds = RetrainingDataset(session.dataset_folder)
+    assert [c.id for c in ds.cases()] == [first.case_id] and ds_c.last_add is first
+    assert np.array_equal(ds.load_case(ds.get(first.case_id))[1], stored)

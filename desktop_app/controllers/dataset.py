@@ -109,9 +109,15 @@ class DatasetController(QtCore.QObject):
             return None
         return self.guard.confirm(doc.image, "Add to training set", lambda: self._start(replace), anyway="Add anyway")
 
-    def _start(self, replace: bool) -> Any:
+    def _start(self, replace: bool, for_volume: Any = None) -> Any:
+        """Start adding the open scan; ``for_volume``: a retry meant for that scan, refused
+        (with a note) when another scan has been opened since."""
         doc, project = self.document, self.session.project
         if doc.image is None or doc.mask is None or self.worker is not None or project is None:
+            return None
+        if for_volume is not None and doc.image is not for_volume:
+            self.ctx.show_message("Not added: another scan was opened before the case could be added; "
+                                  "open it again and press Add to training set", 10000)
             return None
         pred, version = self.prediction.for_volume(doc.image)
         volume = doc.image
@@ -140,11 +146,11 @@ class DatasetController(QtCore.QObject):
         """The case was added (or not): the panel says so while that scan is still open."""
         shown = volume is None or self.document.image is volume
         if res.unknown_labels:
-            self.ask_unknown_labels(res.unknown_labels)
+            self.ask_unknown_labels(res.unknown_labels, volume)
             return
         if res.duplicate_of is not None:
             if self.ask_replace(res.duplicate_of):
-                self._retry = {"replace": True}  # started again once this worker has finished
+                self._retry = {"replace": True, "for_volume": volume}  # again once this worker has finished
             elif shown:
                 self.panel.add_label.setText(f"Not added: already in the training set as {res.duplicate_of}")
             return
@@ -165,8 +171,10 @@ class DatasetController(QtCore.QObject):
         self.case_added.emit(res)
 
     # ----- labels the project lacks ----------------------------------------------------------------
-    def ask_unknown_labels(self, values: list[int]) -> UnknownLabelsDialog:
-        """Open the non-blocking "labels the project does not have" dialog for ``values``."""
+    def ask_unknown_labels(self, values: list[int], volume: Any = None) -> UnknownLabelsDialog:
+        """Open the non-blocking "labels the project does not have" dialog for ``values`` of the
+        mask on ``volume`` (default: the open scan); accepting adds them, then that scan's case."""
+        volume = volume if volume is not None else self.document.image
         table = self.document.labels
         rows = [(v, table[v].name if v in table else f"Label {v}", table[v].colour if v in table else default_colour(v))
                 for v in values]
@@ -174,7 +182,7 @@ class DatasetController(QtCore.QObject):
         self.panel.add_label.setText(f"Not added yet: label(s) {names} are not labels of project {self.session.name}")
         dlg = UnknownLabelsDialog(self.session.name or "", rows, self.ctx.parent)
         dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        dlg.accepted.connect(lambda: self.add_labels_then_case(dlg.labels(), dlg.colours()))
+        dlg.accepted.connect(lambda: self.add_labels_then_case(dlg.labels(), dlg.colours(), volume))
         dlg.rejected.connect(lambda: self.panel.add_label.setText(
             f"Not added: the mask has label(s) {names} that project {self.session.name} does not have"))
         dlg.finished.connect(lambda _r: setattr(self, "dialog", None))
@@ -182,9 +190,11 @@ class DatasetController(QtCore.QObject):
         dlg.open()
         return dlg
 
-    def add_labels_then_case(self, labels: dict[int, str], colours: dict[int, Any]) -> Any:
-        """Add ``labels`` to the project (new schema version, in a worker), then add the case."""
+    def add_labels_then_case(self, labels: dict[int, str], colours: dict[int, Any], volume: Any = None) -> Any:
+        """Add ``labels`` to the project (new schema version, in a worker), then add the case of
+        ``volume`` (default: the open scan) if it is still the open scan."""
         project = self.session.project
+        volume = volume if volume is not None else self.document.image
         if project is None or self.labels_worker is not None:
             return None
         self.panel.add_label.setText(f"Adding label(s) {', '.join(map(str, labels))} to project {project.name}…")
@@ -193,9 +203,9 @@ class DatasetController(QtCore.QObject):
             self.session.reload()
             self.labels_added.emit(new_project)
             if self.worker is None:
-                self._start(replace=False)
+                self._start(replace=False, for_volume=volume)
             else:
-                self._retry = {"replace": False}
+                self._retry = {"replace": False, "for_volume": volume}
 
         def finished() -> None:
             self.labels_worker = None
