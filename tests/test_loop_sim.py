@@ -210,3 +210,19 @@ def test_the_plan_sets_the_per_round_budget_unless_given(tmp_path):
     sim._initial_workspace()
     assert cfg.steps_per_round == cfg.planned["finetune_steps"] and cfg.lr_round == cfg.planned["finetune_lr"]
     assert cfg.batch_size == 1 and cfg.model_spec["dims"] == 3
+
+
+def test_a_reference_model_of_other_labels_is_not_scored(capsys):
+    """The bundled hippocampus model is no reference for a spleen simulation: no reference line."""
+    import argparse
+
+    from unet_engine.commands.loop_sim import build_config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    common = ["loop-sim", "--data", str(DATA), "--out", "unused", "--reference", "default"]
+    same = build_config(parser.parse_args(common))
+    assert same.reference is not None and same.labels == {1: "anterior", 2: "posterior"}
+    other = build_config(parser.parse_args(common + ["--labels", "1=spleen"]))
+    assert other.reference is None and other.labels == {1: "spleen"}
+    assert "segments other labels" in capsys.readouterr().err

@@ -143,6 +143,10 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
         labels = {int(k): str(v) for k, v in meta["labels"].items() if str(k).isdigit() and int(k) != 0}
     else:
         raise SegLoopError("loop-sim: pass --labels (e.g. 1=anterior,2=posterior) when there is no reference model")
+    if card is not None and {k: v for k, v in card.labels.items() if k != 0} != labels:
+        print(f"loop-sim: reference {reference} segments other labels than {labels}; no reference line",
+              file=sys.stderr)
+        reference = card = None
     if plan_mode == "auto" or planned is not None:
         return _planned_config(args, data, labels, modality, plan_mode, planned, reference, holdout_ids)
     if args.spec:
