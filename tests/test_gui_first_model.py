@@ -174,6 +174,11 @@ def test_a_new_project_from_nothing_to_a_first_model(qtbot, segloop_app):
                                                parts.versions.panel.table.columnCount() - 1)
     assert mean_cell.text() == "no validation yet"
     assert tp.first_model_button.isHidden() and tp.start_button.isEnabled()
+    # the Fine-tune panel's next run fine-tunes the planned model as the plan says (patch, batch, rate)
+    plan = parts.session.project.plan
+    fine = parts.training.training_config()
+    assert fine.lr == plan["finetune_lr"] and fine.patch_size == plan["patch_size"]
+    assert fine.batch_size == plan["batch_size"]
     _click(qtbot, ip.run_button)
     qtbot.waitUntil(lambda: parts.inference.worker is None and parts.learning.prediction.mask is not None,
                     timeout=30_000)

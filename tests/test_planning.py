@@ -210,6 +210,15 @@ def test_train_config_trains_exactly_the_planned_network(hippo, tmp_path):
     assert card.preprocessing == plan.preprocessing()
     assert card.training["patch_size"] == plan.patch_size and card.training["config"]["batch_size"] == 2
     assert result.steps == 20
+    # a fine-tune of the planned model takes the plan's data settings and per-case rate; another network not
+    from unet_engine.paths import BUNDLED_MODELS
+    from unet_engine.planning import finetune_settings
+
+    settings = finetune_settings(plan.to_dict(), reg.get(result.version).path)
+    assert settings["lr"] == plan.finetune_lr and settings["patch_size"] == plan.patch_size
+    assert settings["batch_size"] == plan.batch_size and settings["augment"] == plan.augment
+    assert finetune_settings(plan.to_dict(), BUNDLED_MODELS / "default") == {}
+    assert finetune_settings(None, reg.get(result.version).path) == {}
 
 
 def test_old_train_configs_still_load_and_bad_preprocessing_is_refused():

@@ -120,14 +120,15 @@ class TrainingController(QtCore.QObject):
         return self._slot.process if self._slot is not None else None
 
     def training_config(self) -> TrainConfig:
-        """The app's fine-tuning settings with the panel's budget (batch, patch and augmentation
-        are left to the engine: the start model's own). A budget in minutes is fitted to a
+        """The app's fine-tuning settings with the panel's budget: a model of the project's plan
+        takes the plan's patch, batch, augmentation and per-case rate; any other model its own
+        (the engine's inheritance from its card). A budget in minutes is fitted to a
         complete schedule by the training process (``fit_minutes``)."""
         unit, value = self.panel.budget()
+        base = self.base_config.replace(**self.session.fine_tune_settings())  # a planned model: the plan's
         if unit == "minutes":
-            return self.base_config.replace(max_minutes=float(value))
-        return self.base_config.replace(max_steps=int(value), steps_per_epoch=min(int(value),
-                                                                                   self.base_config.steps_per_epoch))
+            return base.replace(max_minutes=float(value))
+        return base.replace(max_steps=int(value), steps_per_epoch=min(int(value), base.steps_per_epoch))
 
     # ----- starting -------------------------------------------------------------------------------
     def start_training(self) -> Any:

@@ -159,6 +159,20 @@ class ProjectSession:
             return self.requested_path()
         return self.project.model_path() if self.project is not None else None
 
+    def fine_tune_settings(self) -> dict[str, Any]:
+        """TrainConfig fields a fine-tune of :meth:`model_path` takes from the project's plan
+        (patch, batch, augmentation, per-case rate; {} without a plan or for another network)."""
+        if self.project is None:
+            return {}
+        from unet_engine.errors import SegLoopError
+        from unet_engine.planning import finetune_settings
+
+        try:
+            plan = self.project.plan
+        except SegLoopError:
+            return {}
+        return finetune_settings(plan, self.model_path())
+
     def model_source(self) -> str:
         """Where :meth:`model_path` comes from: "--model", "active version", "bundled start" or ""."""
         if self.requested_model is not None:

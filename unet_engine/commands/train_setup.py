@@ -164,30 +164,19 @@ def _first_model(args: argparse.Namespace, project: Any, dataset: Any, registry:
 
 
 def plan_base(project: Any, registry: Any, from_version: str) -> TrainConfig:
-    """A fine-tune's starting config: the plan's data settings (patch, batch, augmentation)
-    when the start model has the planned shape, else the defaults."""
-    try:
-        data = project.plan
-    except SegLoopError:
-        data = None
-    if data is None:
-        return TrainConfig()
-    from unet_engine.checkpoint import load_card
+    """A fine-tune's starting config: the plan's data settings (patch, batch, augmentation) and
+    per-case learning rate when the start model has the planned shape, else the defaults."""
     from unet_engine.paths import BUNDLED_MODELS
-    from unet_engine.planning import TrainingPlan
+    from unet_engine.planning import finetune_settings
 
     try:
-        plan = TrainingPlan.from_dict(data)
+        data = project.plan
         if from_version == "default":
             folder = BUNDLED_MODELS / "default"
         elif Path(from_version).expanduser().is_dir():
             folder = Path(from_version).expanduser()
         else:
             folder = registry.get(registry.resolve(from_version)).path
-        spec = load_card(folder).spec
     except SegLoopError:
         return TrainConfig()
-    if (spec.dims, spec.context_slices) != (plan.dims, plan.context_slices):
-        return TrainConfig()
-    return TrainConfig(patch_size=list(plan.patch_size), batch_size=plan.batch_size, augment=dict(plan.augment),
-                       cache_cases=plan.cache_cases, samples_per_case=plan.samples_per_case)
+    return TrainConfig(**finetune_settings(data, folder))

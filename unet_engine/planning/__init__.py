@@ -17,6 +17,10 @@ Public API (what ``segloop train --project NAME --minutes M`` and the GUI's plan
 ``dataset`` is a :class:`~unet_engine.dataset.RetrainingDataset`; ``modality`` is the
 project's "CT", "MR", "US" or "other" ("MRI" = MR; None: the dataset's own).
 
+A fine-tune of a planned model takes the plan's data settings and per-case rate::
+
+    TrainConfig(**finetune_settings(project.plan, start_checkpoint_folder))
+
 Fine-tuning an existing model for a time budget (any start model)::
 
     config = fit_config_to_minutes(config, dataset, minutes, registry=registry, from_version=None)
@@ -35,6 +39,7 @@ from unet_engine.planning.fingerprint import (
     fingerprint_dataset,
     normalize_modality,
 )
+from unet_engine.planning.finetune import finetune_settings
 from unet_engine.planning.plan import EDITABLE, TrainingPlan, make_plan
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "DatasetFingerprint",
     "TrainingPlan",
     "calibrate_plan",
+    "finetune_settings",
     "fingerprint_dataset",
     "fit_config_to_minutes",
     "make_plan",
