@@ -6,18 +6,27 @@ after every batch (checking the cancel token in between) and returns a
 :func:`~unet_engine.progress.run_generator` or use :func:`predict_array` /
 :func:`predict_slice`.
 
-How it is fast (see ``bench/inference_bench.py``):
+How it is fast (see ``bench/full_size_bench.py``, ``bench/gpu_bench.py``, ``bench/inference_bench.py``):
 
-* 2D / 2.5D models: the volume is normalised and padded once, then many slices go
-  through the network per call; slices are taken along the axis of largest spacing
-  (``k`` for isotropic data). 3D models: one window over the whole volume when it is at
-  most twice the training patch (:func:`unet_engine.inference_runner.patch_size`), else a
-  sliding window with 50 % overlap and Gaussian blending, several patches per call.
+* The raw image goes to the device once, in its own dtype, and is normalised there
+  (:func:`~unet_engine.inference_runner.device_image`); intensity statistics come from a
+  subsample of the whole image on the host.
+* 2D / 2.5D models: the volume is padded in-plane once, then batches of slices (with their
+  2.5D neighbours) are gathered on the device; slices are taken along the axis of largest
+  spacing (``k`` for isotropic data). 3D models: one window over the whole volume when it is
+  at most twice the training patch (:func:`unet_engine.inference_runner.patch_size`), else a
+  sliding window grown from the training patch to ~1 M voxels on the CPU, ~2 M on a GPU
+  (:func:`~unet_engine.inference_runner.window_size`), ``overlap`` 0.25 of the window,
+  Gaussian blending (sigma 1/8 of the window) into one preallocated accumulator on the
+  device (:class:`unet_engine.sliding_window.Blender`), several windows per call.
 * BatchNorm is folded into the convolutions (:func:`unet_engine.model.fuse_for_inference`),
   tensors are channels-last, everything runs under ``torch.inference_mode``, with fp16
-  autocast on CUDA; softmax, argmax and entropy are computed on the device per batch.
+  autocast and cuDNN autotuning on CUDA.
+* Nothing crosses to the host per batch: labels are computed on the device at the end and
+  copied once; probabilities, uncertainty and disagreement stay on the device until a
+  caller reads them from the :class:`Prediction`.
 * The batch is sized to the memory free on the device; a CUDA out-of-memory error halves
-  it, and at batch 1 the job falls back to the CPU.
+  it, and at batch 1 the job restarts on the CPU.
 
 The caller's model is never modified (moved, fused or switched to eval mode): the job
 works on a prepared copy, cached while the weights do not change.
@@ -28,7 +37,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +56,10 @@ from unet_engine.inference_runner import (  # noqa: F401 - estimate_batch_size /
     prepare_model,
     run_patches,
     run_slices,
+    window_size,
 )
 from unet_engine.preprocessing import (
+    IntensityStats,
     apply_intensity,
     image_array,
     intensity_stats,
@@ -58,7 +68,8 @@ from unet_engine.preprocessing import (
     slice_axis_for_spacing,
 )
 from unet_engine.progress import CancelToken, Progress, run_generator
-from unet_engine.tta import flip_axes_for
+from unet_engine.sliding_window import DEFAULT_OVERLAP
+from unet_engine.tta import entropy_map, flip_axes_for
 from unet_engine.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -66,23 +77,84 @@ log = logging.getLogger(__name__)
 Region = tuple[slice, slice, slice]
 
 
-@dataclass
 class Prediction:
     """Result of inference, on the input grid (or on ``region`` of it when one was given).
 
-    ``labels`` uint8 ``[k, j, i]``; ``probabilities`` ``[C, k, j, i]`` (float16 by default);
-    ``uncertainty`` float32 normalised entropy 0..1; ``disagreement`` (TTA only) float32
-    fraction of flip variants disagreeing with ``labels``.
+    ``labels`` uint8 ``[k, j, i]`` (on the host); ``probabilities`` ``[C, k, j, i]``
+    (``probabilities_dtype``, float16 by default); ``uncertainty`` float32 normalised
+    entropy 0..1; ``disagreement`` (TTA only) float32 fraction of flip variants disagreeing
+    with ``labels``. Probabilities and disagreement stay on the device where inference ran
+    until first read (then copied to the host once); the uncertainty is computed there
+    from them on first read. :meth:`probabilities_tensor` gives the device tensor itself.
     """
 
-    labels: np.ndarray
-    probabilities: np.ndarray
-    uncertainty: np.ndarray
-    device: str
-    seconds: float
-    disagreement: np.ndarray | None = None
-    region: Region | None = None  # where these arrays lie in the input volume; None = all of it
-    batch_size: int = 0
+    def __init__(
+        self,
+        labels: np.ndarray,
+        probabilities: torch.Tensor | np.ndarray,
+        device: str,
+        seconds: float,
+        *,
+        uncertainty: np.ndarray | None = None,
+        disagreement: torch.Tensor | np.ndarray | None = None,
+        region: Region | None = None,
+        batch_size: int = 0,
+        probabilities_dtype: Any = np.float16,
+        window: tuple[int, ...] | None = None,
+    ) -> None:
+        self.labels = labels
+        self.device = device
+        self.seconds = seconds
+        self.region = region  # where these arrays lie in the input volume; None = all of it
+        self.batch_size = batch_size
+        self.window = window  # the 3D sliding window used (None: 2D model)
+        self._probs = torch.as_tensor(probabilities)
+        self._dis = None if disagreement is None else torch.as_tensor(disagreement)
+        self._dtype = np.dtype(probabilities_dtype)
+        self._host_probs: np.ndarray | None = None
+        self._host_dis: np.ndarray | None = None
+        self._uncertainty = uncertainty
+
+    def __repr__(self) -> str:
+        return f"Prediction(shape={self.labels.shape}, device={self.device!r}, seconds={self.seconds:.3f}, region={self.region})"
+
+    def probabilities_tensor(self) -> torch.Tensor:
+        """The float32 probabilities ``[C, k, j, i]`` where inference ran (no copy; may be a view)."""
+        return self._probs
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        if self._host_probs is None:
+            self._host_probs = _to_host(self._probs, self._dtype)
+        return self._host_probs
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        if self._uncertainty is None:
+            with torch.inference_mode():
+                self._uncertainty = _to_host(entropy_map(self._probs), np.dtype(np.float32))
+        return self._uncertainty
+
+    @property
+    def disagreement(self) -> np.ndarray | None:
+        if self._dis is None:
+            return None
+        if self._host_dis is None:
+            self._host_dis = _to_host(self._dis, np.dtype(np.float32))
+        return self._host_dis
+
+
+_TORCH_OF = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def _to_host(t: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous host array of ``t`` in ``dtype`` (cast on the device first: fewer bytes cross)."""
+    tt = _TORCH_OF.get(dtype)
+    with torch.inference_mode():
+        if tt is not None:
+            t = t.to(tt)
+        out = t.contiguous().cpu().numpy()
+    return np.ascontiguousarray(out, dtype=dtype)
 
 
 # ----- public API -----------------------------------------------------------------------------
@@ -121,13 +193,17 @@ def predict_volume(
     region: tuple[slice, slice, slice] | None = None,
     probabilities_dtype: Any = np.float16,
     axis: int | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    window: tuple[int, int, int] | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Segment ``volume``; yields progress, returns a :class:`Prediction` on its grid.
 
     ``region`` (3 slices, k/j/i) restricts the output to that box; 2D models still see
     whole slices (so the result equals the full prediction there), 3D models a margin of
-    half a patch. ``axis`` overrides the slicing axis of 2D models. ``batch_size`` None =
-    sized to free memory. Raises :class:`~unet_engine.errors.CancelledError` on cancel.
+    half a training patch. ``axis`` overrides the slicing axis of 2D models. ``batch_size``
+    None = sized to free memory. 3D models: ``overlap`` of neighbouring sliding windows (a
+    fraction of the window, 0..<1) and ``window`` (None: :func:`window_size`). Raises
+    :class:`~unet_engine.errors.CancelledError` on cancel.
     """
     t0 = time.perf_counter()
     spec = card.spec
@@ -145,70 +221,69 @@ def predict_volume(
         cancel.raise_if_cancelled("inference")
     yield Progress(0.0, "preparing image", 0, 0)
     raw, _, modality = image_array(vol)
-    stats = intensity_stats(raw, config, modality)  # always from the whole image
-    prob_dtype = np.float32 if resampling else np.dtype(probabilities_dtype).type
+    stats: IntensityStats | None = intensity_stats(raw, config, modality)  # always from the whole image
     flips = flip_axes_for(card) if tta else None
     if tta and not flips:
         log.warning("the model card says the model was not trained with flips: TTA runs without mirroring")
     out_box: Region | None = None  # where `out` lies in the input grid (None: all of it)
+    work = raw  # what the core reads; normalised with `stats` on the device (None: already normalised)
     if resampling:  # whole image on the target grid; a region is cut out at the end
+        assert stats is not None
         work = resample_to_spacing(apply_intensity(raw, stats), vol.spacing, config.target_spacing, order=1)
-        work = work.astype(np.float32, copy=False)
+        work, stats = work.astype(np.float32, copy=False), None
+    used_window: tuple[int, ...] | None = None
     if spec.dims == 2:
         ax = slice_axis_for_spacing(vol.spacing) if axis is None else int(axis)
         slab = slice(None)
-        if not resampling:
-            if reg is None:
-                work = apply_intensity(raw, stats)
-            else:  # normalise only the slices needed: the region's and their 2.5D neighbours
-                c = spec.context_slices
-                ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
-                work = apply_intensity(raw[tuple(ext if a == ax else slice(None) for a in range(3))], stats)
-                slab = slice(reg[ax].start - ext.start, reg[ax].stop - ext.start)
-                out_box = tuple(reg[ax] if a == ax else slice(0, n) for a, n in enumerate(shape))  # type: ignore[assignment]
+        if not resampling and reg is not None:  # only the slices needed: the region's and their 2.5D neighbours
+            c = spec.context_slices
+            ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
+            work = raw[tuple(ext if a == ax else slice(None) for a in range(3))]
+            slab = slice(reg[ax].start - ext.start, reg[ax].stop - ext.start)
+            out_box = tuple(reg[ax] if a == ax else slice(0, n) for a, n in enumerate(shape))  # type: ignore[assignment]
         sample = tuple(n for a, n in enumerate(work.shape) if a != ax)
         bs = batch_size or estimate_batch_size(spec, (spec.in_channels, *sample), dev)
         runner = Runner(model, dev, 2, bs, tta, flips)
-        out = yield from run_slices(runner, work, spec, ax, slab, prob_dtype, cancel)
+        out = yield from run_slices(runner, work, stats, spec, ax, slab, cancel)
     else:
-        if not resampling:
-            if reg is None:
-                work = apply_intensity(raw, stats)
-            else:  # the region plus half a patch of context on each side
-                patch = patch_size(card, shape)
-                out_box = tuple(  # type: ignore[assignment]
-                    slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
-                )
-                work = apply_intensity(raw[out_box], stats)
-        bs = batch_size or estimate_batch_size(spec, (1, *patch_size(card, work.shape)), dev)
+        if not resampling and reg is not None:  # the region plus half a patch of context on each side
+            patch = patch_size(card, shape)
+            out_box = tuple(  # type: ignore[assignment]
+                slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
+            )
+            work = raw[out_box]
+        used_window = tuple(window) if window is not None else window_size(card, work.shape, dev, overlap)
+        bs = batch_size or estimate_batch_size(spec, (1, *used_window), dev)
         runner = Runner(model, dev, 3, bs, tta, flips)
-        out = yield from run_patches(runner, work, card, prob_dtype, cancel)
+        out = yield from run_patches(runner, work, stats, card, cancel, overlap=overlap, window=used_window)
+    uncertainty: np.ndarray | None = None
     if resampling:  # back to the input grid, then labels/entropy from the resampled probabilities
         yield Progress(1.0, "resampling to the input grid", 0, 0)
-        probs = resample_back(out.probs, shape, order=1)
-        labels, ent = finalize(probs)
-        dis = resample_back(out.disagreement, shape, order=1) if out.disagreement is not None else None
-        out = Out(probs.astype(np.dtype(probabilities_dtype).type, copy=False), labels, ent, dis)
+        probs = resample_back(out.probs.cpu().numpy(), shape, order=1)
+        labels, uncertainty = finalize(probs)
+        dis = resample_back(out.disagreement.cpu().numpy(), shape, order=1) if out.disagreement is not None else None
+        out = Out(torch.from_numpy(probs), torch.from_numpy(labels), None if dis is None else torch.from_numpy(dis))
     if reg is not None:
         base = out_box or tuple(slice(0, n) for n in shape)
         local = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(reg, base))
-        out = Out(
-            np.ascontiguousarray(out.probs[(slice(None),) + local]),
-            np.ascontiguousarray(out.labels[local]),
-            np.ascontiguousarray(out.entropy[local]),
-            None if out.disagreement is None else np.ascontiguousarray(out.disagreement[local]),
-        )
+        out = Out(out.probs[(slice(None), *local)], out.labels[local], None if out.disagreement is None else out.disagreement[local])
+        if uncertainty is not None:
+            uncertainty = np.ascontiguousarray(uncertainty[local])
+    with torch.inference_mode():
+        labels_host = np.ascontiguousarray(out.labels.contiguous().cpu().numpy())  # the one copy every caller needs
     seconds = time.perf_counter() - t0
-    log.info("predicted %s in %.2fs on %s (batch %d)", shape, seconds, runner.device, runner.batch_size)
+    log.info("predicted %s in %.2fs on %s (batch %d, window %s)", shape, seconds, runner.device, runner.batch_size, used_window)
     return Prediction(
-        labels=out.labels,
-        probabilities=out.probs,
-        uncertainty=out.entropy,
-        device=str(runner.device),
-        seconds=seconds,
+        labels_host,
+        out.probs,
+        str(runner.device),
+        seconds,
+        uncertainty=uncertainty,
         disagreement=out.disagreement,
         region=reg,
         batch_size=runner.batch_size,
+        probabilities_dtype=probabilities_dtype,
+        window=used_window,
     )
 
 

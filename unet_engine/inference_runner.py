@@ -2,18 +2,22 @@
 
 * :func:`prepare_model`: an eval-mode, BatchNorm-folded, channels-last copy of the model on
   the device, cached while the weights do not change (the caller's model is never touched);
-* :func:`estimate_batch_size`: slices/patches per forward pass for the device;
-* :class:`Runner`: runs batches (fp16 autocast on CUDA), recovering from out-of-memory
-  by halving the batch, then falling back to the CPU;
+* :func:`device_image`: the image moved to the device once (in its own dtype) and
+  normalised there;
+* :func:`estimate_batch_size`: slices/windows per forward pass for the device;
+* :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA), recovering
+  from out-of-memory by halving the batch, then falling back to the CPU;
 * :func:`run_slices` (2D/2.5D) and :func:`run_patches` (3D sliding window) generators,
-  which yield progress and return an :class:`Out` (probabilities, labels, entropy and,
-  with TTA, disagreement) on the working grid.
+  which yield progress and return an :class:`Out`: probabilities, labels and (with TTA)
+  disagreement as tensors *on the device*, on the working grid. Nothing is copied to the
+  host per batch; the caller copies what it needs once, at the end.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import warnings
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -21,15 +25,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unet_engine import devices, sliding_window
 from unet_engine.checkpoint import ModelCard
 from unet_engine.errors import SegLoopError
 from unet_engine.model import ModelSpec, UNet, fuse_for_inference, required_multiple
-from unet_engine.preprocessing import context_indices, pad_to_multiple
+from unet_engine.preprocessing import IntensityStats, context_indices
 from unet_engine.progress import CancelToken, Progress
-from unet_engine.tta import labels_and_entropy, softmax_probs
+from unet_engine.tta import argmax_labels, labels_and_entropy, softmax_probs
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +81,16 @@ def prepare_model(model: nn.Module, device: torch.device, dims: int) -> nn.Modul
     return prepared
 
 
+GPU_BATCH_VOXELS = 1 << 24  # a GPU batch holds at most ~16 M voxels (512^2 slices: 64, 128^3 windows: 8)
+
+
 def estimate_batch_size(spec: ModelSpec, sample_shape: tuple[int, ...], device: torch.device) -> int:
     """Samples per forward pass: enough to keep the device busy, few enough to fit in memory.
 
     On the CPU more samples only help until a batch holds ~64 K voxels per channel (small
     slices run their deep, tiny layers inefficiently one at a time; big batches of big
-    slices fall out of cache): measured 64x48 -> 16-32, 128x128 -> 2-4, 256x256 -> 1. On a GPU the batch fills 40 % of the free memory (max 256).
+    slices fall out of cache): measured 64x48 -> 16-32, 128x128 -> 2-4, 256x256 -> 1. On a
+    GPU the batch fills at most 40 % of the free memory and ``GPU_BATCH_VOXELS`` (max 256).
     """
     voxels = int(np.prod(sample_shape[1:]))
     per_sample = 4 * voxels * spec.base_width * 10  # activations + skips + temporaries, fp32
@@ -90,31 +99,75 @@ def estimate_batch_size(spec: ModelSpec, sample_shape: tuple[int, ...], device: 
         cap = max(1, min(32, (64 * 1024) // max(voxels, 1)))
     else:
         budget = int(devices.available_memory_bytes(device) * 0.4)
-        cap = 256
+        cap = max(1, min(256, GPU_BATCH_VOXELS // max(voxels, 1)))
     return int(max(1, min(cap, budget // max(per_sample, 1))))
+
+
+_TORCH_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64)}
+
+
+def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> torch.Tensor:
+    """``array`` as a float32 tensor on ``device``, normalised there with ``stats`` (None: as is).
+
+    The raw array crosses to the device in its own dtype (an int16 CT: half the bytes of
+    float32); the result equals :func:`unet_engine.preprocessing.apply_intensity` (same
+    float32 operations, true division).
+    """
+    a = np.asarray(array)
+    if a.dtype not in _TORCH_DTYPES or not a.dtype.isnative:
+        a = a.astype(np.float32)
+    with warnings.catch_warnings():  # a read-only (memory-mapped) image: never written through
+        warnings.simplefilter("ignore", UserWarning)
+        host = torch.from_numpy(np.ascontiguousarray(a))
+    x = host.to(device)
+    x = x.to(torch.float32, copy=x.data_ptr() == host.data_ptr())  # never normalise the caller's array in place
+    if stats is None:
+        return x
+    if stats.scale == 0.0:
+        return x.zero_()
+    with np.errstate(over="ignore"):  # bounds beyond float32 become +-inf, as numpy's clip sees them
+        lo, hi, centre, scale = (np.float32(v) for v in (stats.lo, stats.hi, stats.centre, stats.scale))
+    if a.dtype.kind == "f":  # one pass, no device sync to test first
+        torch.nan_to_num_(x, nan=float(lo), posinf=float(hi), neginf=float(lo))
+    x.clamp_(torch.tensor(lo, device=device), torch.tensor(hi, device=device))
+    x.sub_(torch.tensor(centre, device=device))
+    return x.div_(torch.tensor(scale, device=device))  # a tensor, not a scalar: true division on CUDA too
 
 
 class Runner:
     """Runs batches on the device, recovering from out-of-memory by halving, then CPU."""
 
     def __init__(
-        self, model: nn.Module, device: torch.device, dims: int, batch_size: int, tta: bool, flip_axes: list[int] | None = None
+        self,
+        model: nn.Module,
+        device: torch.device,
+        dims: int,
+        batch_size: int,
+        tta: bool,
+        flip_axes: list[int] | None = None,
+        amp_dtype: torch.dtype = torch.float16,
     ) -> None:
         self.original = model
         self.dims = dims
         self.tta = tta
         self.flip_axes = flip_axes
         self.device = device
+        self.amp_dtype = amp_dtype
         self.batch_size = max(1, int(batch_size))
         self.model = prepare_model(model, device, dims)
         self.fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
 
-    def probs(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Softmax (and TTA disagreement) for a ``[B, C, ...]`` float32 batch, on the device."""
-        xt = torch.from_numpy(x).to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+    def probs(self, x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Softmax ``[B, C, ...]`` float32 (and TTA disagreement) of a ``[B, C, ...]`` batch, on the device."""
+        xt = torch.as_tensor(x).to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
         if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
-                return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+            cudnn = torch.backends.cudnn
+            before, cudnn.benchmark = cudnn.benchmark, True  # fixed window/slice shapes: autotuned kernels pay
+            try:
+                with torch.autocast("cuda", dtype=self.amp_dtype):
+                    return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+            finally:
+                cudnn.benchmark = before
         return softmax_probs(self.model, xt, self.tta, self.flip_axes)
 
     def recover_from_oom(self, exc: BaseException) -> None:
@@ -133,38 +186,65 @@ class Runner:
         raise SegLoopError(f"not enough memory to run the model, even one slice at a time on the CPU ({exc})") from exc
 
 
+def _oom_or_raise(runner: Runner, exc: BaseException) -> bool:
+    """Handle an exception from a batch: re-raise anything but out-of-memory; True when the
+    runner moved to another device (the job restarts there)."""
+    if not devices.is_out_of_memory(exc):
+        raise exc
+    before = runner.device
+    runner.recover_from_oom(exc)
+    return runner.device != before
+
+
 # ----- 2D / 2.5D and 3D cores -----------------------------------------------------------------
 
 
 @dataclass
 class Out:
-    probs: np.ndarray  # [C, ...] on the working grid
-    labels: np.ndarray
-    entropy: np.ndarray
-    disagreement: np.ndarray | None
+    """Core results on the working grid, as tensors on the device (views allowed)."""
+
+    probs: torch.Tensor  # [C, ...] float32
+    labels: torch.Tensor  # uint8 (int32 beyond 256 classes)
+    disagreement: torch.Tensor | None
 
 
-def _alloc(c: int, shape: tuple[int, ...], dtype: Any, tta: bool) -> Out:
-    return Out(
-        probs=np.empty((c, *shape), dtype),
-        labels=np.empty(shape, np.uint8 if c <= 256 else np.int32),
-        entropy=np.empty(shape, np.float32),
-        disagreement=np.empty(shape, np.float32) if tta else None,
-    )
+def _centred_pads(n: int, multiple: int) -> tuple[int, int]:
+    extra = (-n) % multiple
+    return extra // 2, extra - extra // 2
 
 
 def run_slices(
-    runner: Runner, image: np.ndarray, spec: ModelSpec, axis: int, slab: slice, prob_dtype: Any, cancel: CancelToken | None
+    runner: Runner,
+    image: np.ndarray,
+    stats: IntensityStats | None,
+    spec: ModelSpec,
+    axis: int,
+    slab: slice,
+    cancel: CancelToken | None,
 ) -> Generator[Progress, None, Out]:
-    """2D/2.5D: slices ``slab`` along ``axis`` of ``image``; outputs are that slab, full in-plane."""
-    moved = np.moveaxis(image, axis, 0)
-    n_all = moved.shape[0]
-    padded, crop = pad_to_multiple(moved, required_multiple(spec), axes=(1, 2), mode="edge")
-    padded = np.ascontiguousarray(padded, dtype=np.float32)
+    """2D/2.5D: slices ``slab`` along ``axis`` of ``image``; outputs are that slab, full in-plane.
+
+    The normalised volume is on the device, padded in-plane once (edge, centred as
+    :func:`unet_engine.preprocessing.pad_to_multiple`); each batch of slices (with their
+    2.5D neighbours) is gathered there and its probabilities written into one
+    preallocated ``[C, n, H, W]`` tensor.
+    """
+    n_all = image.shape[axis]
+    plane = tuple(n for a, n in enumerate(image.shape) if a != axis)
     indices = np.arange(n_all)[slab]
     n = len(indices)
-    plane = moved.shape[1:]
-    out = _alloc(spec.num_classes, (n, *plane), prob_dtype, runner.tta)
+    m = required_multiple(spec)
+    (ph0, ph1), (pw0, pw1) = (_centred_pads(s, m) for s in plane)
+    crop = (slice(ph0, ph0 + plane[0]), slice(pw0, pw0 + plane[1]))
+
+    def setup() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        moved = device_image(image, stats, runner.device).movedim(axis, 0)
+        padded = F.pad(moved[None], (pw0, pw1, ph0, ph1), mode="replicate")[0] if ph0 + ph1 + pw0 + pw1 else moved
+        probs = torch.empty((spec.num_classes, n, *plane), dtype=torch.float32, device=runner.device)
+        dis = torch.empty((n, *plane), dtype=torch.float32, device=runner.device) if runner.tta else None
+        return padded.contiguous(), probs, dis
+
+    padded, out_probs, out_dis = setup()
     done = 0
     while done < n:
         if cancel is not None:
@@ -172,51 +252,48 @@ def run_slices(
         remaining = n - done  # equal batches: 35 slices at batch 32 run as 18 + 17, not 32 + 3
         take = -(-remaining // -(-remaining // runner.batch_size))
         idx = indices[done : done + take]
-        if spec.context_slices:
-            batch = padded[context_indices(idx, n_all, spec.context_slices)]
-        else:
-            batch = padded[idx[0] : idx[-1] + 1][:, None]
         try:
             with torch.inference_mode():
+                if spec.context_slices:
+                    ci = torch.from_numpy(context_indices(idx, n_all, spec.context_slices)).to(runner.device)
+                    batch = padded[ci]
+                else:
+                    batch = padded[int(idx[0]) : int(idx[-1]) + 1, None]
                 probs, dis = runner.probs(batch)
-                probs = probs[(slice(None), slice(None)) + crop[1:]]
-                labels, ent = labels_and_entropy(probs)
                 s = slice(done, done + len(idx))
-                out.probs[:, s] = probs.to(torch.float16 if prob_dtype == np.float16 else torch.float32).cpu().numpy().swapaxes(0, 1)
-                out.labels[s] = labels.cpu().numpy()
-                out.entropy[s] = ent.cpu().numpy()
-                if dis is not None and out.disagreement is not None:
-                    out.disagreement[s] = dis[(slice(None),) + crop[1:]].cpu().numpy()
+                out_probs[:, s] = probs[(slice(None), slice(None), *crop)].transpose(0, 1)
+                if dis is not None and out_dis is not None:
+                    out_dis[s] = dis[(slice(None), *crop)]
         except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-            if not devices.is_out_of_memory(exc):
-                raise
-            runner.recover_from_oom(exc)
+            if _oom_or_raise(runner, exc):
+                padded, out_probs, out_dis = setup()
+                done = 0
             continue
         done += len(idx)
         yield Progress(done / n, f"{done}/{n} slices", done, n)
-    if axis == 0:
-        return out
-    # back to [k, j, i] order, C-contiguous
+    with torch.inference_mode():
+        labels = argmax_labels(out_probs)
+    # back to [k, j, i] order (views; the caller copies what it needs)
     return Out(
-        probs=np.ascontiguousarray(np.moveaxis(out.probs, 1, axis + 1)),
-        labels=np.ascontiguousarray(np.moveaxis(out.labels, 0, axis)),
-        entropy=np.ascontiguousarray(np.moveaxis(out.entropy, 0, axis)),
-        disagreement=None if out.disagreement is None else np.ascontiguousarray(np.moveaxis(out.disagreement, 0, axis)),
+        probs=out_probs.movedim(1, axis + 1),
+        labels=labels.movedim(0, axis),
+        disagreement=None if out_dis is None else out_dis.movedim(0, axis),
     )
 
 
 WHOLE_VOLUME_FACTOR = 2.0  # one window when the volume is at most this many training patches
+WINDOW_VOXELS = {"cpu": 1 << 20, "default": 1 << 21}  # sliding-window size budget per device type
 
 
 def patch_size(card: ModelCard, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """3D inference window for a volume of ``shape``.
+    """The 3D context patch for a volume of ``shape``.
 
     The whole volume (rounded up to the network's multiple) in one window when it has at most
     ``WHOLE_VOLUME_FACTOR`` times the voxels of the card's training patch: same labels as
     tiling (hippocampus validation: Dice +0.0002) at ~1.4x the speed, since small volumes
-    need no padding to a bigger patch and no second window. Larger volumes are tiled with the
-    training patch, so progress and cancel keep their granularity. Without a training patch:
-    the whole volume, edges capped at 128.
+    need no padding to a bigger patch and no second window. Larger volumes: the card's
+    training patch (:func:`window_size` grows the sliding window from it). Without a
+    training patch: the whole volume, edges capped at 128.
     """
     m = required_multiple(card.spec)
     whole = sliding_window.default_patch_size(shape, m)
@@ -230,54 +307,78 @@ def patch_size(card: ModelCard, shape: tuple[int, ...]) -> tuple[int, ...]:
     return train
 
 
-def run_patches(
-    runner: Runner, image: np.ndarray, card: ModelCard, prob_dtype: Any, cancel: CancelToken | None
-) -> Generator[Progress, None, Out]:
-    """3D: Gaussian-weighted sliding window over ``image`` ``[k, j, i]``."""
-    spec = card.spec
-    shape = image.shape
+def window_size(
+    card: ModelCard, shape: tuple[int, ...], device: torch.device, overlap: float = sliding_window.DEFAULT_OVERLAP
+) -> tuple[int, ...]:
+    """The sliding window for a volume of ``shape`` on ``device``.
+
+    The whole volume when :func:`patch_size` says so; else the training patch grown to
+    ``WINDOW_VOXELS`` (1 M voxels on the CPU, 2 M elsewhere) and spread evenly
+    (:func:`unet_engine.sliding_window.grow_window`): fewer, bigger windows, each faster per
+    voxel, and less overlap recomputed.
+    """
     patch = patch_size(card, shape)
-    pad = [(0, max(0, p - s)) for s, p in zip(shape, patch)]
-    work = np.pad(image, pad, mode="edge") if any(p[1] for p in pad) else image
-    windows = sliding_window.patch_grid(work.shape, patch, overlap=0.5)
-    weight = sliding_window.gaussian_weight(patch)
-    weight_t: dict[str, torch.Tensor] = {}
+    if all(p >= s for p, s in zip(patch, shape)):
+        return patch
+    budget = WINDOW_VOXELS.get(device.type, WINDOW_VOXELS["default"])
+    return sliding_window.grow_window(shape, patch, required_multiple(card.spec), max(budget, int(np.prod(patch))), overlap)
+
+
+def run_patches(
+    runner: Runner,
+    image: np.ndarray,
+    stats: IntensityStats | None,
+    card: ModelCard,
+    cancel: CancelToken | None,
+    overlap: float = sliding_window.DEFAULT_OVERLAP,
+    window: tuple[int, ...] | None = None,
+) -> Generator[Progress, None, Out]:
+    """3D: Gaussian-weighted sliding window over ``image`` ``[k, j, i]``, on the device.
+
+    The normalised image is edge-padded at the end up to the window where it is smaller;
+    windows are gathered ``runner.batch_size`` at a time and blended into one preallocated
+    accumulator (:class:`unet_engine.sliding_window.Blender`; with TTA the disagreement is
+    one more channel of it). ``window`` None: :func:`window_size`.
+    """
+    spec = card.spec
+    shape = tuple(image.shape)
+    patch = tuple(window) if window is not None else window_size(card, shape, runner.device, overlap)
+    pad = [max(0, p - s) for s, p in zip(shape, patch)]
+    work_shape = tuple(s + p for s, p in zip(shape, pad))
+    starts = sliding_window.axis_starts(work_shape, patch, overlap)
+    windows = sliding_window.grid_windows(starts, patch)
     c = spec.num_classes
-    acc = np.zeros((c, *work.shape), np.float32)
-    wsum = np.zeros(work.shape, np.float32)
-    dis_acc = np.zeros(work.shape, np.float32) if runner.tta else None
+
+    def setup() -> tuple[torch.Tensor, sliding_window.Blender]:
+        x = device_image(image, stats, runner.device)
+        if any(pad):
+            x = F.pad(x[None, None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")[0, 0]
+        blender = sliding_window.Blender(c + int(runner.tta), work_shape, patch, starts, runner.device)
+        return x, blender
+
+    x, blender = setup()
     done, n = 0, len(windows)
     while done < n:
         if cancel is not None:
             cancel.raise_if_cancelled("inference")
         group = windows[done : done + runner.batch_size]
-        batch = np.stack([work[w] for w in group])[:, None].astype(np.float32, copy=False)
         try:
             with torch.inference_mode():
+                batch = torch.stack([x[w] for w in group])[:, None]
                 probs, dis = runner.probs(batch)
-                key = str(runner.device)
-                if key not in weight_t:
-                    weight_t[key] = torch.from_numpy(weight).to(runner.device)
-                wt = weight_t[key]
-                probs_np = (probs * wt).cpu().numpy()
-                dis_np = (dis * wt).cpu().numpy() if dis is not None else None
+                blender.add(probs if dis is None else torch.cat([probs, dis[:, None]], dim=1), group)
         except Exception as exc:  # noqa: BLE001
-            if not devices.is_out_of_memory(exc):
-                raise
-            runner.recover_from_oom(exc)
+            if _oom_or_raise(runner, exc):
+                x, blender = setup()
+                done = 0
             continue
-        for b, w in enumerate(group):
-            acc[(slice(None),) + w] += probs_np[b]
-            wsum[w] += weight
-            if dis_acc is not None and dis_np is not None:
-                dis_acc[w] += dis_np[b]
         done += len(group)
         yield Progress(done / n, f"{done}/{n} patches", done, n)
-    crop = tuple(slice(0, s) for s in shape)
-    probs = acc[(slice(None),) + crop] / wsum[crop]
-    dis_out = dis_acc[crop] / wsum[crop] if dis_acc is not None else None
-    labels, ent = finalize(probs)
-    return Out(probs=probs.astype(prob_dtype, copy=False), labels=labels, entropy=ent, disagreement=dis_out)
+    with torch.inference_mode():
+        acc = blender.result()[(slice(None), *(slice(0, s) for s in shape))]
+        probs = acc[:c]
+        labels = argmax_labels(probs)
+    return Out(probs=probs, labels=labels, disagreement=acc[c] if runner.tta else None)
 
 
 def finalize(probs: np.ndarray, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
