@@ -118,6 +118,7 @@ def test_cancelled_save_as_does_not_open_the_other_scan(qtbot, segloop_app, monk
     assert asked  # Save went the normal way: Save As, as the mask has no file yet
     assert not parts.controller.workers.is_busy
     assert _showing(parts, HIPPO / "imagesTr" / CASE) and parts.document.dirty
+    parts.controller.ask_discard_changes = lambda: True  # the fixture's teardown closes the window: discard
 
 
 def test_discard_and_cancel_still_work(qtbot, edited_case):
