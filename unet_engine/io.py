@@ -7,7 +7,8 @@ Public API:
 * :func:`read_dicom_series` — a DICOM folder (see :mod:`unet_engine.dicom`).
 * :func:`write_mask` / :func:`read_mask` — label maps on a scan's grid;
   :func:`read_mask_labels` — the label names and colours saved with one
-  (:mod:`unet_engine.mask_labels`).
+  (:mod:`unet_engine.mask_labels`). A DICOM SEG or RTSTRUCT file is read as a mask over the
+  DICOM series it references (:mod:`unet_engine.dicom_seg`, :mod:`unet_engine.rtstruct`).
 * :func:`write_volume` — an image (the dataset module writes its NIfTI copies with it).
 
 Geometry follows :mod:`unet_engine.volume` (array ``[k, j, i]``, LPS world). Readers
@@ -31,6 +32,7 @@ import SimpleITK as sitk
 
 from unet_engine.atomic import atomic_path
 from unet_engine.dicom import read_dicom_file, read_dicom_series
+from unet_engine.dicom_seg import dicom_object_kind, read_dicom_seg
 from unet_engine.errors import (GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError, SegLoopError, SourceOverwriteError,
                                 UnsupportedImageError)
 from unet_engine.image2d import read_image2d
@@ -189,8 +191,19 @@ def read_mask(path: str | Path, like: Volume, *, resample: bool = False) -> np.n
     :class:`GeometryMismatchError` lists the differences; with ``resample=True`` it is
     resampled onto the scan grid instead (nearest neighbour, outside = 0). Values must be
     whole numbers 0..65535 (a float 0/1 mask is fine), else :class:`InvalidVoxelDataError`.
+
+    A DICOM SEG or RTSTRUCT file is read onto ``like``, which must be the DICOM series it
+    references (:mod:`unet_engine.dicom_seg`, :mod:`unet_engine.rtstruct`); it is never
+    resampled, whatever ``resample`` says.
     """
     path = Path(path).expanduser()
+    kind = dicom_object_kind(path)
+    if kind == "SEG":
+        return read_dicom_seg(path, like).array
+    if kind == "RTSTRUCT":
+        from unet_engine.rtstruct import read_rtstruct
+
+        return read_rtstruct(path, like).array
     vol = read_volume(path)
     if vol.channels != 1:
         raise InvalidVoxelDataError(f"each voxel holds {vol.channels} values (a colour image?); a label map has one",

@@ -6,6 +6,8 @@
   file beside the mask, ``<mask name>.label_description.txt``
   (:mod:`unet_engine.label_descriptions`). A plain ``.nrrd`` without that file is also
   searched for Slicer segment fields (a renamed ``.seg.nrrd``).
+* a DICOM SEG or RTSTRUCT: its segment labels / ROI names and display colours
+  (:mod:`unet_engine.dicom_seg`, :mod:`unet_engine.rtstruct`).
 
 Reading never fails the mask: a damaged or unreadable label file gives
 :attr:`MaskLabels.warning` (naming the file, also logged) and no names, so the caller
@@ -77,6 +79,9 @@ def read_mask_labels(path: str | Path) -> MaskLabels:
     suffix = full_suffix(path)
     if suffix == ".seg.nrrd":
         return _from_header(path)
+    dicom = _from_dicom_object(path)
+    if dicom is not None:
+        return dicom
     side = sidecar_path(path)
     if side.is_file():
         try:
@@ -87,6 +92,25 @@ def read_mask_labels(path: str | Path) -> MaskLabels:
     if suffix == ".nrrd":
         return _from_header(path)
     return MaskLabels()
+
+
+def _from_dicom_object(path: Path) -> MaskLabels | None:
+    """Segment / ROI names and colours of a DICOM SEG or RTSTRUCT; None for other files."""
+    from unet_engine.dicom_seg import dicom_object_kind, read_dicom_seg_labels
+
+    kind = dicom_object_kind(path)
+    if kind is None:
+        return None
+    try:
+        if kind == "SEG":
+            entries = read_dicom_seg_labels(path)
+        else:
+            from unet_engine.rtstruct import read_rtstruct_labels
+
+            entries = read_rtstruct_labels(path)
+    except SegLoopError:
+        return MaskLabels()  # the mask read itself reports what is wrong with the file
+    return MaskLabels(tuple(_clean(e) for e in entries), path if entries else None)
 
 
 def _from_header(path: Path) -> MaskLabels:
