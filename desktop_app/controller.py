@@ -313,7 +313,10 @@ class Controller(QtCore.QObject):
         if vol is None or mask is None:
             return None
         target = Path(path) if path is not None else self.document.mask_path
-        if target is None or io_jobs.is_source_path(target, vol) or target.suffix.lower() == ".dcm":
+        # plain Save never writes over a .dcm mask file (an imported SEG/RTSTRUCT): it asks for
+        # a name; a .dcm chosen in Save as is written as a DICOM SEG
+        asks = path is None and target is not None and target.suffix.lower() == ".dcm"
+        if target is None or io_jobs.is_source_path(target, vol) or asks:
             return self.save_mask_as()
         generation = self.document.generation
         return self.workers.start(
@@ -323,7 +326,7 @@ class Controller(QtCore.QObject):
             on_error=lambda exc: self.show_error("Could not save the mask", exc))
 
     def save_mask_as(self, path: str | Path | None = None, chosen_filter: str = ""):
-        """Ask for a file name (.nii.gz / .nrrd / .seg.nrrd) and save; never the scan itself."""
+        """Ask for a file name (.nii.gz / .nrrd / .seg.nrrd / DICOM SEG .dcm) and save; never the scan itself."""
         vol = self.document.image
         if vol is None:
             return None

@@ -28,6 +28,7 @@ MASK_FORMATS: dict[str, str] = {
     "NIfTI (*.nii.gz)": ".nii.gz",
     "NRRD (*.nrrd)": ".nrrd",
     "Slicer segmentation (*.seg.nrrd)": ".seg.nrrd",
+    "DICOM SEG (*.dcm)": ".dcm",  # only over a scan opened from a DICOM series (the engine refuses otherwise)
 }
 _MASK_HINTS = ("label", "mask", "seg")
 
@@ -129,7 +130,7 @@ def with_mask_suffix(path: str | Path, chosen_filter: str = "") -> Path:
     """Append the chosen format's suffix unless ``path`` already ends with a known one."""
     p = Path(path)
     name = p.name.lower()
-    if any(name.endswith(s) for s in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")):
+    if any(name.endswith(s) for s in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")):
         return p
     return p.with_name(p.name + MASK_FORMATS.get(chosen_filter, ".nii.gz"))
 

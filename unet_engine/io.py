@@ -101,12 +101,12 @@ def _read_itk_file(path: Path, fmt: str, max_voxels: int, volume_index: int | No
 
 
 # ----- writing -----------------------------------------------------------------------------
-def _check_target(target: Path, like: Volume) -> str:
+def _check_target(target: Path, like: Volume, suffixes: tuple[str, ...] = WRITE_SUFFIXES) -> str:
     """Suffix of a writable target; refuses the source scan and unknown formats."""
     suffix = full_suffix(target)
-    if suffix not in WRITE_SUFFIXES:
+    if suffix not in suffixes:
         raise UnsupportedImageError(f"cannot save as {suffix or '(no extension)'!r}; use one of "
-                                    f"{', '.join(WRITE_SUFFIXES)}", target)
+                                    f"{', '.join(suffixes)}", target)
     src = like.source_path
     if src is not None:
         src = Path(src)
@@ -143,8 +143,10 @@ def _write_array(array: np.ndarray, like: Volume, target: Path, suffix: str, *, 
 def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: LabelsArg | None = None) -> Path:
     """Save a label map on ``like``'s grid: same shape, spacing, origin and direction.
 
-    Formats: .nii.gz/.nii, .nrrd, .seg.nrrd, .mha/.mhd. Values are stored as uint8 (max
-    < 256) or uint16. ``labels`` (``{value: name}`` or :class:`LabelDescription` entries)
+    Formats: .nii.gz/.nii, .nrrd, .seg.nrrd, .mha/.mhd, and .dcm: a DICOM SEG on the DICOM
+    series ``like`` was opened from (:func:`unet_engine.dicom_seg_write.write_dicom_seg`,
+    names and colours in its segments; refused for a scan not opened from DICOM). Values
+    are stored as uint8 (max < 256) or uint16. ``labels`` (``{value: name}`` or :class:`LabelDescription` entries)
     names and colours the labels: .seg.nrrd keeps them as 3D Slicer segment fields, the
     other formats in an ITK-SNAP label description file written beside the mask
     (:func:`unet_engine.label_descriptions.sidecar_path`), replacing an older one; without
@@ -155,7 +157,11 @@ def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: Labe
     Written atomically; returns the path.
     """
     target = Path(path).expanduser()
-    suffix = _check_target(target, like)
+    suffix = _check_target(target, like, WRITE_SUFFIXES + (".dcm",))
+    if suffix == ".dcm":
+        from unet_engine.dicom_seg_write import write_dicom_seg
+
+        return write_dicom_seg(mask, like, target, labels=labels).path
     arr = np.asarray(mask)
     if tuple(arr.shape) != like.shape:
         raise GeometryMismatchError(f"the mask's shape {tuple(arr.shape)} does not match the scan's {like.shape} "
