@@ -18,21 +18,18 @@ from unet_engine.inference import (
     predict_volume,
 )
 from unet_engine.inference_runner import patch_size
-from unet_engine.model import ModelSpec, build_model
+from unet_engine.model import ModelSpec
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.volume import Volume
 
+
+from tests.train_helpers import inference_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(spec: ModelSpec, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = build_model(spec).train()
-    with torch.no_grad():  # realistic BatchNorm statistics
-        shape = (4, spec.in_channels, 16, 16) if spec.dims == 2 else (2, 1, 8, 8, 8)
-        model(torch.randn(shape))
-    return model.eval()
+    return inference_model(spec, seed)
 
 
 def _volume(shape=(7, 37, 51), spacing=(1.0, 1.0, 1.0)) -> Volume:

@@ -18,7 +18,7 @@ from unet_engine.inference import predict_volume
 from unet_engine.inference_runner import Runner, device_image, run_patches, window_size
 from unet_engine.io import read_mask, read_volume
 from unet_engine.metrics import dice
-from unet_engine.model import ModelSpec, build_model
+from unet_engine.model import ModelSpec
 from unet_engine.paths import BUNDLED_MODELS
 from unet_engine.preprocessing import apply_intensity, intensity_stats, prepare_image
 from unet_engine.progress import CancelToken, Progress, run_generator
@@ -29,16 +29,13 @@ from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
 
+from tests.train_helpers import inference_model
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(spec: ModelSpec, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = build_model(spec).train()
-    with torch.no_grad():  # realistic BatchNorm statistics
-        shape = (4, spec.in_channels, 16, 16) if spec.dims == 2 else (2, 1, 8, 8, 8)
-        model(torch.randn(shape))
-    return model.eval()
+    return inference_model(spec, seed)
 
 
 def _volume(shape=(7, 37, 51), spacing=(1.0, 1.0, 1.0)) -> Volume:

@@ -73,3 +73,18 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def inference_model(spec, seed: int = 0):
+    """A freshly built network in eval mode with realistic BatchNorm statistics (one forward
+    pass in train mode on noise), for inference tests."""
+    import torch
+
+    from unet_engine.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(spec).train()
+    with torch.no_grad():
+        shape = (4, spec.in_channels, 16, 16) if spec.dims == 2 else (2, 1, 8, 8, 8)
+        model(torch.randn(shape))
+    return model.eval()
