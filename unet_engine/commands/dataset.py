@@ -1,4 +1,4 @@
-"""``segloop dataset create|add|remove|list|export-nnunet|import-msd``: the retraining dataset.
+"""``segloop dataset create|add|remove|list|export-nnunet|export-seg|import-msd``: the retraining dataset.
 
 Every action but ``create`` works on a dataset folder or on a project's dataset
 (``--project NAME``). With a project, a label map holding values the project lacks is
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(func=run, action="export-nnunet")
 
+    s = sub.add_parser("export-seg", help="export each case whose scan came from DICOM as a DICOM SEG",
+                       description="Write OUT/<case>.dcm, a DICOM SEG on the case's source DICOM series, for each "
+                                   "case whose source series still exists on exactly the dataset image's grid "
+                                   "(never resampled); other cases are listed as skipped with the reason.")
+    s.add_argument("folder", nargs="?", default=None, help="dataset folder (or --project NAME)")
+    s.add_argument("out", help="folder to write the DICOM SEG files into (outside the source series folders)")
+    add_project_option(s, "dataset")
+    s.set_defaults(func=run, action="export-seg")
+
     m = sub.add_parser("import-msd", help="add the cases of an MSD task folder (imagesTr + labelsTr)")
     m.add_argument("source")
     m.add_argument("folder", nargs="?", default=None, help="dataset folder, created if needed (or --project NAME)")
@@ -126,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         out = export_nnunet(ds, args.out, dataset_id=args.dataset_id, name=args.name, overwrite=args.overwrite)
         print(f"exported {len(ds)} cases to {out}")
         return 0
+    if action == "export-seg":
+        return _export_seg(args, ds, project)
     raise SegLoopError(f"unknown dataset action {action!r}")
 
 
@@ -152,7 +164,8 @@ def _add(args: argparse.Namespace, ds: Any, project: Any) -> int:
             raise ProjectError(f"{args.image}: {problem}; not added (pass --allow-modality-mismatch to add it anyway)")
     edits = read_mask(args.edits, image) if args.edits else None
     cid = ds.add_case(image, label, edited=edits, model_version=args.model_version, reviewer=args.reviewer,
-                      source_path=None if args.no_source_path else args.image, replace=args.replace)
+                      source_path=None if args.no_source_path else str(Path(args.image).expanduser().resolve()),
+                      replace=args.replace)
     where = f"project {project.name!r}" if project is not None else str(ds.folder)
     print(f"added {cid} ({ds.get(cid).split}) to {where}")
     return 0
@@ -175,6 +188,28 @@ def _list(args: argparse.Namespace, ds: Any, project: Any) -> int:
     return 0
 
 
+def _export_seg(args: argparse.Namespace, ds: Any, project: Any) -> int:
+    from unet_engine.dataset_export_seg import export_dicom_seg
+
+    report = export_dicom_seg(ds, args.out, colours=project.colours if project is not None else None)
+    for c in report.cases:
+        if c.written:
+            print(f"  {c.case_id}: written {c.path}" + "".join(f" (warning: {w})" for w in c.warnings))
+        else:
+            print(f"  {c.case_id}: skipped, {c.status}: {c.reason}")
+    counts = report.counts()
+    skipped = ", ".join(f"{n} {kind}" for kind, n in counts.items() if kind != "written")
+    print(f"{len(report.written)} DICOM SEG written to {report.out_folder}, {len(report.skipped)} skipped"
+          + (f" ({skipped})" if skipped else ""))
+    if report.written:
+        return 0
+    if not report.any_dicom:
+        print("no case of this dataset came from DICOM: nothing to export as DICOM SEG")
+        return 0
+    print("segloop dataset: error: no DICOM SEG was written (see the skipped cases above)", file=sys.stderr)
+    return 1
+
+
 def _import_msd(args: argparse.Namespace, project: Any) -> int:
     from unet_engine.dataset import import_msd
 
@@ -194,8 +229,6 @@ def _import_msd(args: argparse.Namespace, project: Any) -> int:
 def check_msd_source(source: str, project: Any, labels: dict[int, str] | None, *, allow_mismatch: bool) -> None:
     """Refuse an MSD folder whose labels the project lacks (or names otherwise), or whose scans
     contradict the project's modality (its dataset.json, and its first scan's intensities)."""
-    from pathlib import Path
-
     from unet_engine.io import read_volume
 
     folder = Path(source)
