@@ -38,6 +38,15 @@ from torch import nn
 
 from unet_engine.atomic import fsync_path
 from unet_engine.errors import CheckpointError
+from unet_engine.model_card_checks import (
+    MAX_WEIGHTS_BYTES,
+    check_card_dict,
+    check_regular_file,
+    check_spec,
+    max_weights_bytes,
+    parse_card_json,
+    read_card_text,
+)
 from unet_engine.model import ModelSpec, UNet, build_model
 from unet_engine.preprocessing import PreprocessConfig
 
@@ -134,7 +143,11 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except RecursionError as exc:
+            raise ValueError("the card is nested too deeply") from exc
+        return cls.from_dict(data)
 
 
 # ----- paths and interrupted swaps -----------------------------------------------------------
@@ -270,19 +283,19 @@ def save_checkpoint(model: nn.Module, card: ModelCard, folder: str | Path) -> Pa
 def load_card(path: str | Path) -> ModelCard:
     """Read the :class:`ModelCard` of a checkpoint (folder, ``card.json`` or ``model.safetensors``)."""
     folder = _folder_of(path)
-    card_path = Path(path) if Path(path).name == CARD_NAME and Path(path).is_file() else folder / CARD_NAME
-    if not card_path.is_file():
+    card_path = Path(path) if Path(path).name == CARD_NAME and Path(path).exists() else folder / CARD_NAME
+    if not card_path.exists():
         _recover_interrupted_swap(folder)
     if not folder.exists():
         raise CheckpointError("no such checkpoint (expected a folder with model.safetensors and card.json)", folder)
-    if not card_path.is_file():
+    if not card_path.exists():
         raise CheckpointError(f"the checkpoint has no {CARD_NAME} model card", folder)
+    # untrusted input: a regular file of sane size, sane nesting, bounds checked before building
+    text = read_card_text(card_path)
     try:
-        text = card_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"cannot read the model card: {exc}", card_path) from exc
-    try:
-        return ModelCard.from_json(text)
+        data = parse_card_json(text, card_path)
+        check_card_dict(data, card_path)
+        return ModelCard.from_dict(data)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"the model card is not valid JSON (line {exc.lineno}: {exc.msg})", card_path) from exc
     except KeyError as exc:
@@ -308,7 +321,7 @@ def _read_header(data: bytes, path: Path) -> tuple[int, dict[str, Any]]:
         raise CheckpointError(f"file is truncated (header needs {8 + n} bytes, file has {len(data)})", path)
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"corrupted safetensors header ({exc.__class__.__name__})", path) from exc
     if not isinstance(header, dict):
         raise CheckpointError("corrupted safetensors header (not a JSON object)", path)
@@ -326,11 +339,20 @@ def _read_header(data: bytes, path: Path) -> tuple[int, dict[str, Any]]:
     return n, header
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors (on CPU) and metadata of a safetensors file, never unpickling anything."""
+def read_weights(path: str | Path, max_bytes: int = MAX_WEIGHTS_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (on CPU) and metadata of a safetensors file, never unpickling anything.
+
+    Only a regular file (links followed) of at most ``max_bytes`` is read: a named pipe or
+    a device such as ``/dev/zero`` is refused before opening it."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError("the checkpoint has no model.safetensors weights file", path)
+    check_regular_file(path, max_bytes, "weights file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:  # grew between stat and read
+            raise CheckpointError(f"the weights file is implausibly large (over {max_bytes:,} bytes)", path)
     except FileNotFoundError as exc:
         raise CheckpointError("the checkpoint has no model.safetensors weights file", path) from exc
     except OSError as exc:
@@ -353,14 +375,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     card = load_card(folder if Path(path).suffix != ".json" else path)
     p = Path(path)
     weights_path = p if (p.suffix == ".safetensors" and p.is_file()) else folder / WEIGHTS_NAME
-    state, meta = read_weights(weights_path)
+    try:
+        limit = max_weights_bytes(check_spec(card.spec.to_dict()))
+    except ValueError as exc:  # a card built in code, not read from card.json
+        raise CheckpointError(f"the model card is invalid: {exc}", folder) from exc
+    state, meta = read_weights(weights_path, limit)
     fmt = meta.get("format")
     if fmt is not None and not fmt.startswith("segloop-unet/"):
         raise CheckpointError(f"weights of an unknown format {fmt!r} (not a SegLoop U-Net)", weights_path)
     if "spec" in meta:
         try:
             weights_spec = ModelSpec.from_dict(json.loads(meta["spec"]))
-        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        except (ValueError, TypeError, json.JSONDecodeError, RecursionError) as exc:
             raise CheckpointError(f"corrupted architecture metadata ({exc})", weights_path) from exc
         if weights_spec != card.spec:
             raise CheckpointError(

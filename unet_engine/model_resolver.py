@@ -58,6 +58,8 @@ def resolve_model_path(name_or_path: str | Path | None = None, registry: ModelRe
         raise CheckpointError("no such model checkpoint (expected a folder with model.safetensors and card.json, or 'default')", path)
     if not folder.is_dir():
         raise CheckpointError("not a model checkpoint: expected a folder with model.safetensors and card.json", path)
-    if not (folder / CARD_NAME).is_file() and not (folder / WEIGHTS_NAME).is_file():
+    # exists(), not is_file(): a card or weights that is a pipe or a device gets its precise
+    # refusal from unet_engine.checkpoint (which reads only regular files), not "not a checkpoint"
+    if not (folder / CARD_NAME).exists() and not (folder / WEIGHTS_NAME).exists():
         raise CheckpointError("this folder is not a model checkpoint (no model.safetensors / card.json in it)", folder)
     return path if path.suffix == ".safetensors" and path.is_file() else folder
