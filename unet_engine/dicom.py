@@ -188,6 +188,7 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
         if s.orientation is None or s.position is None:
             raise DicomSeriesError(f"{s.path.name} has no ImagePositionPatient/ImageOrientationPatient, so the "
                                    f"slices cannot be put in order", folder)
+    _check_orientation(first, folder)
     for s in slices[1:]:
         if not np.allclose(s.orientation, first.orientation, atol=1e-4, rtol=0):  # type: ignore[arg-type]
             raise DicomSeriesError(f"slices of one series are oriented differently: {s.path.name} vs "
@@ -242,6 +243,21 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
                                f"{angle:.1f} degrees, e.g. a gantry tilt); SegLoop cannot represent this geometry "
                                f"exactly. Resample the series first (e.g. dcm2niix or 3D Slicer)", folder)
     return ordered, (proj[-1] - proj[0]) / (len(proj) - 1)
+
+
+def _check_orientation(s: DicomSlice, where: Path) -> None:
+    """ImageOrientationPatient: two unit, orthogonal cosines; PixelSpacing: finite, positive."""
+    row, col = s.orientation[:3], s.orientation[3:]  # type: ignore[index]
+    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if not (abs(nr - 1) < 0.01 and abs(nc - 1) < 0.01 and abs(float(row @ col)) < 0.01):
+        raise DicomSeriesError(f"{s.path.name} has a degenerate ImageOrientationPatient {_fmt(s.orientation)}: the row "
+                               f"and column cosines must be two perpendicular unit vectors; the header is damaged",
+                               where)
+    if s.pixel_spacing:
+        ps = _floats(s.pixel_spacing, 2)
+        if ps is None or not np.all(ps > 0):
+            raise DicomSeriesError(f"{s.path.name} has an invalid PixelSpacing {s.pixel_spacing!r}: it must be two "
+                                   f"finite, positive numbers (mm); the header is damaged", where)
 
 
 def _fmt(v: np.ndarray | None) -> str:
@@ -300,6 +316,8 @@ def read_dicom_file(path: str | Path, *, max_voxels: int = 2_000_000_000) -> Vol
         raise UnsupportedImageError("not a DICOM image GDCM can read (damaged, or a DICOM object without pixels "
                                     "such as a report)", path)
     info, reader = got
+    if info.orientation is not None:
+        _check_orientation(info, path)
     array, spacing, origin, direction, _ = read_itk_volume(path, max_voxels=max_voxels, reader=reader)
     if info.frames == 1:
         spacing = (info.between or info.thickness or 1.0, spacing[1], spacing[2])

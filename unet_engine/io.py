@@ -14,8 +14,10 @@ Public API:
 Geometry follows :mod:`unet_engine.volume` (array ``[k, j, i]``, LPS world). Readers
 look at the header first and raise :class:`ImageTooLargeError` before allocating when it
 claims an absurd size, and :class:`UnsupportedImageError` for empty, truncated or
-damaged files. NaN/Inf voxels are refused (:class:`InvalidVoxelDataError` with their
-count) unless ``allow_nonfinite=True``, which replaces them by the lowest finite value.
+damaged files. Every volume then goes through
+:func:`unet_engine.io_checks.validate_volume` (non-empty, real voxels, finite positive
+spacing, orthonormal direction, values float32 can hold). NaN/Inf voxels are refused
+(:class:`InvalidVoxelDataError` with their count) unless ``allow_nonfinite=True``, which replaces them by the lowest finite value.
 Writers go through :func:`unet_engine.atomic.atomic_path` (``.mhd`` through a temp
 folder) and never overwrite the scan a volume was read from.
 """
@@ -37,7 +39,7 @@ from unet_engine.errors import (GeometryMismatchError, ImageDimensionError, Inva
                                 UnsupportedImageError)
 from unet_engine.image2d import read_image2d
 from unet_engine.io_checks import (WRITE_SUFFIXES, check_budget, check_input_file, check_text_header_size,
-                                   full_suffix, handle_nonfinite, image_format, label_array)
+                                   full_suffix, handle_nonfinite, image_format, label_array, validate_volume)
 from unet_engine.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, read_itk_volume,
                                 volume_layout, write_itk, write_metaimage_pair)
 from unet_engine.mask_labels import (LabelsArg, MaskLabels, as_descriptions, has_sidecar, read_mask_labels,
@@ -83,6 +85,7 @@ def read_volume(path: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS, allow
                 raise ImageDimensionError("volume_index is not supported for DICOM files", path)
             volume = read_dicom_file(path, max_voxels=max_voxels)
     volume.array = handle_nonfinite(volume.array, path, allow_nonfinite)
+    validate_volume(volume, path, allow_nonfinite)
     log.debug("read %s: shape %s, spacing %s, %s", path, volume.shape, volume.spacing, volume.orientation_code())
     return volume
 

@@ -94,7 +94,7 @@ def physical_memory_bytes() -> int | None:
 
 def check_budget(path: Path, shape: tuple[int, ...], bytes_per_voxel: int, max_voxels: int) -> None:
     """Refuse (:class:`ImageTooLargeError`) before allocating when the header claims more
-    than ``max_voxels`` voxels or more bytes than this computer has memory."""
+    than ``max_voxels`` voxels or more memory than the app may use (:func:`check_memory`)."""
     n = int(np.prod([int(s) for s in shape], dtype=object))
     if any(int(s) < 0 for s in shape):
         raise UnsupportedImageError(f"the header claims a negative image size {tuple(shape)}", path)
@@ -102,11 +102,7 @@ def check_budget(path: Path, shape: tuple[int, ...], bytes_per_voxel: int, max_v
         raise ImageTooLargeError(f"the header claims {' x '.join(str(s) for s in shape)} = {n:,} voxels, more than the "
                                  f"limit of {max_voxels:,}; the file is damaged or far larger than a scan "
                                  f"SegLoop can open (raise max_voxels if it is genuine)", path)
-    ram = physical_memory_bytes()
-    need = n * bytes_per_voxel
-    if ram is not None and need > ram:
-        raise ImageTooLargeError(f"the image needs {need / 2**30:.1f} GiB of memory but this computer has "
-                                 f"{ram / 2**30:.1f} GiB", path)
+    check_memory(path, shape, bytes_per_voxel)
 
 
 def check_stored_size(path: Path, expected_bytes: int, *, compressed: bool, available: int | None = None,
@@ -310,3 +306,93 @@ def pick_time_index(n_t: int, size: tuple[int, ...], volume_index: int | None, p
         raise ImageDimensionError(f"volume_index {volume_index} is out of range: the image has {n_t} volumes "
                                   f"(0..{n_t - 1})", path)
     return volume_index
+
+
+# ----- one validation step between reading and using a volume -------------------------------
+#: largest magnitude preprocessing can hold (it works in float32)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_geometry(spacing: "tuple[float, ...]", direction: np.ndarray, path: Path | None) -> None:
+    """Refuse (:class:`UnsupportedImageError`) a spacing that is not finite and positive and
+    a direction that is not an orthonormal, non-degenerate 3x3 matrix."""
+    sp = [float(s) for s in spacing]
+    if not all(np.isfinite(s) and s > 0 for s in sp):
+        raise UnsupportedImageError(f"the voxel spacing {tuple(sp)} is not finite and positive; the header's geometry "
+                                    f"is damaged (re-export the scan)", path)
+    d = np.asarray(direction, dtype=np.float64)
+    if d.shape != (3, 3) or not np.all(np.isfinite(d)):
+        raise UnsupportedImageError("the image orientation (direction) is not a finite 3x3 matrix; the header's "
+                                    "geometry is damaged", path)
+    if abs(float(np.linalg.det(d))) < 1e-6 or not np.allclose(d.T @ d, np.eye(3), atol=1e-3):
+        raise UnsupportedImageError("the image orientation (direction) is degenerate or not orthonormal; the "
+                                    "header's geometry is damaged (re-export the scan)", path)
+
+
+def check_voxel_type(dtype: np.dtype, path: Path | None) -> None:
+    """Only real numbers (bool, integers, floats; uint8 RGB) are images SegLoop can use."""
+    dt = np.dtype(dtype)
+    if dt.fields is not None:  # RGB24 / RGBA32 structured types
+        if all(np.dtype(f[0]).kind == "u" for f in dt.fields.values()):
+            return
+    elif dt.kind in "biuf" and dt.itemsize <= 8:
+        return
+    what = "complex" if dt.kind == "c" else str(dt)
+    raise InvalidVoxelDataError(f"the voxels are {what} values ({dt}); SegLoop reads real-valued images only "
+                                f"(take the magnitude or the real part first)", path)
+
+
+#: share of the available memory one image (plus its float32 working copy) may take
+MEMORY_SHARE = 0.8
+
+
+def usable_memory_bytes() -> int | None:
+    """Memory the app may use for one image: :data:`MEMORY_SHARE` of MemAvailable (Linux),
+    else of the total RAM; None if unknown."""
+    avail: int | None = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        avail = None
+    if avail is None:
+        avail = physical_memory_bytes()
+    return None if avail is None else int(avail * MEMORY_SHARE)
+
+
+def check_memory(path: Path, shape: tuple[int, ...], bytes_per_voxel: int) -> None:
+    """Refuse before allocating when the voxels plus a float32 working copy cannot fit the
+    memory the app may use (:class:`ImageTooLargeError`)."""
+    n = int(np.prod([int(s) for s in shape], dtype=object))
+    need = n * (bytes_per_voxel + 4)
+    have = usable_memory_bytes()
+    if have is not None and need > have:
+        raise ImageTooLargeError(f"the header claims {' x '.join(str(s) for s in shape)} voxels of "
+                                 f"{bytes_per_voxel} bytes: opening it needs about {need / 2**30:.1f} GiB of memory "
+                                 f"but SegLoop may use only {have / 2**30:.1f} GiB now (close other programs, or "
+                                 f"crop / downsample the scan)", path)
+
+
+def validate_volume(volume: object, path: Path | None, allow_nonfinite: bool = False) -> None:
+    """The one check between reading a volume and using it (CLI, GUI, dataset, training):
+    non-empty shape, real voxel type, finite positive spacing, orthonormal direction,
+    finite intensities (NaN/Inf: see :func:`handle_nonfinite`) that preprocessing's
+    float32 can hold. Raises a :class:`SegLoopError` subclass naming the file."""
+    array = volume.array  # type: ignore[attr-defined]
+    if array.size == 0 or any(int(s) <= 0 for s in array.shape):
+        raise ImageDimensionError(f"the image is empty (shape {tuple(array.shape)})", path)
+    check_voxel_type(array.dtype, path)
+    check_geometry(volume.spacing, volume.direction, path)  # type: ignore[attr-defined]
+    if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize > 4:
+        biggest = 0.0
+        for s in slabs(array):
+            fin = s[np.isfinite(s)] if allow_nonfinite else s
+            if fin.size:
+                biggest = max(biggest, float(np.max(np.abs(fin))))
+        if biggest > FLOAT32_MAX:
+            raise InvalidVoxelDataError(f"voxel values reach {biggest:.3g}, beyond the float32 range "
+                                        f"({FLOAT32_MAX:.3g}) SegLoop computes in (a damaged scaling slope, or "
+                                        f"not an intensity image)", path)

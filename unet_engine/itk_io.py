@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from unet_engine.errors import ImageDimensionError, UnsupportedImageError
-from unet_engine.io_checks import check_budget, pick_time_index, short_reason
+from unet_engine.io_checks import check_budget, check_geometry, pick_time_index, short_reason
 from unet_engine.volume import Volume, direction_from_itk, direction_to_itk
 
 #: what SimpleITK raises: RuntimeError, or UnicodeDecodeError when ITK's message quotes raw bytes
@@ -147,6 +147,9 @@ def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = N
     size, ncomp, t_index, comp_index = volume_layout(reader, path, volume_index, allow_rgb, photo)
     check_budget(path, size, component_bytes(reader.GetPixelID()) * ncomp, max_voxels)
     dim = reader.GetDimension()
+    spacing, origin, direction = geometry_from_itk(dim, reader.GetSpacing(), reader.GetOrigin(),
+                                                   reader.GetDirection())
+    check_geometry(spacing, direction, path)  # before any voxel is allocated
     if t_index is not None:
         reader.SetExtractIndex([0, 0, 0, t_index])
         reader.SetExtractSize([size[0], size[1], size[2], 0])
@@ -155,8 +158,6 @@ def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = N
     except ITK_ERRORS as exc:
         raise UnsupportedImageError(f"cannot read the voxel data (truncated or damaged file?): {short_reason(exc)}",
                                     path) from None
-    spacing, origin, direction = geometry_from_itk(dim, reader.GetSpacing(), reader.GetOrigin(),
-                                                   reader.GetDirection())
     array = array_from_itk(image)
     if image.GetDimension() == 4:  # 4D with a single volume
         array = array[0]

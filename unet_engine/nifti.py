@@ -39,8 +39,9 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from nibabel.volumeutils import apply_read_scaling
 
-from unet_engine.errors import ImageDimensionError, UnsupportedImageError
-from unet_engine.io_checks import check_budget, check_stored_size, pick_time_index, short_reason
+from unet_engine.errors import ImageDimensionError, InvalidVoxelDataError, UnsupportedImageError
+from unet_engine.io_checks import (FLOAT32_MAX, check_budget, check_geometry, check_stored_size, check_voxel_type,
+                                  pick_time_index, short_reason)
 from unet_engine.itk_io import ITK_ERRORS, array_from_itk, geometry_from_itk, info_reader
 from unet_engine.volume import Volume
 
@@ -211,6 +212,7 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
     hdr = img.header
     (ni, nj, nk), n_t, n_c, t = _layout(img, path, volume_index)
     disk_dtype = np.dtype(hdr.get_data_dtype())
+    check_nifti_header(img, path)
     rgb = disk_dtype.fields is not None or n_c > 1
     itemsize = disk_dtype.itemsize * n_c
     check_budget(path, (ni, nj, nk), itemsize, max_voxels)
@@ -224,6 +226,7 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
     reader = info_reader(path, "NiftiImageIO")  # geometry as ITK-SNAP / Slicer see it
     spacing, origin, direction = geometry_from_itk(reader.GetDimension(), reader.GetSpacing(), reader.GetOrigin(),
                                                    reader.GetDirection())
+    check_geometry(spacing, direction, path)  # before any voxel is allocated
     _warn_if_forms_disagree(path, img, spacing, origin, direction, (nk, nj, ni))
 
     start = offset + t * vol_bytes
@@ -249,6 +252,60 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
         raw = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
     array = _scale(raw, proxy.slope, proxy.inter)
     return array, spacing, origin, direction
+
+
+def _raw_header(img: nib.Nifti1Image, path: Path) -> nib.Nifti1Header:
+    """The header as stored: nibabel's loader "fixes" zero / negative pixdims to 1 / abs."""
+    size = img.header.sizeof_hdr
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            block = fh.read(size)
+        return type(img.header)(binaryblock=block, endianness=img.header.endianness, check=False)
+    except (OSError, EOFError, ValueError, zlib.error, HeaderDataError):
+        return img.header
+
+
+def check_nifti_header(img: nib.Nifti1Image, path: Path) -> None:
+    """Refuse a NIfTI header SegLoop would otherwise read with made-up values: an empty
+    dimension, complex or other non-real voxels, a scaling that overflows, and a
+    qform (pixdim) or sform that is not finite or is degenerate."""
+    hdr = _raw_header(img, path)
+    dims = [int(d) for d in hdr["dim"]]
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or any(d <= 0 for d in dims[1:ndim + 1]):
+        raise ImageDimensionError(f"the header claims an empty image (dim = {dims[:max(1, min(ndim, 7)) + 1]}); "
+                                  f"there are no voxels to read", path)
+    dtype = np.dtype(hdr.get_data_dtype())
+    check_voxel_type(dtype, path)
+    slope, inter = (float(v) for v in hdr.get_slope_inter()) if None not in hdr.get_slope_inter() else (1.0, 0.0)
+    if not (np.isfinite(slope) and np.isfinite(inter)):
+        raise InvalidVoxelDataError(f"the intensity scaling is not finite (scl_slope {slope:g}, scl_inter "
+                                    f"{inter:g}); the header is damaged", path)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        top = max(abs(slope * float(info.min) + inter), abs(slope * float(info.max) + inter))
+        if top > FLOAT32_MAX:
+            raise InvalidVoxelDataError(f"scl_slope {slope:g} / scl_inter {inter:g} scale {dtype} voxels up to "
+                                        f"{top:.3g}, beyond the float32 range SegLoop computes in; the header's "
+                                        f"scaling is damaged", path)
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if qcode > 0 or scode == 0:  # the qform, or the bare pixdim, places the voxels
+        n = min(ndim, 3)
+        pix = [float(v) for v in hdr["pixdim"][1:n + 1]]
+        if not all(np.isfinite(v) and v > 0 for v in pix):
+            form = "qform" if qcode > 0 else "pixdim-only geometry"
+            raise UnsupportedImageError(f"the voxel size (pixdim {tuple(pix)}) is not finite and positive while the "
+                                        f"{form} is in use; the header's geometry is damaged (re-export the scan)",
+                                        path)
+    if scode > 0:
+        m = np.array([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]], dtype=np.float64)
+        lin = m[:, :3]
+        norms = np.linalg.norm(lin, axis=0) if np.all(np.isfinite(m)) else np.zeros(3)
+        if not np.all(np.isfinite(m)) or np.any(norms == 0) or \
+                abs(float(np.linalg.det(lin))) <= 1e-6 * float(np.prod(norms)):
+            raise UnsupportedImageError(f"the sform (code {scode}) is not finite or is degenerate (srow matrix "
+                                        f"{np.round(lin, 4).tolist()}); the header's geometry is damaged", path)
 
 
 def _scale(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
