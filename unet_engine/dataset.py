@@ -8,6 +8,7 @@ Layout (Medical Segmentation Decathlon style, so nnU-Net / MONAI tools read it):
       labelsTr/<id>.nii.gz  the corrected label map (uint8/uint16, same grid)
       editsTr/<id>.nii.gz   1 where the reviewer changed the model's prediction (optional)
       .segloop.lock         inter-process write lock (see :mod:`unet_engine.dataset_lock`)
+      .segloop-pending.json only while a case is added or removed (see "Crash safety")
 
 Each entry of ``dataset.json["training"]`` holds the MSD keys ``image`` and ``label``
 plus SegLoop's provenance: ``id``, ``hash``, ``split`` ("train"/"val"), ``edits``,
@@ -25,6 +26,16 @@ values (as float64) and the grid, after bringing the array to a canonical orient
 the same scan has the same hash whether it was read from a DICOM series or a NIfTI/NRRD
 file, whatever its dtype and axis order on disk. A second scan with the same hash is a
 duplicate (refused unless ``replace=True``).
+
+Crash safety: ``dataset.json`` is the record; a case exists when it lists it. Adding a case
+first writes a small journal (``.segloop-pending.json``) naming the files about to be written,
+then the files, then ``dataset.json``, then removes the journal; removing a case journals
+its files, writes ``dataset.json``, then deletes them. A kill at any moment leaves at worst a
+journal whose files ``dataset.json`` may or may not list: the next open (or write) of the
+dataset deletes the journalled files that ``dataset.json`` does not list and the journal
+itself, so an interrupted add is rolled back (the same case can be added again, under the same
+id) and an interrupted removal is finished. Only files SegLoop itself journalled are ever
+deleted, never other files a user put in the folders.
 
 Validation split: assigned once, when a case is added, and never changed. A case goes
 to "val" when its hash says so (``int(hash) % 1000 < 1000 * val_fraction``) unless that
@@ -61,6 +72,8 @@ FORMAT = "segloop-retraining-dataset"
 FORMAT_VERSION = 1
 DEFAULT_VAL_FRACTION = 0.2
 EXT = ".nii.gz"
+PENDING_NAME = ".segloop-pending.json"
+CASE_DIRS = ("imagesTr", "labelsTr", "editsTr")
 
 
 # ----- case records ----------------------------------------------------------------------------
@@ -279,9 +292,11 @@ class RetrainingDataset:
             yield
 
     def _remove_stale_temp_files(self) -> None:
-        """Delete temp files a killed writer left behind (only when no other instance writes)."""
+        """Delete temp files a killed writer left behind and finish or roll back its interrupted
+        add / remove (only when no other instance writes)."""
         try:
             with self._lock.hold(timeout=0):
+                self._settle_pending()
                 for sub in ("imagesTr", "labelsTr", "editsTr", "."):
                     for p in (self.folder / sub).glob(".*.tmp*"):
                         if p.is_file():
@@ -292,6 +307,59 @@ class RetrainingDataset:
             pass  # another instance holds the lock and may be mid-write: its temp files are live
         except OSError as exc:
             log.warning("could not remove stale temp files in %s: %s", self.folder, exc)
+
+    # ----- the journal of an add / remove in progress (see "Crash safety") -------------------------
+    @property
+    def _pending_path(self) -> Path:
+        return self.folder / PENDING_NAME
+
+    def _begin_pending(self, op: str, case_id: str, files: list[str]) -> None:
+        atomic_write_json(self._pending_path, {"op": op, "id": case_id, "files": files, "started": _now()})
+
+    def _end_pending(self) -> None:
+        self._pending_path.unlink(missing_ok=True)
+
+    def _journalled_file(self, rel: Any) -> Path | None:
+        """A journalled path if it is a case file of this dataset (``<dir>/<id>.nii.gz`` in one of
+        its case folders), else None: a damaged journal never deletes anything else."""
+        if not isinstance(rel, str):
+            return None
+        parts = rel.removeprefix("./").split("/")
+        if (len(parts) != 2 or parts[0] not in CASE_DIRS or not parts[1].endswith(EXT)
+                or not re.fullmatch(r"[A-Za-z0-9_-]+", parts[1][: -len(EXT)])):
+            return None
+        return self.folder / parts[0] / parts[1]
+
+    def _settle_pending(self, meta: dict[str, Any] | None = None) -> list[Path]:
+        """Finish or roll back an add / remove a killed writer left half done (lock held).
+
+        Deletes the journalled files that ``dataset.json`` does not list, then the journal;
+        returns the files deleted."""
+        if not self._pending_path.exists():
+            return []
+        try:
+            pending = json.loads(self._pending_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring an unreadable journal %s (%s)", self._pending_path, exc)
+            pending = {}
+        meta = self._read() if meta is None else meta
+        listed = {self.path_of(c[k]).resolve() for c in meta["training"] for k in ("image", "label", "edits") if c.get(k)}
+        removed = []
+        for rel in (pending.get("files") or []) if isinstance(pending, dict) else []:
+            path = self._journalled_file(rel)
+            if path is None:
+                log.warning("journal %s names %r, not a case file of this dataset; left alone", self._pending_path, rel)
+                continue
+            if path.resolve() not in listed and path.is_file():
+                path.unlink()
+                removed.append(path)
+        if removed:
+            what = "removal" if isinstance(pending, dict) and pending.get("op") == "remove" else "add"
+            log.warning("finished an interrupted %s of case %r in %s: deleted %s", what,
+                        pending.get("id") if isinstance(pending, dict) else "?", self.folder,
+                        ", ".join(str(p.relative_to(self.folder)) for p in removed))
+        self._end_pending()
+        return removed
 
     def _write(self, meta: dict[str, Any]) -> None:
         meta["numTraining"] = len(meta["training"])
@@ -348,6 +416,7 @@ class RetrainingDataset:
         src = source_path if source_path is not None else image.source_path
         with self.locked():
             meta = self._read()
+            self._settle_pending(meta)
             existing = next((c for c in meta["training"] if c["hash"] == digest), None)
             if existing is not None and not replace:
                 raise DatasetError(f"this scan is already in the dataset as case {existing['id']!r} "
@@ -360,7 +429,18 @@ class RetrainingDataset:
                 split = assign_split(digest, len(meta["training"]) + 1, n_val,
                                      float(meta["segloop"].get("val_fraction", DEFAULT_VAL_FRACTION)))
                 added = _now()
-            self._write_files(cid, image, label_arr, edits_arr)  # files first, dataset.json last
+            new_files = [f"./{d}/{cid}{EXT}" for d in CASE_DIRS if d != "editsTr" or edits_arr is not None]
+            if existing is None:  # a new case: journal its files, so a kill before dataset.json is undone
+                self._begin_pending("add", cid, new_files)
+            try:
+                self._write_files(cid, image, label_arr, edits_arr)  # files first, dataset.json last
+            except BaseException:
+                if existing is None:
+                    try:
+                        self._settle_pending(meta)  # nothing half-added stays behind
+                    except OSError as exc:
+                        log.warning("could not undo the failed add of %s: %s", cid, exc)
+                raise
             info = CaseInfo(
                 id=cid, image=f"./imagesTr/{cid}{EXT}", label=f"./labelsTr/{cid}{EXT}", hash=digest, split=split,
                 edits=f"./editsTr/{cid}{EXT}" if edits_arr is not None else None,
@@ -373,6 +453,8 @@ class RetrainingDataset:
             else:
                 meta["training"].append(info.to_dict())
             self._write(meta)
+            if existing is None:
+                self._end_pending()
             if existing is not None and edits_arr is None:
                 (self.folder / "editsTr" / f"{cid}{EXT}").unlink(missing_ok=True)
         log.info("added case %s (%s) to %s", cid, split, self.folder)
@@ -412,14 +494,17 @@ class RetrainingDataset:
         """Remove a case (dataset.json first, then its files); other cases keep their split."""
         with self.locked():
             meta = self._read()
+            self._settle_pending(meta)
             entry = next((c for c in meta["training"] if c["id"] == case_id), None)
             if entry is None:
                 raise DatasetError(f"no case {case_id!r} in this dataset", self.folder)
+            files = [entry[k] for k in ("image", "label", "edits") if entry.get(k)]
+            self._begin_pending("remove", case_id, files)  # a kill after dataset.json: the next open finishes it
             meta["training"] = [c for c in meta["training"] if c["id"] != case_id]
             self._write(meta)
-            for key in ("image", "label", "edits"):
-                if entry.get(key):
-                    self.path_of(entry[key]).unlink(missing_ok=True)
+            for rel in files:
+                self.path_of(rel).unlink(missing_ok=True)
+            self._end_pending()
 
     def add_labels(self, labels: dict[int, str]) -> dict[int, str]:
         """Add foreground labels (new values with new names); returns the labels now in the dataset.

@@ -223,7 +223,25 @@ def split_cases(cases: list[Case], cfg: LoopSimConfig) -> tuple[list[Case], list
     """
     rng = np.random.default_rng(cfg.seed)
     by_id = {c.id: c for c in cases}
-    wanted = list(cfg.holdout_ids or []) or reference_val_ids(cfg.reference)
+    if cfg.holdout_ids is not None:
+        # an explicit held-out set (``--holdout-from``) is honoured fully or refused: never
+        # silently replaced by other cases while the summary names the requested ones
+        wanted = list(dict.fromkeys(str(i) for i in cfg.holdout_ids))
+        if not wanted:
+            raise SegLoopError("loop-sim: the requested held-out set is empty (the dataset given for the "
+                               "held-out cases has no validation cases)")
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            shown = ", ".join(missing[:20]) + (f", ... ({len(missing)} in all)" if len(missing) > 20 else "")
+            raise SegLoopError(f"loop-sim: {len(missing)} of the {len(wanted)} requested held-out case(s) are not "
+                               f"in the data: {shown}")
+    else:
+        wanted = reference_val_ids(cfg.reference)
+        absent = [i for i in wanted if i not in by_id]
+        if absent:
+            log.warning("%d of the reference's %d validation case(s) are not in the data (%s); %s", len(absent),
+                        len(wanted), ", ".join(absent[:10]) + (", ..." if len(absent) > 10 else ""),
+                        "using the others" if len(absent) < len(wanted) else "drawing held-out cases from the data")
     pool = [i for i in wanted if i in by_id]
     if pool:
         pool = [pool[i] for i in rng.permutation(len(pool))]

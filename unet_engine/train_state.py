@@ -110,7 +110,8 @@ def load_state(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], d
 
     info = read_state_json(folder)
     if info is None:
-        raise SegLoopError("no saved training state to resume from", folder)
+        raise SegLoopError("no saved training state to resume from (the last run finished, or a newer run "
+                           "started since and stopped before saving its state); start a new run", folder)
     if info.get("format") != FORMAT:
         raise SegLoopError(f"unknown training-state format {info.get('format')!r}", folder / STATE_JSON)
     path = folder / info["tensors"]
@@ -133,3 +134,19 @@ def clear_state(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+def retire_state(folder: Path) -> int | None:
+    """A new run starts in ``folder``: remove an older run's saved state now, so that
+    ``--resume`` can never continue that older run when the new one is killed before its
+    first save. Returns the step of the state removed (None if there was none)."""
+    try:
+        info = read_state_json(folder)
+    except SegLoopError:
+        info = {}  # unreadable: replaced all the same
+    if info is None:
+        return None
+    step = info.get("step") if isinstance(info, dict) else None
+    log.warning("a new run replaces the saved state of the previous run (paused at step %s) in %s", step, folder)
+    clear_state(folder)
+    return int(step) if isinstance(step, int) else -1

@@ -171,7 +171,9 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
     yielded first). ``cancel``: saves the state and raises CancelledError. ``resume``:
     continue the saved run in ``state_dir`` (default: the registry's ``training/`` folder
     for this dataset) with its saved config, except that ``max_minutes`` (training time
-    summed over all sessions, pauses excluded) is taken from ``config``. ``promote``:
+    summed over all sessions, pauses excluded) is taken from ``config``. A new run (not
+    ``resume``) removes an older run's saved state in that folder as its training starts, so
+    a later ``resume`` never continues the older run. ``promote``:
     make the new version active. Ranks other than 0 (torchrun) write nothing.
     """
     registry = registry or ModelRegistry()
@@ -346,6 +348,10 @@ def fine_tune(config: TrainConfig, *, dataset: Any, registry: ModelRegistry | No
         yield EpochReport(bk["epoch"], bk["step"], train_loss, res.loss, res.dice, res.mean_dice, bk["best"], improved,
                           epoch_time, elapsed(), left)
         return bool(config.patience and bk["bad_epochs"] >= config.patience and bk["step"] < total)
+
+    # ----- a new run replaces an older run's saved state now (not at its first save) -----------
+    if saved is None and env.is_main:
+        ts.retire_state(folder)
 
     # ----- baseline ----------------------------------------------------------------------------
     if saved is None and val_ids and config.validate_at_start:
