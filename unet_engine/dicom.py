@@ -9,6 +9,11 @@ stacked straight along the normal (a gantry-tilted stack cannot be represented e
 and is refused rather than silently sheared). GDCM applies RescaleSlope/Intercept, so CT
 comes out in Hounsfield units; when slices carry different rescale values the volume is
 read as float32 so no slice is truncated.
+
+A folder that also holds non-image objects (a DICOM SEG, RTSTRUCT, RT plan/dose, structured
+report, presentation state, key-object selection...) opens its image series: those objects
+are left out of the choice. Uncompressed pixel data shorter than Rows x Columns x frames x
+samples x BitsAllocated is refused, naming the file, before any voxel is read.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
-from unet_engine.errors import DicomSeriesError, UnsupportedImageError
+from unet_engine.errors import DicomSeriesError, InvalidVoxelDataError, SegLoopError, UnsupportedImageError
 from unet_engine.io_checks import check_budget, check_input_file, short_reason
 from unet_engine.itk_io import ITK_ERRORS, array_from_itk, component_bytes, read_itk_volume
 from unet_engine.volume import Volume
@@ -28,6 +34,26 @@ from unet_engine.volume import Volume
 log = logging.getLogger(__name__)
 
 _MODALITIES = {"CT": "CT", "MR": "MR", "SEG": "label"}
+
+#: Modality values of DICOM objects that are not images to segment
+_NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "PR", "KO", "REG",
+                                   "FID", "DOC", "PLAN", "RWV", "AU", "ECG", "HD", "RESP"})
+_STORAGE = "1.2.840.10008.5.1.4.1.1."
+#: SOP class UIDs (and their sub-classes) of non-image objects: raw data, registration,
+#: fiducials, SEG, surface segmentation (66.x); presentation states (11.x); SR and KO (88.x);
+#: waveforms (9.x); encapsulated PDF/CDA/STL (104.x); RT objects except RT Image (481.x)
+_NON_IMAGE_SOP_PREFIXES = tuple(_STORAGE + s for s in ("66", "11", "88", "9", "104", "481"))
+_RT_IMAGE_SOP = _STORAGE + "481.1"
+
+
+def is_image_object(s: DicomSlice) -> bool:
+    """False for a DICOM object that is not an image series to open (SEG, RTSTRUCT, SR...)."""
+    if s.modality in _NON_IMAGE_MODALITIES:
+        return False
+    sop = s.sop_class
+    if sop == _RT_IMAGE_SOP:
+        return True
+    return not any(sop == p or sop.startswith(p + ".") for p in _NON_IMAGE_SOP_PREFIXES)
 
 
 @dataclass
@@ -50,6 +76,7 @@ class DicomSlice:
     thickness: float | None
     between: float | None
     pixel_id: int
+    sop_class: str = ""
 
 
 def _tag(reader: sitk.ImageFileReader, key: str) -> str:
@@ -90,7 +117,7 @@ def read_slice_header(path: Path) -> tuple[DicomSlice, sitk.ImageFileReader] | N
         components=int(reader.GetNumberOfComponents()), pixel_spacing=_tag(reader, "0028|0030"),
         rescale=(_tag(reader, "0028|1053") or "1", _tag(reader, "0028|1052") or "0"),
         thickness=_float(_tag(reader, "0018|0050")), between=_float(_tag(reader, "0018|0088")),
-        pixel_id=int(reader.GetPixelID()),
+        pixel_id=int(reader.GetPixelID()), sop_class=_tag(reader, "0008|0016").rstrip("\x00"),
     )
     return info, reader
 
@@ -140,6 +167,13 @@ def read_dicom_series(folder: str | Path, *, max_voxels: int = 2_000_000_000,
         subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         hint = f"; it has sub-folders ({', '.join(subdirs[:5])}): open the one holding the series" if subdirs else ""
         raise DicomSeriesError(f"no DICOM images in this folder ({len(skipped)} other files){hint}", folder)
+    if series_uid is None:
+        images = {u: s for u, s in groups.items() if all(is_image_object(x) for x in s)}
+        if images and len(images) < len(groups):
+            log.info("%s: left out %d non-image DICOM object(s) when choosing the series: %s", folder,
+                     len(groups) - len(images),
+                     "; ".join(_describe(u, s) for u, s in groups.items() if u not in images))
+            groups = images
     if series_uid is not None:
         if series_uid not in groups:
             raise DicomSeriesError(f"no series with UID {series_uid} here; found: "
@@ -158,6 +192,8 @@ def read_dicom_series(folder: str | Path, *, max_voxels: int = 2_000_000_000,
     slices = groups[uid]
     if len(slices) == 1:
         return read_dicom_file(slices[0].path, max_voxels=max_voxels)
+    for s in slices:
+        check_pixel_data(s.path, DicomSeriesError)
     if any(s.frames > 1 for s in slices):
         raise DicomSeriesError(f"the series mixes {len(slices)} files of which some hold several frames; "
                                f"SegLoop cannot stack them", folder)
@@ -316,6 +352,7 @@ def read_dicom_file(path: str | Path, *, max_voxels: int = 2_000_000_000) -> Vol
         raise UnsupportedImageError("not a DICOM image GDCM can read (damaged, or a DICOM object without pixels "
                                     "such as a report)", path)
     info, reader = got
+    check_pixel_data(path, InvalidVoxelDataError)
     if info.orientation is not None:
         _check_orientation(info, path)
     array, spacing, origin, direction, _ = read_itk_volume(path, max_voxels=max_voxels, reader=reader)
@@ -324,3 +361,48 @@ def read_dicom_file(path: str | Path, *, max_voxels: int = 2_000_000_000) -> Vol
     return Volume(array=_narrow(array), spacing=spacing, origin=origin, direction=direction,
                   modality=_MODALITIES.get(info.modality, "photo" if array.ndim == 4 else "unknown"),
                   source_path=path)
+
+
+def check_pixel_data(path: Path, error: type[SegLoopError] = InvalidVoxelDataError) -> None:
+    """Refuse an uncompressed DICOM file whose PixelData element is shorter than its header
+    (Rows x Columns x NumberOfFrames x SamplesPerPixel x BitsAllocated) says; GDCM would
+    read such a file without complaint, padding the missing voxels. The PixelData value is
+    not read (only its length). Compressed (encapsulated) pixel data is left to GDCM."""
+    try:
+        ds = pydicom.dcmread(path, defer_size=1024, force=True)
+    except Exception:  # noqa: BLE001 - pydicom cannot parse what GDCM could: let GDCM decide
+        return
+    meta = getattr(ds, "file_meta", None)
+    ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    try:
+        if ts is not None and ts.is_encapsulated:
+            return
+    except ValueError:  # a private or unknown transfer syntax: left to GDCM
+        return
+    try:
+        elem = ds.get_item(0x7FE00010, keep_deferred=True)
+    except Exception:  # noqa: BLE001
+        return
+    if elem is None:
+        return
+    length = getattr(elem, "length", None)
+    if length is None:
+        value = elem.value
+        length = len(value) if value is not None else 0
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return
+    if length == 0xFFFFFFFF:
+        if ts is None:
+            return  # no transfer syntax to judge by: encapsulated data is left to GDCM
+        raise error(f"the pixel data has an undefined length but the transfer syntax "
+                    f"({ts or 'none'}) is uncompressed; the file is damaged. Re-export it", path)
+    need = (rows * cols * frames * samples * bits + 7) // 8
+    if length < need:
+        raise error(f"the pixel data is truncated: PixelData holds {length} bytes but "
+                    f"{cols}x{rows} pixels x {frames} frame(s) x {samples} sample(s) x {bits} bits need {need}; "
+                    f"the file is damaged. Re-export it", path)

@@ -10,13 +10,14 @@ import contextlib
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from unet_engine.errors import ImageDimensionError, UnsupportedImageError
+from unet_engine.errors import ImageDimensionError, InvalidVoxelDataError, UnsupportedImageError
 from unet_engine.io_checks import check_budget, check_geometry, pick_time_index, short_reason
 from unet_engine.volume import Volume, direction_from_itk, direction_to_itk
 
@@ -150,6 +151,11 @@ def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = N
     spacing, origin, direction = geometry_from_itk(dim, reader.GetSpacing(), reader.GetOrigin(),
                                                    reader.GetDirection())
     check_geometry(spacing, direction, path)  # before any voxel is allocated
+    if path.suffix.lower() in (".mha", ".mhd"):
+        full = 1
+        for s in reader.GetSize():
+            full *= int(s)
+        check_metaimage_payload(path, full * ncomp * component_bytes(reader.GetPixelID()))
     if t_index is not None:
         reader.SetExtractIndex([0, 0, 0, t_index])
         reader.SetExtractSize([size[0], size[1], size[2], 0])
@@ -168,6 +174,72 @@ def read_itk_volume(path: Path, *, max_voxels: int, volume_index: int | None = N
     elif array.ndim == 4 and array.shape[-1] == 4:
         array = np.ascontiguousarray(array[..., :3])
     return array, spacing, origin, direction, reader
+
+
+def _metaimage_header(path: Path) -> tuple[dict[str, str], int] | None:
+    """The ``key = value`` fields of a MetaImage header up to ElementDataFile, and the byte
+    offset just past that line (where a ``.mha``'s LOCAL data starts); None if unparsable."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    fields: dict[str, str] = {}
+    pos = 0
+    while pos < len(head):
+        end = head.find(b"\n", pos)
+        if end < 0:
+            return None
+        line = head[pos:end].decode("latin-1").strip()
+        pos = end + 1
+        if "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            return fields, pos
+    return None
+
+
+def check_metaimage_payload(path: Path, expected: int) -> None:
+    """A MetaImage whose header says ``CompressedData = True`` must hold zlib data that
+    inflates to ``expected`` bytes (DimSize x channels x element size). ITK only prints
+    "Uncompress failed" and hands back garbage otherwise, so refuse with
+    :class:`InvalidVoxelDataError` first. The data is inflated in chunks and discarded."""
+    parsed = _metaimage_header(path)
+    if parsed is None:
+        return
+    fields, offset = parsed
+    if fields.get("compresseddata", "").lower() not in ("true", "1"):
+        return
+    data_file = fields.get("elementdatafile", "")
+    if fields.get("headersize") not in (None, "", "0"):
+        return
+    if data_file.upper() == "LOCAL":
+        source, start = path, offset
+    elif data_file and "%" not in data_file and " " not in data_file and data_file.upper() != "LIST":
+        source, start = path.parent / data_file, 0
+    else:
+        return  # file lists and patterns: left to ITK
+    if not source.is_file():
+        return  # ITK reports the missing data file
+    inflater = zlib.decompressobj(47)  # zlib or gzip header
+    total = 0
+    try:
+        with open(source, "rb") as fh:
+            fh.seek(start)
+            while total < expected and not inflater.eof:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                while chunk and total < expected and not inflater.eof:
+                    total += len(inflater.decompress(chunk, 1 << 22))
+                    chunk = inflater.unconsumed_tail
+    except zlib.error:
+        raise InvalidVoxelDataError(f"the header says CompressedData = True but the voxel data "
+                                    f"{'after it ' if source == path else f'in {source.name} '}is not zlib-compressed "
+                                    f"(the header or the data is damaged); fix the header or re-save the image",
+                                    path) from None
+    if total < expected:
+        raise InvalidVoxelDataError(f"the compressed voxel data inflates to {total} bytes but DimSize x element size "
+                                    f"needs {expected}; the file is truncated or damaged", path)
 
 
 def image_from_array(array: np.ndarray, like: Volume) -> sitk.Image:
