@@ -3,7 +3,8 @@
 Each subcommand lives in ``unet_engine/commands/<name>.py`` and exposes
 ``register(subparsers) -> None``, which adds its parser and sets ``func=run`` where
 ``run(args) -> int`` does the work. Errors derived from :class:`SegLoopError` are printed
-as one readable line (no traceback) and give exit code 2.
+as one readable line (no traceback) and give exit code 2; so is any :class:`OSError`
+that escapes a command (a file name too long, a full disk...).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import logging
 import sys
 
-from unet_engine.errors import SegLoopError
+from unet_engine.errors import SegLoopError, os_reason, short_path
 
 #: subcommand name -> module under unet_engine.commands
 SUBCOMMANDS: dict[str, str] = {
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SegLoopError as exc:
         print(f"segloop {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an OS refusal that no reader turned into a SegLoopError: still one line
+        where = f"{short_path(exc.filename)}: " if getattr(exc, "filename", None) else ""
+        print(f"segloop {args.command}: error: {where}{os_reason(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segloop {args.command}: interrupted", file=sys.stderr)

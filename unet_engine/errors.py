@@ -63,3 +63,41 @@ class SourceOverwriteError(SegLoopError):
 
 class ProjectError(SegLoopError):
     """A project refuses an operation (bad name, duplicate, corrupt project.json, ...)."""
+
+
+def short_path(path: str | Path, limit: int = 120) -> str:
+    """``path`` as text, with the middle cut out when it is longer than ``limit`` characters."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]}"
+
+
+def os_reason(exc: BaseException) -> str:
+    """The OS's reason for an :class:`OSError` ("File name too long"), without the path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class FileAccessError(SegLoopError, OSError):
+    """The operating system refused to open or read a file (name too long, no permission...)."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(f"{short_path(path)}: {message}" if path is not None else message)
+        self.path = Path(path) if path is not None else None
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str | Path, action: str = "read") -> FileAccessError:
+        return cls(f"cannot {action} this file: {os_reason(exc)}", path)
+
+
+class WriteFailedError(SegLoopError, OSError):
+    """A save did not complete (full disk, read-only folder...); the previous file is kept.
+
+    Also an :class:`OSError`, so code that already handled failed writes keeps working."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(f"{short_path(path)}: {message}" if path is not None else message)
+        self.path = Path(path) if path is not None else None

@@ -19,29 +19,38 @@ damaged files. Every volume then goes through
 spacing, orthonormal direction, values float32 can hold). NaN/Inf voxels are refused
 (:class:`InvalidVoxelDataError` with their count) unless ``allow_nonfinite=True``, which replaces them by the lowest finite value.
 Writers go through :func:`unet_engine.atomic.atomic_path` (``.mhd`` through a temp
-folder) and never overwrite the scan a volume was read from.
+folder) and never overwrite the scan a volume was read from. Before the rename each
+written file is checked (non-empty, its header reads back with the right shape, a NIfTI
+holds all its bytes): ITK's writers print an error on a full disk without raising. A
+failed save raises :class:`WriteFailedError` (folder and free space named) and leaves the
+previous file as it was; an :class:`OSError` on a path being read becomes
+:class:`FileAccessError` (path shortened, the OS's reason).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from unet_engine.atomic import atomic_path
+from unet_engine.atomic import atomic_path, check_written, fsync_path, write_failed
 from unet_engine.dicom import read_dicom_file, read_dicom_series
 from unet_engine.dicom_seg import dicom_object_kind, read_dicom_seg
-from unet_engine.errors import (GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError, SegLoopError, SourceOverwriteError,
-                                UnsupportedImageError)
+from unet_engine.errors import (FileAccessError, GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError,
+                                SegLoopError, SourceOverwriteError, UnsupportedImageError, WriteFailedError,
+                                os_reason)
 from unet_engine.image2d import read_image2d
 from unet_engine.io_checks import (WRITE_SUFFIXES, check_budget, check_input_file, check_text_header_size,
                                    full_suffix, handle_nonfinite, image_format, label_array, validate_volume)
 from unet_engine.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, read_itk_volume,
-                                volume_layout, write_itk, write_metaimage_pair)
+                                volume_layout, write_itk)
 from unet_engine.mask_labels import (LabelsArg, MaskLabels, as_descriptions, has_sidecar, read_mask_labels,
                                      write_label_file)
 from unet_engine.nifti import read_nifti, warn_uncompressed_twin, write_nifti
@@ -65,6 +74,15 @@ def read_volume(path: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS, allow
     there is one, "photo" for colour pictures, else "unknown".
     """
     path = Path(path).expanduser()
+    try:
+        return _read_volume(path, max_voxels=max_voxels, allow_nonfinite=allow_nonfinite, volume_index=volume_index)
+    except SegLoopError:
+        raise
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, path) from None
+
+
+def _read_volume(path: Path, *, max_voxels: int, allow_nonfinite: bool, volume_index: int | None) -> Volume:
     if path.is_dir():
         if volume_index not in (None, 0):
             raise ImageDimensionError("volume_index applies to 4D files, not DICOM folders", path)
@@ -130,17 +148,99 @@ def _check_target(target: Path, like: Volume, suffixes: tuple[str, ...] = WRITE_
 
 def _write_array(array: np.ndarray, like: Volume, target: Path, suffix: str, *, description: str,
                  metadata: Mapping[str, str] | None = None) -> Path:
-    if suffix == ".mhd":
-        write_metaimage_pair(image_from_array(array, like), target)
-        return target
-    if suffix == ".nii.gz":
-        warn_uncompressed_twin(target)
-    with atomic_path(target) as tmp:
-        if suffix in (".nii", ".nii.gz") and array.ndim == 3:
-            write_nifti(array, like, tmp, description)
-        else:
-            write_itk(image_from_array(array, like), tmp, compress=suffix != ".nii", metadata=dict(metadata or {}))
+    verify = _image_check(array)
+    try:
+        if suffix == ".mhd":
+            _write_metaimage_checked(image_from_array(array, like), target, verify)
+            return target
+        if suffix == ".nii.gz":
+            warn_uncompressed_twin(target)
+        with atomic_path(target, verify=verify) as tmp:
+            if suffix in (".nii", ".nii.gz") and array.ndim == 3:
+                write_nifti(array, like, tmp, description)
+            else:
+                write_itk(image_from_array(array, like), tmp, compress=suffix != ".nii",
+                          metadata=dict(metadata or {}))
+    except WriteFailedError:
+        raise
+    except OSError as exc:
+        raise write_failed(target, os_reason(exc)) from None
     return target
+
+
+def _image_check(array: np.ndarray) -> Callable[[Path], str | None]:
+    """A check for :func:`atomic_path`: the written file's header reads back with ``array``'s
+    shape, and an uncompressed ``.nii`` / a gzip ``.nii.gz`` holds all of its bytes."""
+    expected = tuple(int(n) for n in array.shape if int(n) != 1)
+
+    def check(path: Path) -> str | None:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return "the written file's header cannot be read back"
+        dims = [int(n) for n in reader.GetSize()[::-1]]
+        if reader.GetNumberOfComponents() > 1:
+            dims.append(int(reader.GetNumberOfComponents()))
+        got = tuple(n for n in dims if n != 1)
+        if got != expected:
+            return f"the written file holds shape {tuple(dims)}, not {tuple(array.shape)}"
+        name = path.name.lower()
+        if name.endswith(".nii") or name.endswith(".nii.gz"):
+            return _nifti_size_problem(path, name.endswith(".gz"))
+        return None
+
+    return check
+
+
+def _nifti_size_problem(path: Path, gz: bool) -> str | None:
+    """Short data in a written NIfTI: file size (.nii) or the gzip trailer's length (.nii.gz)."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    want = int(img.dataobj.offset) + int(np.prod(img.shape, dtype=np.int64)) * img.get_data_dtype().itemsize
+    if not gz:
+        size = path.stat().st_size
+        return None if size >= want else f"only {size} of {want} bytes were written"
+    with open(path, "rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        isize = int.from_bytes(fh.read(4), "little")
+    if isize != want % 2**32:
+        return "the compressed data is incomplete"
+    return None
+
+
+def _write_metaimage_checked(image: sitk.Image, target: Path, verify: Callable[[Path], str | None]) -> None:
+    """``.mhd`` header + data file, written and checked in a temp folder next to the target,
+    then renamed into place (data file first, header last)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name[:80]}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise write_failed(target, os_reason(exc)) from None
+    try:
+        write_itk(image, tmpdir / target.name)
+        files = sorted(tmpdir.iterdir(), key=lambda p: p.name == target.name)  # header last
+        for f in files:
+            problem = check_written(f)
+            if problem is not None:
+                raise write_failed(target, f"{f.name}: {problem}")
+        problem = check_written(tmpdir / target.name, verify)
+        if problem is not None:
+            raise write_failed(target, problem)
+        for f in files:
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(f, target.parent / f.name)
+        fsync_path(target.parent)
+    except OSError as exc:
+        if isinstance(exc, WriteFailedError):
+            raise
+        raise write_failed(target, os_reason(exc)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmpdir)
 
 
 def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: LabelsArg | None = None) -> Path:
@@ -160,6 +260,15 @@ def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: Labe
     Written atomically; returns the path.
     """
     target = Path(path).expanduser()
+    try:
+        return _write_mask(mask, like, target, labels)
+    except SegLoopError:
+        raise
+    except OSError as exc:
+        raise write_failed(target, os_reason(exc)) from None
+
+
+def _write_mask(mask: np.ndarray, like: Volume, target: Path, labels: LabelsArg | None) -> Path:
     suffix = _check_target(target, like, WRITE_SUFFIXES + (".dcm",))
     if suffix == ".dcm":
         from unet_engine.dicom_seg_write import write_dicom_seg
@@ -181,7 +290,12 @@ def write_mask(mask: np.ndarray, like: Volume, path: str | Path, *, labels: Labe
 def write_volume(volume: Volume, path: str | Path) -> Path:
     """Save an image (any numeric dtype; RGB to .nrrd/.mha/.nii) atomically; returns the path."""
     target = Path(path).expanduser()
-    suffix = _check_target(target, volume)
+    try:
+        suffix = _check_target(target, volume)
+    except SegLoopError:
+        raise
+    except OSError as exc:
+        raise write_failed(target, os_reason(exc)) from None
     arr = np.asarray(volume.array)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -206,6 +320,15 @@ def read_mask(path: str | Path, like: Volume, *, resample: bool = False) -> np.n
     resampled, whatever ``resample`` says.
     """
     path = Path(path).expanduser()
+    try:
+        return _read_mask(path, like, resample)
+    except SegLoopError:
+        raise
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, path) from None
+
+
+def _read_mask(path: Path, like: Volume, resample: bool) -> np.ndarray:
     kind = dicom_object_kind(path)
     if kind == "SEG":
         return read_dicom_seg(path, like).array
