@@ -1,7 +1,7 @@
 """ACDC from scratch with a fixed network and step count: which patch (and batch) learns more per step.
 
     .venv/bin/python bench/acdc_scratch_bench.py --n 25 --steps 800 --batch 8 [--patch 128,128] \
-        [--width 16] [--depth 5] [--ctx 0] [--lr 1e-3] [--out /tmp/acdc_A]
+        [--width 16] [--depth 5] [--ctx 0] [--lr 1e-3] [--out DIR]
 
 The exploration behind the planner's CPU patch rule (``unet_engine.planning.rules.start_patch``):
 ``--n`` training volumes and 10 held-out patients (both frames), drawn with a fixed seed

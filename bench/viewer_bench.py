@@ -1,6 +1,6 @@
 """Viewer benchmark: time to show a new slice with the label overlay, and open-to-first-image.
 
-Usage: .venv/bin/python bench/viewer_bench.py [--repeats 60] [--workdir /tmp/segloop_bench] [--skip-open]
+Usage: .venv/bin/python bench/viewer_bench.py [--repeats 60] [--workdir DIR (default: segloop_bench in the temp folder)] [--skip-open]
 
 1. Slice change, 512x512x400 int16 CT-like volume + uint8 mask with structure, full main
    window offscreen (1400x900, 3-up layout, overlay filled in all three views). Each
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def bench_slices(app, repeats: int) -> dict[str, list[float]]:
 
     vol_arr, mask = make_ct()
     vol = Volume(vol_arr, SPACING, (0.0, 0.0, 0.0), modality="CT")
-    parts = build_app(Settings(Path(os.environ.get("TMPDIR", "/tmp")) / "segloop_bench_gui.ini"), restore_layout=False)
+    parts = build_app(Settings(Path(tempfile.gettempdir()) / "segloop_bench_gui.ini"), restore_layout=False)
     parts.controller.ask_discard_changes = lambda: True
     parts.window.resize(1400, 900)
     parts.window.show()
@@ -236,7 +237,7 @@ def bench_open(app, workdir: Path, repeats: int = 3) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=60)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/segloop_bench"))
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segloop_bench")
     parser.add_argument("--skip-open", action="store_true")
     args = parser.parse_args()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
