@@ -149,7 +149,7 @@ def main() -> int:
 
     from desktop_app.app import build_app
     from unet_engine.checkpoint import ModelCard, save_checkpoint
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
     from unet_engine.io import read_volume
     from unet_engine.model import ModelSpec, build_model
     from unet_engine.paths import BUNDLED_MODELS

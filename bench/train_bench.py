@@ -85,7 +85,7 @@ def main() -> int:
     if not (SHARED / "imagesTr").is_dir():
         print(f"skipped: {SHARED} not found")
         return 0
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

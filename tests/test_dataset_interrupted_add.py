@@ -8,7 +8,8 @@ import signal
 import pytest
 
 from tests.train_helpers import HIPPO, make_dataset, start_python
-from unet_engine.dataset import PENDING_NAME, RetrainingDataset
+from unet_engine.dataset import RetrainingDataset
+from unet_engine.dataset_journal import PENDING_NAME
 from unet_engine.io import read_volume
 
 

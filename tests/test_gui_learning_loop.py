@@ -77,7 +77,8 @@ def _train(qtbot, parts, steps=6):
 
 
 def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
-    from unet_engine.dataset import RetrainingDataset, import_msd
+    from unet_engine.dataset import RetrainingDataset
+    from unet_engine.dataset_import import import_msd
 
     parts = segloop_app
     inf, ds_c, tr, vc, session = parts.inference, parts.dataset, parts.training, parts.versions, parts.session
@@ -181,7 +182,7 @@ def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
 
 
 def test_pause_resume_cancel_while_the_app_stays_usable(qtbot, segloop_app, tiny_checkpoint):
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     parts = segloop_app
     inf, tr, session = parts.inference, parts.training, parts.session
@@ -218,7 +219,7 @@ def _open_while_training(qtbot, parts):
 
 
 def test_close_while_paused_stops_the_training_worker(qtbot, segloop_app, tiny_checkpoint):
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     parts = segloop_app
     tr, session = parts.training, parts.session
@@ -242,7 +243,7 @@ def test_a_training_process_that_dies_is_reported_in_the_panel(qtbot, segloop_ap
     import os
     import signal
 
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     parts = segloop_app
     tr, session = parts.training, parts.session
@@ -292,7 +293,7 @@ def test_fine_tuning_a_3d_model_keeps_its_batch_and_patch(qtbot, segloop_app, tm
     import torch
 
     from unet_engine.checkpoint import ModelCard, load_card, save_checkpoint
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
     from unet_engine.model import ModelSpec, build_model
 
     torch.manual_seed(3)
@@ -315,7 +316,7 @@ def test_fine_tuning_a_3d_model_keeps_its_batch_and_patch(qtbot, segloop_app, tm
 def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, tiny_checkpoint):
     """Cancel saves the run; "Continue saved run" picks it up at the saved step in a new
     process and finishes the same schedule; the button goes away once the run is done."""
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     parts = segloop_app
     tr, session = parts.training, parts.session

@@ -28,7 +28,7 @@ def tiny_ckpt(tmp_path):
 
 def test_an_empty_project_needs_a_first_model(store):
     from desktop_app.state.project_session import ProjectSession
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     session = ProjectSession(store)
     seen = []

@@ -20,7 +20,7 @@ torch.set_num_threads(1)  # 2 threads on 2 shared cores can be 10x slower (OpenM
 
 
 def make_dataset(tmp: Path, name: str = "ds", limit: int | None = None):
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     return import_msd(HIPPO, tmp / name, labels=LABELS, limit=limit)
 

@@ -62,8 +62,9 @@ import numpy as np
 
 from unet_engine.atomic import atomic_write_json
 from unet_engine.case_identity import assign_split, content_hash, hash_says_val  # noqa: F401 (re-exported)
+from unet_engine.dataset_journal import CASE_DIRS, EXT, PendingJournal
 from unet_engine.dataset_lock import FolderLock
-from unet_engine.errors import DatasetError, GeometryMismatchError, SegLoopError
+from unet_engine.errors import DatasetError, GeometryMismatchError
 from unet_engine.volume import Volume, geometry_differences
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,6 @@ log = logging.getLogger(__name__)
 FORMAT = "segloop-retraining-dataset"
 FORMAT_VERSION = 1
 DEFAULT_VAL_FRACTION = 0.2
-EXT = ".nii.gz"
-PENDING_NAME = ".segloop-pending.json"
-CASE_DIRS = ("imagesTr", "labelsTr", "editsTr")
 
 
 # ----- case records ----------------------------------------------------------------------------
@@ -111,7 +109,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _safe_id(text: str) -> str:
+def case_id_from_name(text: str) -> str:
+    """A case id from a file name: the stem without image suffixes, safe as a file name."""
     stem = re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.nhdr|\.mha|\.mhd|\.dcm|\.gz)$", "", text, flags=re.I)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")
     return stem[:64] or "case"
@@ -155,6 +154,7 @@ class RetrainingDataset:
             raise DatasetError("not a SegLoop retraining dataset (no dataset.json); create one with "
                                "`segloop dataset create`", self.folder)
         self._lock = FolderLock(self.folder, timeout=lock_timeout, what="the dataset", error_cls=DatasetError)
+        self._journal = PendingJournal(self.folder)
         self._read()  # validate now
         self._remove_stale_temp_files()
 
@@ -297,7 +297,7 @@ class RetrainingDataset:
         try:
             with self._lock.hold(timeout=0):
                 self._settle_pending()
-                for sub in ("imagesTr", "labelsTr", "editsTr", "."):
+                for sub in (*CASE_DIRS, "."):
                     for p in (self.folder / sub).glob(".*.tmp*"):
                         if p.is_file():
                             p.unlink(missing_ok=True)
@@ -308,58 +308,13 @@ class RetrainingDataset:
         except OSError as exc:
             log.warning("could not remove stale temp files in %s: %s", self.folder, exc)
 
-    # ----- the journal of an add / remove in progress (see "Crash safety") -------------------------
-    @property
-    def _pending_path(self) -> Path:
-        return self.folder / PENDING_NAME
-
-    def _begin_pending(self, op: str, case_id: str, files: list[str]) -> None:
-        atomic_write_json(self._pending_path, {"op": op, "id": case_id, "files": files, "started": _now()})
-
-    def _end_pending(self) -> None:
-        self._pending_path.unlink(missing_ok=True)
-
-    def _journalled_file(self, rel: Any) -> Path | None:
-        """A journalled path if it is a case file of this dataset (``<dir>/<id>.nii.gz`` in one of
-        its case folders), else None: a damaged journal never deletes anything else."""
-        if not isinstance(rel, str):
-            return None
-        parts = rel.removeprefix("./").split("/")
-        if (len(parts) != 2 or parts[0] not in CASE_DIRS or not parts[1].endswith(EXT)
-                or not re.fullmatch(r"[A-Za-z0-9_-]+", parts[1][: -len(EXT)])):
-            return None
-        return self.folder / parts[0] / parts[1]
-
     def _settle_pending(self, meta: dict[str, Any] | None = None) -> list[Path]:
-        """Finish or roll back an add / remove a killed writer left half done (lock held).
-
-        Deletes the journalled files that ``dataset.json`` does not list, then the journal;
-        returns the files deleted."""
-        if not self._pending_path.exists():
+        """Finish or roll back an add / remove a killed writer left half done (lock held)."""
+        if not self._journal.exists():
             return []
-        try:
-            pending = json.loads(self._pending_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring an unreadable journal %s (%s)", self._pending_path, exc)
-            pending = {}
         meta = self._read() if meta is None else meta
-        listed = {self.path_of(c[k]).resolve() for c in meta["training"] for k in ("image", "label", "edits") if c.get(k)}
-        removed = []
-        for rel in (pending.get("files") or []) if isinstance(pending, dict) else []:
-            path = self._journalled_file(rel)
-            if path is None:
-                log.warning("journal %s names %r, not a case file of this dataset; left alone", self._pending_path, rel)
-                continue
-            if path.resolve() not in listed and path.is_file():
-                path.unlink()
-                removed.append(path)
-        if removed:
-            what = "removal" if isinstance(pending, dict) and pending.get("op") == "remove" else "add"
-            log.warning("finished an interrupted %s of case %r in %s: deleted %s", what,
-                        pending.get("id") if isinstance(pending, dict) else "?", self.folder,
-                        ", ".join(str(p.relative_to(self.folder)) for p in removed))
-        self._end_pending()
-        return removed
+        return self._journal.settle({self.path_of(c[k]).resolve() for c in meta["training"]
+                                     for k in ("image", "label", "edits") if c.get(k)})
 
     def _write(self, meta: dict[str, Any]) -> None:
         meta["numTraining"] = len(meta["training"])
@@ -376,7 +331,7 @@ class RetrainingDataset:
 
     def _unique_id(self, meta: dict[str, Any], wanted: str) -> str:
         taken = {c["id"] for c in meta["training"]}
-        base = _safe_id(wanted)
+        base = case_id_from_name(wanted)
         if base not in taken and not (self.folder / "imagesTr" / f"{base}{EXT}").exists():
             return base
         n = 2
@@ -431,7 +386,7 @@ class RetrainingDataset:
                 added = _now()
             new_files = [f"./{d}/{cid}{EXT}" for d in CASE_DIRS if d != "editsTr" or edits_arr is not None]
             if existing is None:  # a new case: journal its files, so a kill before dataset.json is undone
-                self._begin_pending("add", cid, new_files)
+                self._journal.begin("add", cid, new_files)
             try:
                 self._write_files(cid, image, label_arr, edits_arr)  # files first, dataset.json last
             except BaseException:
@@ -454,7 +409,7 @@ class RetrainingDataset:
                 meta["training"].append(info.to_dict())
             self._write(meta)
             if existing is None:
-                self._end_pending()
+                self._journal.end()
             if existing is not None and edits_arr is None:
                 (self.folder / "editsTr" / f"{cid}{EXT}").unlink(missing_ok=True)
         log.info("added case %s (%s) to %s", cid, split, self.folder)
@@ -499,12 +454,12 @@ class RetrainingDataset:
             if entry is None:
                 raise DatasetError(f"no case {case_id!r} in this dataset", self.folder)
             files = [entry[k] for k in ("image", "label", "edits") if entry.get(k)]
-            self._begin_pending("remove", case_id, files)  # a kill after dataset.json: the next open finishes it
+            self._journal.begin("remove", case_id, files)  # a kill after dataset.json: the next open finishes it
             meta["training"] = [c for c in meta["training"] if c["id"] != case_id]
             self._write(meta)
             for rel in files:
                 self.path_of(rel).unlink(missing_ok=True)
-            self._end_pending()
+            self._journal.end()
 
     def add_labels(self, labels: dict[int, str]) -> dict[int, str]:
         """Add foreground labels (new values with new names); returns the labels now in the dataset.
@@ -547,71 +502,3 @@ class RetrainingDataset:
                 if p.resolve() not in used:
                     out.append(p)
         return out
-
-
-# ----- importing an MSD task -------------------------------------------------------------------
-
-
-def import_msd(source: str | Path, dest: str | Path, *, labels: dict[int, str] | None = None,
-               limit: int | None = None, names: list[str] | None = None, modality: str | None = None,
-               model_version: str | None = None, skip_duplicates: bool = True,
-               lock_timeout: float = 10.0) -> RetrainingDataset:
-    """Build (or extend) the dataset at ``dest`` from an MSD task folder (imagesTr + labelsTr).
-
-    Labels and modality come from the source's ``dataset.json`` when there is one, else
-    from ``labels``/``modality`` (required then). ``names`` picks cases by file name
-    (e.g. ``["hippocampus_001"]``), ``limit`` keeps the first N (sorted by name).
-    """
-    from unet_engine.io import read_volume
-
-    source, dest = Path(source), Path(dest)
-    images_dir, labels_dir = source / "imagesTr", source / "labelsTr"
-    if not images_dir.is_dir() or not labels_dir.is_dir():
-        raise DatasetError("not an MSD task folder (needs imagesTr/ and labelsTr/)", source)
-    src_meta: dict[str, Any] = {}
-    if (source / "dataset.json").is_file():
-        with contextlib.suppress(ValueError, OSError):
-            src_meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
-    if labels is None and isinstance(src_meta.get("labels"), dict):
-        labels = {int(k): str(v) for k, v in src_meta["labels"].items() if str(k).isdigit() and int(k) != 0}
-    modality = modality or str((src_meta.get("modality") or {}).get("0", "MRI"))
-    if (dest / "dataset.json").exists():
-        ds = RetrainingDataset(dest, lock_timeout=lock_timeout)
-    else:
-        if not labels:
-            raise DatasetError("the source has no dataset.json with labels; pass labels (e.g. 1=anterior,2=posterior)", source)
-        ds = RetrainingDataset.create(dest, labels, name=src_meta.get("name") or source.name, modality=modality,
-                                      lock_timeout=lock_timeout)
-    files = sorted(p for p in images_dir.iterdir() if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith("."))
-    if names is not None:
-        wanted = {_safe_id(n) for n in names}
-        files = [p for p in files if _safe_id(p.name) in wanted]
-    if limit is not None:
-        files = files[: int(limit)]
-    for img_path in files:
-        lab_path = labels_dir / img_path.name
-        if not lab_path.exists():
-            log.warning("no label for %s; skipped", img_path.name)
-            continue
-        image = read_volume(img_path)
-        label = read_volume(lab_path)
-        try:
-            ds.add_case(image, label, model_version=model_version, source_path=img_path, case_id=_safe_id(img_path.name))
-        except DatasetError as exc:
-            if skip_duplicates and "already in the dataset" in str(exc):
-                log.info("%s already present; skipped", img_path.name)
-                continue
-            raise
-        except SegLoopError:
-            raise
-    return ds
-
-
-def copy_dataset(src: RetrainingDataset, dest: str | Path) -> RetrainingDataset:
-    """A full copy of ``src`` at ``dest`` (for experiments that must not touch the original)."""
-    dest = Path(dest)
-    if dest.exists():
-        raise DatasetError("destination exists", dest)
-    with src.locked():
-        shutil.copytree(src.folder, dest, ignore=shutil.ignore_patterns(".segloop.lock", ".*.tmp*"))
-    return RetrainingDataset(dest)

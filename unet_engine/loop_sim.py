@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from unet_engine.dataset import RetrainingDataset, _safe_id
+from unet_engine.dataset import RetrainingDataset, case_id_from_name
 from unet_engine.errors import SegLoopError
 from unet_engine.inference import predict_volume
 from unet_engine.metrics import dice_or_none, mean_defined, surface_to_redraw, voxels_beyond_tolerance
@@ -188,7 +188,7 @@ def list_cases(data: str | Path) -> list[Case]:
     out = []
     for p in sorted(images.iterdir()):
         if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".") and (labels / p.name).is_file():
-            out.append(Case(_safe_id(p.name), p, labels / p.name))
+            out.append(Case(case_id_from_name(p.name), p, labels / p.name))
     if not out:
         raise SegLoopError("loop-sim: no labelled cases found", folder)
     return out

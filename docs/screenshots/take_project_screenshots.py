@@ -29,7 +29,7 @@ def main() -> int:
     from PySide6 import QtCore, QtGui, QtWidgets
 
     from desktop_app.app import build_app
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
     from unet_engine.projects import ProjectStore
 
     hippo = ROOT.parent / "shared" / "data" / "hippocampus"

@@ -211,7 +211,7 @@ def _export_seg(args: argparse.Namespace, ds: Any, project: Any) -> int:
 
 
 def _import_msd(args: argparse.Namespace, project: Any) -> int:
-    from unet_engine.dataset import import_msd
+    from unet_engine.dataset_import import import_msd
 
     labels = parse_labels(args.labels) if args.labels else None
     if project is None:
