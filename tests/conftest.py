@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+
 import os
 from pathlib import Path
 
@@ -124,14 +125,8 @@ def one_torch_thread():
 @pytest.fixture
 def segloop_app(qtbot):
     """The full main window, shown offscreen; workers are awaited at teardown."""
-    from desktop_app.app import build_app
+    from tests.gui_helpers import shown_app
 
-    parts = build_app(restore_layout=False)
-    qtbot.addWidget(parts.window)
-    parts.window.resize(1200, 800)
-    parts.window.show()
-    qtbot.waitExposed(parts.window)
-    parts.controller.ask_discard_changes = lambda: True  # never block on a question box
-    yield parts
-    parts.controller.workers.wait_idle(20_000)
-    parts.controller.shutdown()
+    with shown_app(qtbot, 1200, 800) as parts:
+        parts.controller.ask_discard_changes = lambda: True  # never block on a question box
+        yield parts

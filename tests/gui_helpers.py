@@ -1,6 +1,8 @@
-"""Helpers shared by the GUI tests (volumes in memory, clicking on a view)."""
+"""Helpers shared by the GUI tests (the app shown at a size, volumes in memory, clicking on a view)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 from PySide6 import QtCore, QtWidgets
@@ -45,3 +47,21 @@ def click_view(qtbot, view, kji, button=QtCore.Qt.MouseButton.LeftButton) -> Non
     """Left-click on the centre of voxel ``kji`` as drawn in ``view`` (zoomed in on it)."""
     zoom_on(view, kji)
     qtbot.mouseClick(view.canvas.viewport(), button, pos=voxel_widget_pos(view, kji))
+
+
+@contextlib.contextmanager
+def shown_app(qtbot, width: int, height: int):
+    """The full main window as it starts (no saved layout), shown offscreen at ``width`` x
+    ``height``; workers are awaited and the controller shut down on exit."""
+    from desktop_app.app import build_app
+
+    parts = build_app(restore_layout=False)
+    qtbot.addWidget(parts.window)
+    parts.window.resize(width, height)
+    parts.window.show()
+    qtbot.waitExposed(parts.window)
+    try:
+        yield parts
+    finally:
+        parts.controller.workers.wait_idle(20_000)
+        parts.controller.shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from tests.gui_helpers import shown_app
 from tests.train_helpers import HIPPO
 
 CASE = HIPPO / "imagesTr" / "hippocampus_001.nii.gz"
@@ -14,16 +15,8 @@ CASE = HIPPO / "imagesTr" / "hippocampus_001.nii.gz"
 @pytest.fixture
 def window_1400x900(qtbot):
     """The app as it starts: built, then shown at 1400 x 900 (no saved layout)."""
-    from desktop_app.app import build_app
-
-    parts = build_app(restore_layout=False)
-    qtbot.addWidget(parts.window)
-    parts.window.resize(1400, 900)
-    parts.window.show()
-    qtbot.waitExposed(parts.window)
-    yield parts
-    parts.controller.workers.wait_idle(20_000)
-    parts.controller.shutdown()
+    with shown_app(qtbot, 1400, 900) as parts:
+        yield parts
 
 
 def in_view(window, title: str, widget: QtWidgets.QWidget) -> tuple[bool, str]:

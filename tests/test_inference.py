@@ -23,7 +23,7 @@ from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.volume import Volume
 
 
-from tests.train_helpers import inference_model
+from tests.train_helpers import OOMOffCPU, inference_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -225,19 +225,6 @@ class OOMOnce(nn.Module):
         self.calls.append(int(x.shape[0]))
         if len(self.calls) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-        return self.inner(x)
-
-
-class OOMOffCPU(nn.Module):
-    """Out of memory whenever it runs anywhere but on the CPU (a GPU too small for the job)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        if x.device.type != "cpu":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
         return self.inner(x)
 
 

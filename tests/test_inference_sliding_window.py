@@ -29,7 +29,7 @@ from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
 
-from tests.train_helpers import inference_model
+from tests.train_helpers import OOMOffCPU, inference_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -180,16 +180,6 @@ def test_cancel_mid_way_through_the_sliding_window():
 
 
 def test_3d_out_of_memory_off_the_cpu_restarts_on_the_cpu(caplog):
-    class OOMOffCPU(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            if x.device.type != "cpu":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-            return self.inner(x)
-
     spec = ModelSpec(dims=3, base_width=2, depth=1)
     card = ModelCard(spec=spec, training={"patch_size": [4, 8, 8]})
     inner, vol = _model(spec), _volume((9, 13, 11))

@@ -88,3 +88,16 @@ def inference_model(spec, seed: int = 0):
         shape = (4, spec.in_channels, 16, 16) if spec.dims == 2 else (2, 1, 8, 8, 8)
         model(torch.randn(shape))
     return model.eval()
+
+
+class OOMOffCPU(torch.nn.Module):
+    """Out of memory whenever it runs anywhere but on the CPU (a GPU too small for the job)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        if x.device.type != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return self.inner(x)
