@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import datetime as _dt
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from unet_engine.model_card_checks import (
 )
 from unet_engine.model import ModelSpec, UNet, build_model
 from unet_engine.preprocessing import PreprocessConfig
+from unet_engine.timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,6 @@ DEFAULT_COLOURS: dict[int, list[int]] = {
 }  # fmt: skip
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
 @dataclass
 class ModelCard:
     """Everything needed to use a checkpoint's weights correctly, stored as ``card.json``."""
@@ -80,7 +76,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     version: str = "0"
     parent: str | None = None
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=now_iso)
     name: str = ""
     notes: str = ""
 

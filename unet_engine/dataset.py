@@ -48,7 +48,6 @@ case (same hash) keeps its split.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import logging
 import re
@@ -66,6 +65,7 @@ from unet_engine.dataset_journal import CASE_DIRS, EXT, PendingJournal
 from unet_engine.dataset_lock import FolderLock
 from unet_engine.errors import DatasetError, GeometryMismatchError
 from unet_engine.volume import Volume, geometry_differences
+from unet_engine.timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,6 @@ class CaseInfo:
     def from_dict(cls, d: dict[str, Any]) -> "CaseInfo":
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def case_id_from_name(text: str) -> str:
@@ -191,7 +187,7 @@ class RetrainingDataset:
                 "training": [],
                 "test": [],
                 "segloop": {"format": FORMAT, "version": FORMAT_VERSION, "val_fraction": float(val_fraction),
-                            "created": _now(), "split_rule": "hash-with-quota (see unet_engine.dataset)"},
+                            "created": now_iso(), "split_rule": "hash-with-quota (see unet_engine.dataset)"},
             }
             atomic_write_json(folder / "dataset.json", meta)
         return cls(folder, lock_timeout=lock_timeout)
@@ -377,13 +373,13 @@ class RetrainingDataset:
                 raise DatasetError(f"this scan is already in the dataset as case {existing['id']!r} "
                                    f"(added {existing.get('added', '?')}); use replace to update its label", self.folder)
             if existing is not None:
-                cid, split, added = existing["id"], existing["split"], existing.get("added", _now())
+                cid, split, added = existing["id"], existing["split"], existing.get("added", now_iso())
             else:
                 cid = self._unique_id(meta, case_id or (Path(str(src)).name if src else f"case_{len(meta['training']) + 1:04d}"))
                 n_val = sum(1 for c in meta["training"] if c["split"] == "val")
                 split = assign_split(digest, len(meta["training"]) + 1, n_val,
                                      float(meta["segloop"].get("val_fraction", DEFAULT_VAL_FRACTION)))
-                added = _now()
+                added = now_iso()
             new_files = [f"./{d}/{cid}{EXT}" for d in CASE_DIRS if d != "editsTr" or edits_arr is not None]
             if existing is None:  # a new case: journal its files, so a kill before dataset.json is undone
                 self._journal.begin("add", cid, new_files)
@@ -400,7 +396,7 @@ class RetrainingDataset:
                 id=cid, image=f"./imagesTr/{cid}{EXT}", label=f"./labelsTr/{cid}{EXT}", hash=digest, split=split,
                 edits=f"./editsTr/{cid}{EXT}" if edits_arr is not None else None,
                 model_version=model_version, reviewer=reviewer, source_path=str(src) if src is not None else None,
-                added=added, updated=_now() if existing is not None else None, shape=list(image.shape),
+                added=added, updated=now_iso() if existing is not None else None, shape=list(image.shape),
                 spacing=[float(s) for s in image.spacing], label_voxels=voxels,
             )
             if existing is not None:
@@ -440,7 +436,7 @@ class RetrainingDataset:
                 info.model_version = model_version
             if reviewer is not None:
                 info.reviewer = reviewer
-            info.updated = _now()
+            info.updated = now_iso()
             meta["training"] = [info.to_dict() if c["id"] == case_id else c for c in meta["training"]]
             self._write(meta)
         return info

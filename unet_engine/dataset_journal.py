@@ -9,7 +9,6 @@ list are deleted, then the journal. Only case files of the dataset itself
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unet_engine.atomic import atomic_write_json
+from unet_engine.timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ class PendingJournal:
     def begin(self, op: str, case_id: str, files: list[str]) -> None:
         """Record that ``op`` ("add" / "remove") of ``case_id`` is about to touch ``files``
         (paths relative to the dataset folder, as ``dataset.json`` writes them)."""
-        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        atomic_write_json(self.path, {"op": op, "id": case_id, "files": files, "started": started})
+        atomic_write_json(self.path, {"op": op, "id": case_id, "files": files, "started": now_iso()})
 
     def end(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -24,7 +24,6 @@ version is its last entry); ``history`` is an append-only log of promote/rollbac
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from unet_engine.checkpoint import CARD_NAME, WEIGHTS_NAME, ModelCard, load_card
 from unet_engine.dataset_lock import FolderLock
 from unet_engine.errors import CheckpointError, RegistryError
 from unet_engine.paths import BUNDLED_MODELS, segloop_home
+from unet_engine.timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,6 @@ _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 def default_registry_root() -> Path:
     return segloop_home() / "models"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -221,7 +217,7 @@ class ModelRegistry:
             state = self._state()
             version = self._next_version(state)
             card = ModelCard.from_dict(card.to_dict())  # a copy we may edit
-            card.version, card.parent, card.created = version, parent, _now()
+            card.version, card.parent, card.created = version, parent, now_iso()
             card.name = name or card.name or f"SegLoop {version}"
             if metrics:
                 card.metrics = dict(metrics)
@@ -241,7 +237,7 @@ class ModelRegistry:
             fsync_path(self.versions_dir)
             if promote:
                 state["stack"].append(version)
-                state["history"].append({"action": "promote", "version": version, "time": _now()})
+                state["history"].append({"action": "promote", "version": version, "time": now_iso()})
             self._write_state(state)
         log.info("registered model version %s (parent %s)", version, parent)
         return self.get(version)
@@ -272,7 +268,7 @@ class ModelRegistry:
             state = self._state()
             if state["active"] != v:
                 state["stack"].append(v)
-            state["history"].append({"action": "promote", "version": v, "time": _now()})
+            state["history"].append({"action": "promote", "version": v, "time": now_iso()})
             self._write_state(state)
         return self.get(v)
 
@@ -287,7 +283,7 @@ class ModelRegistry:
             while len(stack) > 1 and stack[-1] == old:
                 stack.pop()
             state["stack"] = stack
-            state["history"].append({"action": "rollback", "version": stack[-1], "from": old, "time": _now()})
+            state["history"].append({"action": "rollback", "version": stack[-1], "from": old, "time": now_iso()})
             self._write_state(state)
             return self._info(stack[-1], stack[-1])
 
@@ -300,7 +296,7 @@ class ModelRegistry:
                                     self.root)
             state = self._state()
             state["stack"] = [x for x in state["stack"] if x != v]
-            state["history"].append({"action": "delete", "version": v, "time": _now()})
+            state["history"].append({"action": "delete", "version": v, "time": now_iso()})
             trash = self.versions_dir / f".trash-{uuid.uuid4().hex[:12]}"
             os.rename(self._dir(v), trash)
             self._write_state(state)

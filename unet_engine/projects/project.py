@@ -19,7 +19,6 @@ their meaning (label values are never renumbered or renamed).
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from unet_engine.atomic import atomic_write_json
 from unet_engine.checkpoint import DEFAULT_COLOURS, CARD_NAME
 from unet_engine.errors import ProjectError
 from unet_engine.modality import MODALITIES  # noqa: F401 (re-exported)
+from unet_engine.timestamps import now_iso  # noqa: F401 (re-exported)
 from unet_engine.modality import normalize_modality as _normalize_modality
 from unet_engine.paths import BUNDLED_MODELS
 
@@ -47,10 +47,6 @@ BUNDLED_START = "bundled:default"
 MAX_LABEL_VALUE = 65535  # label maps are stored as uint8 or uint16
 #: Corrected cases a project needs before its first model can be trained (2 to train on, 1 to validate).
 FIRST_MODEL_MIN_CASES = 3
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def normalize_modality(text: str) -> str:
