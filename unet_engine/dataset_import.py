@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -13,6 +12,28 @@ from unet_engine.dataset import RetrainingDataset, case_id_from_name
 from unet_engine.errors import DatasetError
 
 log = logging.getLogger(__name__)
+
+
+def read_msd_meta(folder: str | Path) -> dict[str, Any]:
+    """An MSD (or SegLoop) folder's ``dataset.json`` as an object, or {} when absent or unreadable."""
+    try:
+        meta = json.loads(Path(folder, "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def msd_labels(meta: dict[str, Any]) -> dict[int, str] | None:
+    """The foreground labels a ``dataset.json`` names ({value: name}), or None when it has no label table."""
+    if not isinstance(meta.get("labels"), dict):
+        return None
+    return {int(k): str(v) for k, v in meta["labels"].items() if str(k).isdigit() and int(k) != 0}
+
+
+def msd_modality(meta: dict[str, Any]) -> str:
+    """The modality text of a ``dataset.json``'s first channel ("" when it names none)."""
+    mod = meta.get("modality")
+    return str(mod.get("0", "")).strip() if isinstance(mod, dict) else ""
 
 
 def import_msd(source: str | Path, dest: str | Path, *, labels: dict[int, str] | None = None,
@@ -31,13 +52,10 @@ def import_msd(source: str | Path, dest: str | Path, *, labels: dict[int, str] |
     images_dir, labels_dir = source / "imagesTr", source / "labelsTr"
     if not images_dir.is_dir() or not labels_dir.is_dir():
         raise DatasetError("not an MSD task folder (needs imagesTr/ and labelsTr/)", source)
-    src_meta: dict[str, Any] = {}
-    if (source / "dataset.json").is_file():
-        with contextlib.suppress(ValueError, OSError):
-            src_meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
-    if labels is None and isinstance(src_meta.get("labels"), dict):
-        labels = {int(k): str(v) for k, v in src_meta["labels"].items() if str(k).isdigit() and int(k) != 0}
-    modality = modality or str((src_meta.get("modality") or {}).get("0", "MRI"))
+    src_meta = read_msd_meta(source)
+    if labels is None:
+        labels = msd_labels(src_meta)
+    modality = modality or msd_modality(src_meta) or "MRI"
     if (dest / "dataset.json").exists():
         ds = RetrainingDataset(dest, lock_timeout=lock_timeout)
     else:

@@ -229,16 +229,13 @@ def _import_msd(args: argparse.Namespace, project: Any) -> int:
 def check_msd_source(source: str, project: Any, labels: dict[int, str] | None, *, allow_mismatch: bool) -> None:
     """Refuse an MSD folder whose labels the project lacks (or names otherwise), or whose scans
     contradict the project's modality (its dataset.json, and its first scan's intensities)."""
+    from unet_engine.dataset_import import msd_labels, msd_modality, read_msd_meta
     from unet_engine.io import read_volume
 
     folder = Path(source)
-    meta: dict[str, Any] = {}
-    try:
-        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = {}
-    if labels is None and isinstance(meta.get("labels"), dict):
-        labels = {int(k): str(v) for k, v in meta["labels"].items() if str(k).isdigit() and int(k) != 0}
+    meta = read_msd_meta(folder)
+    if labels is None:
+        labels = msd_labels(meta)
     if labels:
         unknown = project.unknown_values(labels)
         if unknown:
@@ -250,10 +247,10 @@ def check_msd_source(source: str, project: Any, labels: dict[int, str] | None, *
                                "never remaps labels; relabel the source or use another project")
     if allow_mismatch:
         return
-    src_mod = str((meta.get("modality") or {}).get("0", "")).strip()
+    src_mod = msd_modality(meta)
     problem = None
     if src_mod:
-        from unet_engine.planning import normalize_modality
+        from unet_engine.modality import normalize_modality
 
         try:
             kind = normalize_modality(src_mod, strict=False)

@@ -86,15 +86,6 @@ def _reference(name: str) -> str | None:
     return str(Path(name).expanduser())
 
 
-def _data_meta(data: str) -> dict:
-    """The data folder's dataset.json (MSD or SegLoop), or {}."""
-    try:
-        meta = json.loads(Path(data, "dataset.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def _project(name: str) -> tuple[dict[int, str], str, dict | None]:
     from unet_engine.projects import ProjectStore
 
@@ -106,12 +97,13 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     from unet_engine.checkpoint import load_card
     from unet_engine.commands.dataset import parse_labels
     from unet_engine.errors import SegLoopError
+    from unet_engine.dataset_import import msd_labels, msd_modality, read_msd_meta
     from unet_engine.loop_sim import DEFAULT_SPEC, MODES, LoopSimConfig
-    from unet_engine.planning import normalize_modality
+    from unet_engine.modality import normalize_modality
     from unet_engine.train_config import TrainConfig, batch_size_for
 
     data = args.data or _default_data()
-    meta = _data_meta(data)
+    meta = read_msd_meta(data)
     reference = _reference(args.reference)
     card = load_card(reference) if reference and Path(reference, "card.json").is_file() else None
     holdout_ids = None
@@ -126,9 +118,9 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
         plan_mode = None if planned is not None else "auto"
     if args.modality:
         modality = normalize_modality(args.modality)
-    elif modality is None and isinstance(meta.get("modality"), dict) and meta["modality"].get("0"):
+    elif modality is None and msd_modality(meta):
         try:
-            modality = normalize_modality(str(meta["modality"]["0"]), strict=False)
+            modality = normalize_modality(msd_modality(meta), strict=False)
         except SegLoopError:
             modality = None  # an unusual dataset.json modality: the trainer's own rule (CT or not) applies
     if args.labels:
@@ -139,8 +131,8 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
         labels = project_labels
     elif card is not None:
         labels = {k: v for k, v in card.labels.items() if k != 0}
-    elif isinstance(meta.get("labels"), dict) and any(str(k) != "0" for k in meta["labels"]):
-        labels = {int(k): str(v) for k, v in meta["labels"].items() if str(k).isdigit() and int(k) != 0}
+    elif msd_labels(meta):
+        labels = msd_labels(meta)
     else:
         raise SegLoopError("loop-sim: pass --labels (e.g. 1=anterior,2=posterior) when there is no reference model")
     if card is not None and {k: v for k, v in card.labels.items() if k != 0} != labels:
