@@ -41,6 +41,8 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Edit", enabled=False),
     # View
     ActionSpec("layout_3up", "&3-up layout", ("Ctrl+1",), "View", checkable=True, checked=True),
+    ActionSpec("layout_4up", "&4-up layout with 3D view", ("Ctrl+5",), "View", checkable=True,
+               tip="Axial, coronal, sagittal and a 3D surface view of the labels"),
     ActionSpec("layout_axial", "&Axial view only", ("Ctrl+2",), "View", checkable=True),
     ActionSpec("layout_coronal", "&Coronal view only", ("Ctrl+3",), "View", checkable=True),
     ActionSpec("layout_sagittal", "&Sagittal view only", ("Ctrl+4",), "View", checkable=True),

@@ -24,7 +24,7 @@ from desktop_app.settings import Settings
 from desktop_app.state.document import Document
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.viewer.display_options import DisplayOptions
-from desktop_app.viewer.view_grid import ViewGrid
+from desktop_app.viewer.view_grid import LAYOUTS, ViewGrid
 from desktop_app.widgets.overlay_panel import OverlayPanel
 from desktop_app.widgets.window_level import WindowLevelWidget
 from unet_engine.projects import ProjectStore
@@ -107,7 +107,7 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True, sto
         if state is not None:
             window.restoreState(state)
         layout = settings.view_layout()
-        if layout in ("3-up", "axial", "coronal", "sagittal"):
+        if layout in LAYOUTS:
             grid.set_layout(layout)
     return App(window, controller, document, grid, window_level, overlay_panel, options, editing, learning)
 

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 SCAN_FILTER = ("Scans (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.png *.jpg *.jpeg *.tif *.tiff);;"
                "All files (*)")
 MASK_FILTER = "Label masks (*.nii *.nii.gz *.nrrd *.seg.nrrd *.mha *.mhd *.dcm);;All files (*)"
-_LAYOUT_ACTIONS = {"3-up": "layout_3up", "axial": "layout_axial", "coronal": "layout_coronal",
+_LAYOUT_ACTIONS = {"3-up": "layout_3up", "4-up": "layout_4up", "axial": "layout_axial", "coronal": "layout_coronal",
                    "sagittal": "layout_sagittal"}
 _OPTION_ACTIONS = {"overlay_visible": "toggle_overlay", "outline": "toggle_outline",
                    "uncertainty_visible": "toggle_uncertainty", "crosshair_visible": "toggle_crosshair"}

@@ -31,7 +31,7 @@ _MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "open_mask", "save_mask", "save_mask_as", "-", "quit")),
     ("&Edit", ("undo", "redo")),
     ("&View", (
-        "layout_3up", "layout_axial", "layout_coronal", "layout_sagittal", "-", "next_view", "prev_view",
+        "layout_3up", "layout_4up", "layout_axial", "layout_coronal", "layout_sagittal", "-", "next_view", "prev_view",
         "reset_zoom", "-", "toggle_overlay", "toggle_outline", "opacity_up", "opacity_down",
         "toggle_uncertainty", "toggle_crosshair", "-", "wl_preset_1", "wl_preset_2", "wl_preset_3",
         "wl_preset_4", "wl_auto",
@@ -124,7 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 else:
                     menu.addAction(self.actions[name])
         layouts = QtGui.QActionGroup(self)
-        for name in ("layout_3up", "layout_axial", "layout_coronal", "layout_sagittal"):
+        for name in ("layout_3up", "layout_4up", "layout_axial", "layout_coronal", "layout_sagittal"):
             layouts.addAction(self.actions[name])
 
     def _build_toolbar(self) -> None:

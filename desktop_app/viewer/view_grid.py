@@ -1,8 +1,14 @@
-"""The three linked views and their layouts: "3-up" or one big view.
+"""The three linked views, the 3D surface view, and their layouts: "3-up", "4-up" or one big view.
 
-3-up: the axial view fills the left column, coronal and sagittal are stacked on the right.
+3-up (the default): the axial view fills the left column, coronal and sagittal are
+stacked on the right; the 3D view is hidden (and builds nothing).
+4-up: axial and coronal on top, sagittal and the 3D surface view below, all the same size.
 One big view: only the chosen plane is shown. The grid keeps track of the *active* view
-(last clicked / focused), which keyboard slice navigation acts on.
+(last clicked / focused slice view), which keyboard slice navigation acts on.
+
+3-up stays the default: the axial view, where most correcting happens, keeps the large
+pane, and the 3D view (OpenGL, meshes rebuilt after each edit) costs nothing until the
+user asks for it; the chosen layout is remembered between sessions.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from desktop_app.state.geometry import view_to_kji
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.slice_geometry import PLANES
 from desktop_app.viewer.slice_view import NAVIGATE, SliceView
+from desktop_app.viewer.surface_view import SurfaceView
 
-LAYOUTS: tuple[str, ...] = ("3-up", "axial", "coronal", "sagittal")
+LAYOUTS: tuple[str, ...] = ("3-up", "4-up", "axial", "coronal", "sagittal")
+#: Layouts showing all three slice views.
+MULTI_VIEW_LAYOUTS: tuple[str, ...] = ("3-up", "4-up")
 
 
 class ViewGrid(QtWidgets.QWidget):
-    """Owns the three :class:`SliceView` widgets and lays them out."""
+    """Owns the three :class:`SliceView` widgets and the :class:`SurfaceView`, and lays them out."""
 
     active_view_changed = QtCore.Signal(str)
     layout_changed = QtCore.Signal(str)
@@ -32,6 +41,8 @@ class ViewGrid(QtWidgets.QWidget):
         self.document = document
         self.options = options or DisplayOptions(self)
         self.views: dict[str, SliceView] = {p: SliceView(document, p, self.options) for p in PLANES}
+        self.surface_view = SurfaceView(document, self)
+        self.surface_view.hide()
         self._grid = QtWidgets.QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -51,12 +62,13 @@ class ViewGrid(QtWidgets.QWidget):
         return self._layout
 
     def set_layout(self, name: str) -> None:
-        """``"3-up"`` or the plane to show alone (``"axial"``, ``"coronal"``, ``"sagittal"``)."""
+        """``"3-up"``, ``"4-up"`` (with the 3D view) or the plane to show alone
+        (``"axial"``, ``"coronal"``, ``"sagittal"``)."""
         if name not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {name!r}")
         if name == self._layout:
             return
-        for view in self.views.values():
+        for view in (*self.views.values(), self.surface_view):
             self._grid.removeWidget(view)
             view.hide()
         for r in range(2):
@@ -73,6 +85,16 @@ class ViewGrid(QtWidgets.QWidget):
             self._grid.setRowStretch(1, 1)
             for view in self.views.values():
                 view.show()
+        elif name == "4-up":
+            self._grid.addWidget(self.views["axial"], 0, 0)
+            self._grid.addWidget(self.views["coronal"], 0, 1)
+            self._grid.addWidget(self.views["sagittal"], 1, 0)
+            self._grid.addWidget(self.surface_view, 1, 1)
+            for i in range(2):
+                self._grid.setColumnStretch(i, 1)
+                self._grid.setRowStretch(i, 1)
+            for view in (*self.views.values(), self.surface_view):
+                view.show()
         else:
             self._grid.addWidget(self.views[name], 0, 0)
             self._grid.setRowStretch(0, 1)
@@ -83,7 +105,7 @@ class ViewGrid(QtWidgets.QWidget):
         self.layout_changed.emit(name)
 
     def visible_planes(self) -> list[str]:
-        return list(PLANES) if self._layout == "3-up" else [self._layout]
+        return list(PLANES) if self._layout in MULTI_VIEW_LAYOUTS else [self._layout]
 
     # ----- active view -------------------------------------------------------------------
     @property
@@ -114,7 +136,7 @@ class ViewGrid(QtWidgets.QWidget):
         """Next/previous view; in one-big-view layout this switches the shown plane."""
         order = list(PLANES)
         nxt = order[(order.index(self._active) + step) % len(order)]
-        if self._layout != "3-up":
+        if self._layout not in MULTI_VIEW_LAYOUTS:
             self.set_layout(nxt)
         self.set_active(nxt)
         self.views[nxt].canvas.setFocus()
@@ -130,6 +152,7 @@ class ViewGrid(QtWidgets.QWidget):
     def reset_zoom(self) -> None:
         for view in self.views.values():
             view.reset_zoom()
+        self.surface_view.reset_camera()
 
     def set_left_button_mode(self, mode: str = NAVIGATE) -> None:
         """Hand left-drag to a tool (any mode name) or back to the crosshair ("navigate")."""
@@ -139,6 +162,7 @@ class ViewGrid(QtWidgets.QWidget):
     def detach(self) -> None:
         for view in self.views.values():
             view.detach()
+        self.surface_view.detach()
 
     def _on_hover(self, axis: int, index: int, row: float, col: float) -> None:
         self.hover_changed.emit(view_to_kji(axis, index, row, col))
