@@ -47,6 +47,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.main_window import MainWindow
+from desktop_app.preview_tools import PreviewToolsController
 from desktop_app.state.document import Document
 from desktop_app.state.history import History
 from desktop_app.state.label_ops import MaskPatch, StalePatchError
@@ -61,6 +62,7 @@ from desktop_app.state.journal import (
 )
 from desktop_app.state.tools import ToolController
 from desktop_app.viewer.interaction import TOOL_MOUSE_HELP, ViewInteraction
+from desktop_app.viewer.preview_layer import PreviewLayer
 from desktop_app.viewer.view_grid import ViewGrid
 from desktop_app.widgets.label_editor import LabelEditor, wait_cursor
 from desktop_app.widgets.tool_panel import ToolPanel
@@ -80,6 +82,23 @@ def autosave_interval() -> float:
         return max(0.05, float(os.environ.get(AUTOSAVE_ENV, DEFAULT_AUTOSAVE_S)))
     except ValueError:
         return DEFAULT_AUTOSAVE_S
+
+
+class _InlineWorkers:
+    """Runs jobs at once on the calling thread (a bare embedding without a worker manager)."""
+
+    def start(self, func, *args, on_result=None, on_error=None, on_finished=None, description="", **kwargs):
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's error callback
+            if on_error is not None:
+                on_error(exc)
+        else:
+            if on_result is not None:
+                on_result(result)
+        if on_finished is not None:
+            on_finished()
+        return None
 
 
 def editing_controller(window: QtWidgets.QWidget) -> "EditingController | None":
@@ -112,6 +131,14 @@ class EditingController(QtCore.QObject):
         window.resizeDocks(docks, [self.tool_panel.sizeHint().height(), 2000], QtCore.Qt.Orientation.Vertical)
         window.resizeDocks(docks[:1], [300], QtCore.Qt.Orientation.Horizontal)
         self.interactions = {plane: ViewInteraction(view, self.tools, self) for plane, view in grid.views.items()}
+        self.preview_layers = []
+        for view in grid.views.values():
+            layer = PreviewLayer(view, self.tools.preview)
+            view.layers.append(layer)
+            self.preview_layers.append(layer)
+        self.preview_tools = PreviewToolsController(
+            self.tools, self.tool_panel, getattr(controller, "workers", None) or _InlineWorkers(),
+            window.show_message, self.run_patch_job, self)
         self._build_actions()
         self._connect()
         self._update_undo_actions()
@@ -130,7 +157,9 @@ class EditingController(QtCore.QObject):
         edit = getattr(w, "menus", {}).get("Edit")
         if edit is not None:
             edit.addSeparator()
-            for name in ("tool_navigate", "tool_brush", "tool_eraser", "tool_fill", "brush_smaller", "brush_larger"):
+            for name in ("tool_navigate", "tool_brush", "tool_eraser", "tool_fill", "tool_smart_brush", "tool_seeds",
+                         "tool_click", "tool_lasso", "preview_accept", "preview_discard", "brush_smaller",
+                         "brush_larger"):
                 edit.addAction(self.tool_panel.actions[name])
 
     def _new_action(self, name: str, text: str, keys: tuple[str, ...]) -> QtGui.QAction:
@@ -165,7 +194,7 @@ class EditingController(QtCore.QObject):
 
     # ----- tools -------------------------------------------------------------------------
     def set_tool(self, name: str) -> None:
-        """"navigate" (left button = crosshair) or "brush" / "eraser" / "fill"."""
+        """"navigate" (left button = crosshair) or an editing tool of the Tools panel."""
         if self.tool_panel.tool != name:
             self.tool_panel.set_tool(name)  # comes back here through tool_changed
             return
@@ -295,6 +324,7 @@ class EditingController(QtCore.QObject):
     # ----- scans, autosave and recovery ----------------------------------------------------
     def _on_scan_opened(self, volume: Volume) -> None:
         self.tools.cancel()
+        self.preview_tools.reset()
         self.journal.stop()
         new_folder = autosave_root() / scan_key(volume.source_path, volume)
         if self._journal_folder is not None:

@@ -274,7 +274,7 @@ def test_invalid_settings_rejected():
     with pytest.raises(ValueError):
         ctl.press(0, 1, 5, 5)
     with pytest.raises(ValueError):
-        ctl.tool = "lasso"
+        ctl.tool = "magic_wand"
 
 
 @pytest.mark.parametrize("size,unit", [(1, "voxel"), (4, "voxel"), (5, "voxel"), (6, "voxel"), (3.7, "mm"), (9.0, "mm")])

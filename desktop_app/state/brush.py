@@ -40,6 +40,7 @@ import numpy as np
 from desktop_app.state.document import Document
 from desktop_app.state.geometry import BBox, bbox_of, bbox_union, clip_bbox, plane_axes, to_slices, view_to_kji
 from desktop_app.state.history import History, Transaction
+from desktop_app.state.smart_brush import smart_footprint
 
 SHAPES = ("round", "square")
 UNITS = ("voxel", "mm")
@@ -110,7 +111,7 @@ class BrushSettings:
         c = flat.center(axis, tuple(c))
         pts = np.array([c[ra], c[ca], 0.0])
         rr = np.array([r[ra], r[ca], 0.5])
-        fp = _footprint(pts, pts, rr, self.shape, ((0, shape[0]), (0, shape[1]), (0, 1)))
+        fp = swept_footprint(pts, pts, rr, self.shape, ((0, shape[0]), (0, shape[1]), (0, 1)))
         out = fp[:, :, 0]
         rows = np.flatnonzero(out.any(1))
         cols = np.flatnonzero(out.any(0))
@@ -124,7 +125,7 @@ def segment_bbox(p0: np.ndarray, p1: np.ndarray, r: np.ndarray, shape: tuple[int
     return clip_bbox(tuple((int(a), int(b)) for a, b in zip(lo, hi)), shape)  # type: ignore[arg-type]
 
 
-def _footprint(p0: np.ndarray, p1: np.ndarray, r: np.ndarray, shape: str, bbox: BBox) -> np.ndarray:
+def swept_footprint(p0: np.ndarray, p1: np.ndarray, r: np.ndarray, shape: str, bbox: BBox) -> np.ndarray:
     """Boolean array over ``bbox``: voxels whose centre is in the brush swept p0 -> p1."""
     axes = [np.arange(a, b, dtype=np.float64) for a, b in bbox]
     grids = [
@@ -209,7 +210,8 @@ def apply_selection(
 class BrushStroke:
     """One press-move-release of the brush or eraser: one undo entry."""
 
-    def __init__(self, document: Document, history: History, settings: BrushSettings, erase: bool = False) -> None:
+    def __init__(self, document: Document, history: History, settings: BrushSettings, erase: bool = False,
+                 smart_tolerance: float | None = None) -> None:
         if document.mask is None or document.image is None:
             raise RuntimeError("no scan is open")
         settings.validate()
@@ -219,7 +221,9 @@ class BrushStroke:
         self.history = history
         self.settings = replace(settings)  # settings are frozen for the stroke
         self.erase = erase
-        self.txn = history.begin("Eraser stroke" if erase else "Brush stroke")
+        self.smart_tolerance = smart_tolerance  # smart brush: only voxels like the centre's
+        kind = "Eraser" if erase else ("Smart brush" if smart_tolerance is not None else "Brush")
+        self.txn = history.begin(f"{kind} stroke")
         self._last: np.ndarray | None = None
         self._last_view: tuple[int, int] | None = None
         self.bbox: BBox | None = None
@@ -247,16 +251,38 @@ class BrushStroke:
         bbox = segment_bbox(p0, c, r, mask.shape)
         if bbox is None:
             return None
-        sel = _footprint(p0, c, r, s.shape, bbox)
+        sel = swept_footprint(p0, c, r, s.shape, bbox)
         rule = writable(mask[to_slices(bbox)], s.paint_over, s.paint_over_label, self.erase, s.label)
         if rule is not None:
             sel &= rule
         if s.threshold is not None:
             sel &= intensity_ok(self.document, bbox, s.threshold)
+        if self.smart_tolerance is not None:
+            sel &= self._similar_to_centre(bbox, sel, c, axis)
         changed = apply_selection(self.document, self.txn, bbox, sel, 0 if self.erase else s.label)
         if changed is not None:
             self.bbox = bbox_union(self.bbox, changed)
         return changed
+
+    def _similar_to_centre(self, bbox: BBox, sel: np.ndarray, centre: np.ndarray, axis: int) -> np.ndarray:
+        """Smart brush: per slice of the dab, the footprint voxels similar to the voxel
+        under the brush centre and connected to it
+        (:func:`~desktop_app.state.smart_brush.smart_footprint`)."""
+        img = self.document.image.array[to_slices(bbox)]  # type: ignore[union-attr]
+        if img.ndim == 4:
+            img = img.mean(axis=-1)
+        local = [int(min(max(math.floor(centre[a] + 0.5) - bbox[a][0], 0), bbox[a][1] - bbox[a][0] - 1))
+                 for a in range(3)]
+        rc = tuple(local[a] for a in range(3) if a != axis)
+        out = np.zeros_like(sel)
+        for k in range(sel.shape[axis]):
+            index = [slice(None)] * 3
+            index[axis] = k  # type: ignore[call-overload]
+            fp = sel[tuple(index)]
+            if fp.any():
+                out[tuple(index)] = smart_footprint(np.asarray(img[tuple(index)], dtype=np.float64), fp,
+                                                    rc, self.smart_tolerance, intensity_range=self.settings.threshold)
+        return out
 
     def finish(self) -> bool:
         """End the stroke; True when it became an undo entry."""

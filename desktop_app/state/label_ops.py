@@ -30,12 +30,15 @@ class StalePatchError(RuntimeError):
 
 @dataclass
 class MaskPatch:
-    """Result of a compute step: set ``value`` where ``sel`` (bool, ``bbox``-shaped)."""
+    """Result of a compute step: set ``value`` where ``sel`` (bool, ``bbox``-shaped), or,
+    when ``values`` (``bbox``-shaped labels) is given, ``values`` where ``sel`` (a
+    multi-label result such as grow-from-seeds; ``value`` is then unused)."""
 
     description: str
     value: int
     bbox: BBox | None = None
     sel: np.ndarray | None = None
+    values: np.ndarray | None = None
     drop_labels: tuple[int, ...] = ()  # label-table entries removed (delete / merge)
     ensure_labels: tuple[int, ...] = ()  # entries added when missing (merge target)
     generation: int | None = None  # document.generation of the snapshot (None: no check)
@@ -70,7 +73,8 @@ def apply_patch(document: Document, history: History, patch: MaskPatch) -> BBox 
         if changed is not None:
             assert patch.sel is not None
             txn.touch(changed)
-            mask[to_slices(changed)][patch.sel] = patch.value
+            region = mask[to_slices(changed)]
+            region[patch.sel] = patch.value if patch.values is None else patch.values[patch.sel]
             txn.changed(changed)
         for v in patch.drop_labels:
             if v in labels:

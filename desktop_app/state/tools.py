@@ -5,7 +5,7 @@ A mouse adapter maps a view's mouse position to continuous voxel coordinates
 centres) and calls::
 
     ctl = ToolController(document, history)
-    ctl.tool = "brush"                 # "brush" | "eraser" | "fill" | "none"
+    ctl.tool = "brush"   # "brush" | "eraser" | "fill" | "smart_brush" | "seeds" | "click" | "lasso" | "none"
     ctl.brush.size = 5; ctl.brush.unit = "mm"; ctl.brush.label = 2
     ctl.press(axis, slice_index, row, col)                  # left button down
     ctl.press(axis, slice_index, row, col, erase=True)      # right button: erase stroke
@@ -17,6 +17,15 @@ Every call that changes voxels announces the changed bbox via
 ``document.mask_changed(bbox)`` (views redraw only that) and returns it. One-shot ops
 (interpolate, fill holes, delete/merge label) are methods too, each one undo step.
 The brush settings' ``label``/``paint_over``/``threshold`` also drive the fill tool.
+
+Interactive tools (:mod:`desktop_app.state.preview`): with ``"seeds"`` a stroke records
+seeds of the active label (an erase stroke: background seeds) in ``ctl.preview`` and,
+when it ends, emits ``requested("grow", None)``; with ``"click"`` a press emits
+``requested("click", ClickRequest)``. The app computes the result in a worker, shows it
+with ``preview.set_result`` / ``merge_result``, and ``accept_job()`` / ``discard()``
+end it. ``"lasso"`` collects an outline on one slice and writes its inside on release
+(one undo entry); ``"smart_brush"`` paints only brush voxels similar to, and connected
+to, the voxel under the brush centre.
 
 For a GUI that must not block, each one-shot op also comes split in two: a ``*_job``
 method snapshots the mask (GUI thread, a memcpy) and returns a zero-argument function to
@@ -32,14 +41,21 @@ since the snapshot)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from psygnal import Signal
+
 from desktop_app.state.brush import BrushSettings, BrushStroke
 from desktop_app.state.document import Document
-from collections.abc import Callable
 
 from desktop_app.state.fill import fill_holes, fill_holes_job, flood_fill
-from desktop_app.state.geometry import BBox
+from desktop_app.state.geometry import BBox, view_to_kji
 from desktop_app.state.history import History
 from desktop_app.state.interpolation import interpolate_job, interpolate_slices
+from desktop_app.state.lasso_stroke import LassoStroke
+from desktop_app.state.preview import Preview, accept_job
+from desktop_app.state.seed_stroke import SeedStroke
 from desktop_app.state.label_ops import (
     MaskPatch,
     apply_patch,
@@ -49,20 +65,36 @@ from desktop_app.state.label_ops import (
     merge_labels_job,
 )
 
-__all__ = ["TOOLS", "BrushSettings", "ToolController"]
+__all__ = ["TOOLS", "BrushSettings", "ClickRequest", "ToolController"]
 
-TOOLS = ("brush", "eraser", "fill", "none")
+TOOLS = ("brush", "eraser", "fill", "smart_brush", "seeds", "click", "lasso", "none")
+#: Tools whose results wait in the preview for Accept / Discard.
+PREVIEW_TOOLS = ("seeds", "click")
+
+
+@dataclass(frozen=True)
+class ClickRequest:
+    """A click of the click-to-segment tool: where, on which view, with which label."""
+
+    axis: int
+    kji: tuple[int, int, int]
+    label: int
+    erase: bool = False
 
 
 class ToolController:
     """Turns press/move/release on a view into undoable mask edits."""
 
+    requested = Signal(str, object)  # ("grow", None) | ("click", ClickRequest)
+
     def __init__(self, document: Document, history: History, brush: BrushSettings | None = None) -> None:
         self.document = document
         self.history = history
         self.brush = brush or BrushSettings()
+        self.preview = Preview()
+        self.smart_tolerance = 0.5
         self._tool = "brush"
-        self._stroke: BrushStroke | None = None
+        self._stroke: BrushStroke | SeedStroke | LassoStroke | None = None
 
     # ----- settings ----------------------------------------------------------------------
     @property
@@ -74,11 +106,18 @@ class ToolController:
         if name not in TOOLS:
             raise ValueError(f"tool must be one of {TOOLS}, got {name!r}")
         self.release()
+        if name != self._tool and self.preview.tool and self.preview.tool != name:
+            self.preview.clear()  # another tool's proposal is not accepted silently
         self._tool = name
 
     @property
     def stroke_active(self) -> bool:
         return self._stroke is not None and self._stroke.active
+
+    @property
+    def lasso_points(self) -> list[tuple[float, float]]:
+        """Vertices of the outline being drawn (for the view's rubber band)."""
+        return list(self._stroke.points) if isinstance(self._stroke, LassoStroke) else []
 
     # ----- mouse -------------------------------------------------------------------------
     def press(self, axis: int, slice_index: int, row: float, col: float, *, erase: bool = False) -> BBox | None:
@@ -89,7 +128,20 @@ class ToolController:
             return None
         if self._tool == "fill":
             return self.fill_at(axis, slice_index, row, col, erase=erase)
-        self._stroke = BrushStroke(self.document, self.history, self.brush, erase=erase or self._tool == "eraser")
+        if self._tool == "click":
+            kji = tuple(int(round(v)) for v in view_to_kji(axis, slice_index, row, col))
+            self.requested.emit("click", ClickRequest(int(axis), kji, self.brush.label, erase))  # type: ignore[arg-type]
+            return None
+        if self._tool == "seeds":
+            self._stroke = SeedStroke(self.document, self.preview, self.brush, background=erase)
+            self._stroke.dab(axis, slice_index, row, col)
+            return None
+        if self._tool == "lasso":
+            self._stroke = LassoStroke(self.document, self.history, self.brush, axis, slice_index, erase=erase)
+            self._stroke.add(axis, slice_index, row, col)
+            return None
+        self._stroke = BrushStroke(self.document, self.history, self.brush, erase=erase or self._tool == "eraser",
+                                   smart_tolerance=self.smart_tolerance if self._tool == "smart_brush" else None)
         return self._stroke.dab(axis, slice_index, row, col)
 
     def move(self, axis: int, slice_index: int, row: float, col: float) -> BBox | None:
@@ -99,18 +151,47 @@ class ToolController:
         if not self._stroke.active:  # e.g. undo was pressed mid-stroke
             self._stroke = None
             return None
+        if isinstance(self._stroke, LassoStroke):
+            self._stroke.add(axis, slice_index, row, col)
+            return None
+        if isinstance(self._stroke, SeedStroke):
+            self._stroke.dab(axis, slice_index, row, col)
+            return None
         return self._stroke.dab(axis, slice_index, row, col)
 
     def release(self) -> bool:
-        """Button up: the stroke becomes one undo entry (True when anything changed)."""
+        """Button up: the stroke becomes one undo entry (True when anything changed); a
+        seed stroke asks for a new grow; a lasso writes its inside (may raise
+        :class:`~desktop_app.state.lasso.LassoError`)."""
         stroke, self._stroke = self._stroke, None
-        return stroke.finish() if stroke is not None else False
+        if stroke is None:
+            return False
+        if isinstance(stroke, SeedStroke):
+            if stroke.finish():
+                self.requested.emit("grow", None)
+            return False
+        if isinstance(stroke, LassoStroke):
+            return stroke.finish() is not None
+        return stroke.finish()
 
     def cancel(self) -> None:
         """Abandon the current stroke and restore what it painted."""
         stroke, self._stroke = self._stroke, None
         if stroke is not None:
             stroke.cancel()
+
+    # ----- preview (grow from seeds, click to segment) -----------------------------------
+    def accept_job(self) -> Callable[[], MaskPatch]:
+        """Job computing the patch that accepts the preview (see :func:`accept_job`)."""
+        self.release()
+        return accept_job(self.document, self.preview, self.brush)
+
+    def discard(self) -> bool:
+        """Drop the preview (seeds and result); True when there was one."""
+        self.cancel()
+        active = self.preview.active
+        self.preview.clear()
+        return active
 
     # ----- one-shot ops ------------------------------------------------------------------
     def fill_at(self, axis: int, slice_index: int, row: float, col: float, *, erase: bool = False) -> BBox | None:

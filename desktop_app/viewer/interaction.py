@@ -39,8 +39,14 @@ TOOL_MOUSE_HELP: tuple[tuple[str, str], ...] = (
     ("Left-drag (brush)", "Paint the active label"),
     ("Shift + left-drag (brush)", "Erase (the active label, or as the paint-over rule says)"),
     ("Left-click (fill)", "Flood-fill the clicked region of the slice"),
+    ("Left-drag (grow)", "Paint seeds of the active label; Shift + left-drag: background seeds"),
+    ("Left-click (click)", "Grow a region from the clicked voxel; Shift + left-click removes one"),
+    ("Left-drag (lasso)", "Draw an outline; release fills it (Shift: erases it)"),
+    ("Enter / Esc (preview)", "Accept / discard the grow or click preview"),
     ("Esc (while dragging)", "Cancel the stroke"),
 )
+#: Tools that show the brush outline under the mouse.
+BRUSH_CURSOR_TOOLS = ("brush", "eraser", "smart_brush", "seeds")
 
 
 def footprint_edges(fp: np.ndarray) -> list[tuple[float, float, float, float]]:
@@ -85,6 +91,20 @@ class BrushCursor(QtWidgets.QGraphicsPathItem):
         self.setPen(pen)
 
 
+class LassoPath(QtWidgets.QGraphicsPathItem):
+    """The outline being drawn with the lasso, in the view's display millimetres."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setZValue(31)
+        self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)
+        pen = QtGui.QPen(QtGui.QColor(255, 255, 0, 230))
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        self.setPen(pen)
+        self.hide()
+
+
 class ViewInteraction(QtCore.QObject):
     """Routes one view's tool signals to a :class:`ToolController` and draws the brush cursor."""
 
@@ -96,6 +116,8 @@ class ViewInteraction(QtCore.QObject):
         self.tools = tools
         self.cursor = BrushCursor()
         view.viewbox.addItem(self.cursor, ignoreBounds=True)
+        self.lasso_path = LassoPath()
+        view.viewbox.addItem(self.lasso_path, ignoreBounds=True)
         self._press_modifiers = QtCore.Qt.KeyboardModifier.NoModifier
         self._last_hover: tuple[int, int, float, float] | None = None
         self.cursor_enabled = True
@@ -118,6 +140,7 @@ class ViewInteraction(QtCore.QObject):
                     ev.accept()  # Esc cancels the stroke even if some action uses it as a shortcut
                     return False
                 self.tools.cancel()
+                self.lasso_path.hide()
                 return True
         return False
 
@@ -138,14 +161,35 @@ class ViewInteraction(QtCore.QObject):
         except ValueError as exc:  # e.g. a label value that does not fit the mask
             log.warning("tool press refused: %s", exc)
             self._show_status(str(exc))
+        self._update_lasso()
 
     def _on_drag(self, axis: int, index: int, row: float, col: float) -> None:
         self.tools.move(axis, index, row, col)  # the outline already followed: voxel_hovered
+        self._update_lasso()
 
     def _on_release(self, axis: int, index: int, row: float, col: float) -> None:
         if self.tools.stroke_active:
             self.tools.move(axis, index, row, col)
-        self.stroke_finished.emit(self.tools.release())
+        self.lasso_path.hide()
+        try:
+            done = self.tools.release()
+        except ValueError as exc:  # e.g. a lasso with fewer than three points
+            self._show_status(str(exc))
+            done = False
+        self.stroke_finished.emit(done)
+
+    def _update_lasso(self) -> None:
+        """Follow the lasso outline being drawn (closed back to its first point)."""
+        points, g = self.tools.lasso_points, self.view.geometry_info
+        if not points or g is None:
+            self.lasso_path.hide()
+            return
+        path = QtGui.QPainterPath()
+        for n, (row, col) in enumerate(points + points[:1]):
+            x, y = g.crosshair_mm(view_to_kji(g.axis, self.view.slice_index, row, col))
+            (path.moveTo if n == 0 else path.lineTo)(QtCore.QPointF(x, y))
+        self.lasso_path.setPath(path)
+        self.lasso_path.show()
 
     def _show_status(self, text: str) -> None:
         window = self.view.window()
@@ -165,7 +209,7 @@ class ViewInteraction(QtCore.QObject):
         """Redraw the outline at the last hovered point (after a settings change too)."""
         g, doc, tools = self.view.geometry_info, self.tools.document, self.tools
         show = (self.cursor_enabled and self.painting and self._last_hover is not None and g is not None
-                and doc.image is not None and tools.tool in ("brush", "eraser"))
+                and doc.image is not None and tools.tool in BRUSH_CURSOR_TOOLS)
         if not show:
             self.cursor.hide()
             return

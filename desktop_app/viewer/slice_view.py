@@ -77,6 +77,7 @@ class SliceView(QtWidgets.QFrame):
         self.redraws = {"image": 0, "overlay": 0, "uncertainty": 0}  # for tests / the bench
         self._label_lut = np.zeros((256, 4), np.uint8)
         self._uncertainty_max = 1.0
+        self.layers: list = []  # extra per-slice layers (e.g. the tools' preview): .refresh()
         self._build()
         self._connect_document()
         self.options.changed.connect(self._apply_options)
@@ -306,6 +307,8 @@ class SliceView(QtWidgets.QFrame):
         self._label_lut = np.asarray(labels.lut(size=lut_size(labels.labels.keys())), dtype=np.uint8)
         if redraw:
             self._refresh_overlay()
+            for layer in self.layers:
+                layer.refresh()
 
     def _on_uncertainty_changed(self, redraw: bool = True) -> None:
         u = self.document.uncertainty
@@ -329,6 +332,13 @@ class SliceView(QtWidgets.QFrame):
         self._refresh_image()
         self._refresh_overlay()
         self._refresh_uncertainty()
+        for layer in self.layers:
+            layer.refresh()
+
+    @property
+    def label_lut(self) -> np.ndarray:
+        """The RGBA lookup table of the label colours (row = label value)."""
+        return self._label_lut
 
     def _refresh_image(self) -> None:
         vol, g = self.document.image, self.geometry_

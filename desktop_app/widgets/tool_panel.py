@@ -1,12 +1,15 @@
-"""Tools panel: navigate / brush / eraser / fill, brush shape and size, 2D/3D, paint-over
-rule, threshold paint, and the one-shot "Interpolate slices" / "Fill holes" buttons
-(disabled by :meth:`ToolPanel.set_busy` while such an op computes in a worker).
+"""Tools panel: navigate / brush / eraser / fill / smart brush / grow from seeds / click to
+segment / lasso, brush shape and size, 2D/3D, paint-over rule, threshold paint, the
+tolerance of the click and smart-brush tools, Accept / Discard of a preview, and the
+one-shot "Interpolate slices" / "Fill holes" buttons (disabled by
+:meth:`ToolPanel.set_busy` while such an op computes in a worker).
 
 The panel edits a :class:`~desktop_app.state.brush.BrushSettings` in place and emits
-``settings_changed()``; the chosen tool is announced with ``tool_changed(name)``
-(``"navigate"``, ``"brush"``, ``"eraser"``, ``"fill"``). Keyboard shortcuts live on the
-panel's QActions (:attr:`ToolPanel.actions`): B brush, E eraser, F fill, N navigate,
-``[`` / ``]`` brush size; the editing controller registers them with the window.
+``settings_changed()``; the chosen tool is announced with ``tool_changed(name)``.
+Keyboard shortcuts live on the panel's QActions (:attr:`ToolPanel.actions`): N navigate,
+B brush, E eraser, F fill, S smart brush, G grow from seeds, C click to segment, L lasso,
+``[`` / ``]`` brush size, Enter accept and Esc discard a preview; the editing controller
+registers them with the window.
 """
 
 from __future__ import annotations
@@ -16,13 +19,22 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from desktop_app.state.brush import BrushSettings
 from desktop_app.state.labels import LabelTable
 
-TOOL_NAMES: tuple[str, ...] = ("navigate", "brush", "eraser", "fill")
+TOOL_NAMES: tuple[str, ...] = ("navigate", "brush", "eraser", "fill", "smart_brush", "seeds", "click", "lasso")
 _TOOL_SPECS = {  # name -> (button text, shortcut, tip)
     "navigate": ("Navigate", "N", "Left-click moves the crosshair (no editing)"),
     "brush": ("Brush", "B", "Paint the active label (Shift + drag erases)"),
     "eraser": ("Eraser", "E", "Erase voxels (only the active label with 'Empty voxels only')"),
     "fill": ("Fill", "F", "Flood-fill the clicked region of the slice with the active label"),
+    "smart_brush": ("Smart", "S", "Smart brush: paints only voxels similar to, and connected to, the one "
+                    "under the brush centre (Tolerance below)"),
+    "seeds": ("Grow", "G", "Grow from seeds: paint a few strokes of each label, Shift + drag for "
+              "background; the labels grow into the scan (preview: Enter accepts, Esc discards)"),
+    "click": ("Click", "C", "Click to segment: a click inside a structure grows a region from it "
+              "(Tolerance below; preview: Enter accepts, Esc discards)"),
+    "lasso": ("Lasso", "L", "Draw a closed outline on a slice to fill it (Shift + drag erases it)"),
 }
+#: Tools whose results wait for Accept / Discard.
+PREVIEW_TOOL_NAMES = ("seeds", "click")
 _PAINT_OVER = (("all", "All labels"), ("empty", "Empty voxels only"), ("label", "Only label:"))
 MAX_SIZE = 200.0
 
@@ -34,6 +46,9 @@ class ToolPanel(QtWidgets.QWidget):
     settings_changed = QtCore.Signal()
     interpolate_requested = QtCore.Signal()
     fill_holes_requested = QtCore.Signal(str)  # "3d" | "2d"
+    accept_requested = QtCore.Signal()
+    discard_requested = QtCore.Signal()
+    tolerance_changed = QtCore.Signal(float)  # 0..1
 
     def __init__(self, brush: BrushSettings, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -42,6 +57,7 @@ class ToolPanel(QtWidgets.QWidget):
         self._tool = "navigate"
         self._syncing = False
         self._busy = False
+        self._preview_active = False
         self.actions: dict[str, QtGui.QAction] = {}
         self._build()
         self.sync_from_brush()
@@ -49,7 +65,7 @@ class ToolPanel(QtWidgets.QWidget):
 
     # ----- construction ----------------------------------------------------------------
     def _build(self) -> None:
-        tools_box = QtWidgets.QHBoxLayout()
+        tools_box = QtWidgets.QGridLayout()
         tools_box.setSpacing(2)
         self.tool_group = QtGui.QActionGroup(self)
         self.tool_group.setExclusive(True)
@@ -72,13 +88,23 @@ class ToolPanel(QtWidgets.QWidget):
             btn.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
             btn.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
             self.tool_buttons[name] = btn
-            tools_box.addWidget(btn)
+            n = len(self.tool_buttons) - 1
+            tools_box.addWidget(btn, n // 4, n % 4)
         for name, text, key, step in (("brush_smaller", "Smaller brush", "[", -1), ("brush_larger", "Larger brush", "]", 1)):
             act = QtGui.QAction(text, self)
             act.setObjectName(f"action_{name}")
             act.setShortcut(QtGui.QKeySequence(key))
             act.setProperty("group", "Tools")
             act.triggered.connect(lambda _=False, step=step: self.step_size(step))
+            self.actions[name] = act
+        for name, text, keys, signal in (("preview_accept", "Accept preview", ("Return", "Enter"), self.accept_requested),
+                                         ("preview_discard", "Discard preview", ("Esc",), self.discard_requested)):
+            act = QtGui.QAction(text, self)
+            act.setObjectName(f"action_{name}")
+            act.setShortcuts([QtGui.QKeySequence(k) for k in keys])
+            act.setProperty("group", "Tools")
+            act.setEnabled(False)
+            act.triggered.connect(signal)
             self.actions[name] = act
 
         self.shape_combo = QtWidgets.QComboBox(objectName="brush_shape")
@@ -135,6 +161,25 @@ class ToolPanel(QtWidgets.QWidget):
         self.fill_holes_mode = QtWidgets.QComboBox(objectName="fill_holes_mode")
         self.fill_holes_mode.addItem("in 3D", "3d")
         self.fill_holes_mode.addItem("per slice", "2d")
+        self.tolerance_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, objectName="tolerance")
+        self.tolerance_slider.setRange(0, 100)
+        self.tolerance_slider.setValue(50)
+        self.tolerance_slider.setToolTip("How different from the clicked voxel (click) or the brush centre "
+                                         "(smart brush) a voxel may be and still be included")
+        self.tolerance_slider.valueChanged.connect(lambda v: self.tolerance_changed.emit(v / 100.0))
+        form.addRow("Tolerance", self.tolerance_slider)
+        self.preview_label = QtWidgets.QLabel("", objectName="preview_status")
+        self.preview_label.setWordWrap(True)
+        self.accept_button = QtWidgets.QToolButton(objectName="preview_accept")
+        self.accept_button.setDefaultAction(self.actions["preview_accept"])
+        self.discard_button = QtWidgets.QToolButton(objectName="preview_discard")
+        self.discard_button.setDefaultAction(self.actions["preview_discard"])
+        preview_row = QtWidgets.QHBoxLayout()
+        preview_row.addWidget(self.preview_label, 1)
+        preview_row.addWidget(self.accept_button)
+        preview_row.addWidget(self.discard_button)
+        form.addRow(preview_row)
+
         ops = QtWidgets.QGridLayout()
         ops.addWidget(self.interpolate_button, 0, 0, 1, 2)
         ops.addWidget(self.fill_holes_button, 1, 0)
@@ -171,6 +216,17 @@ class ToolPanel(QtWidgets.QWidget):
         self._tool = name
         if changed:
             self.tool_changed.emit(name)
+
+    @property
+    def tolerance(self) -> float:
+        """The tolerance slider, 0..1."""
+        return self.tolerance_slider.value() / 100.0
+
+    def set_preview_state(self, active: bool, text: str = "") -> None:
+        """Enable Accept / Discard while a preview waits; ``text`` says what it holds."""
+        self._preview_active = bool(active)
+        self.preview_label.setText(text)
+        self._update_enabled()
 
     def step_size(self, step: int) -> None:
         """``[`` / ``]``: one voxel (or 1 mm) smaller/larger; steps of 10 % above 10."""
@@ -267,6 +323,8 @@ class ToolPanel(QtWidgets.QWidget):
     def _update_enabled(self) -> None:
         for w in (self.interpolate_button, self.fill_holes_button, self.fill_holes_mode):
             w.setEnabled(not self._busy)
+        self.actions["preview_accept"].setEnabled(self._preview_active and not self._busy)
+        self.actions["preview_discard"].setEnabled(self._preview_active)
         self.paint_over_label.setEnabled(self.paint_over_combo.currentData() == "label")
         on = self.threshold_check.isChecked()
         self.threshold_low.setEnabled(on)
