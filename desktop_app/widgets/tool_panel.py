@@ -175,10 +175,12 @@ class ToolPanel(QtWidgets.QWidget):
         self.discard_button = QtWidgets.QToolButton(objectName="preview_discard")
         self.discard_button.setDefaultAction(self.actions["preview_discard"])
         preview_row = QtWidgets.QHBoxLayout()
-        preview_row.addWidget(self.preview_label, 1)
-        preview_row.addWidget(self.accept_button)
-        preview_row.addWidget(self.discard_button)
+        preview_row.addWidget(self.accept_button, 1)
+        preview_row.addWidget(self.discard_button, 1)
+        for button in (self.accept_button, self.discard_button):
+            button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
         form.addRow(preview_row)
+        form.addRow(self.preview_label)
 
         ops = QtWidgets.QGridLayout()
         ops.addWidget(self.interpolate_button, 0, 0, 1, 2)
