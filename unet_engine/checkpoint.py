@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,6 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "card.json"
 CARD_FORMAT = "segloop-model-card/1"
 WEIGHTS_FORMAT = "segloop-unet/1"
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 DEFAULT_COLOURS: dict[int, list[int]] = {
     1: [230, 25, 75], 2: [60, 180, 75], 3: [255, 225, 25], 4: [0, 130, 200], 5: [245, 130, 48],
@@ -300,68 +298,61 @@ def load_card(path: str | Path) -> ModelCard:
         raise CheckpointError(f"the model card is invalid: {exc}", card_path) from exc
 
 
-def _read_header(data: bytes, path: Path) -> tuple[int, dict[str, Any]]:
-    """Validate the safetensors framing ourselves so every failure gets a precise message."""
-    if data[:4] == b"PK\x03\x04" or (len(data) >= 2 and data[0] == 0x80 and data[1] <= 5):
+#: safetensors' deserialisation errors -> what the user reads.
+_SAFETENSORS_ERRORS = (
+    ("header too small", "file is truncated (not a safetensors file)"),
+    ("incomplete metadata", "file is truncated (its tensors need more bytes than the file has)"),
+    ("invalid header length", "not a safetensors file, or truncated (invalid header length)"),
+    ("header too large", "not a safetensors file (invalid header length)"),
+    ("invalid json", "corrupted safetensors header (invalid JSON)"),
+    ("invalid utf", "corrupted safetensors header (not UTF-8)"),
+)
+
+
+def _refuse_pickle(path: Path) -> None:
+    """A torch.save file (zip or raw pickle) gets its own message: SegLoop never unpickles."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
         raise CheckpointError(
             "this is a pickle (torch.save) file, not safetensors; SegLoop never unpickles model files. "
             "Convert it with safetensors.torch.save_file(state_dict, 'model.safetensors') where you trust its origin",
             path,
         )
-    if len(data) < 8:
-        raise CheckpointError(f"file is truncated ({len(data)} bytes; not a safetensors file)", path)
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER_BYTES or n == 0:
-        raise CheckpointError("not a safetensors file (invalid header length)", path)
-    if 8 + n > len(data):
-        raise CheckpointError(f"file is truncated (header needs {8 + n} bytes, file has {len(data)})", path)
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"corrupted safetensors header ({exc.__class__.__name__})", path) from exc
-    if not isinstance(header, dict):
-        raise CheckpointError("corrupted safetensors header (not a JSON object)", path)
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, stop = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"corrupted safetensors header (tensor {name!r})", path) from exc
-        end = max(end, stop)
-    if 8 + n + end > len(data):
-        raise CheckpointError(f"file is truncated (tensor data needs {8 + n + end} bytes, file has {len(data)})", path)
-    return n, header
+
+
+def _safetensors_message(exc: BaseException) -> str:
+    text = str(exc)
+    low = text.lower()
+    for key, message in _SAFETENSORS_ERRORS:
+        if key in low:
+            return message
+    return f"corrupted safetensors file ({text})"
 
 
 def read_weights(path: str | Path, max_bytes: int = MAX_WEIGHTS_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors (on CPU) and metadata of a safetensors file, never unpickling anything.
 
     Only a regular file (links followed) of at most ``max_bytes`` is read: a named pipe or
-    a device such as ``/dev/zero`` is refused before opening it."""
+    a device such as ``/dev/zero`` is refused before opening it. The framing, header and
+    metadata are read by safetensors itself (``safe_open``); its errors become one line."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     if not path.exists():
         raise CheckpointError("the checkpoint has no model.safetensors weights file", path)
     check_regular_file(path, max_bytes, "weights file")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
-        if len(data) > max_bytes:  # grew between stat and read
-            raise CheckpointError(f"the weights file is implausibly large (over {max_bytes:,} bytes)", path)
+        _refuse_pickle(path)
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     except FileNotFoundError as exc:
         raise CheckpointError("the checkpoint has no model.safetensors weights file", path) from exc
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(_safetensors_message(exc), path) from exc
     except OSError as exc:
         raise CheckpointError(f"cannot read the weights: {exc}", path) from exc
-    _n, header = _read_header(data, path)
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
-    try:
-        tensors = st_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"corrupted safetensors file ({exc})", path) from exc
-    meta = header.get("__metadata__") or {}
     return tensors, {str(k): str(v) for k, v in meta.items()}
 
 

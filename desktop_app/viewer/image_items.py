@@ -10,6 +10,7 @@ crosshair lines moving when another view scrolls). Converting once per render in
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtGui
 
@@ -27,17 +28,23 @@ class DisplayImageItem(pg.ImageItem):
 
     def __init__(self, opaque: bool, **kwargs) -> None:
         kwargs.setdefault("axisOrder", "row-major")
-        super().__init__(**kwargs)
         self._opaque = opaque
+        self._has_nans = True  # until an image says otherwise (NaN pixels are drawn transparent)
+        super().__init__(**kwargs)
+
+    def setImage(self, image=None, autoLevels=None, **kargs) -> None:  # noqa: N802 - pyqtgraph API
+        if image is not None:
+            arr = np.asarray(image)
+            self._has_nans = bool(arr.dtype.kind == "f" and np.isnan(arr).any())
+        super().setImage(image, autoLevels=autoLevels, **kargs)
 
     def render(self) -> None:
         super().render()
         q = self.qimage
-        if q is None or self._unrenderable:
+        if q is None or self.image is None or self.image.size == 0:
             return
         fmt = q.format()
-        nans = getattr(self, "_imageHasNans", True)  # NaN pixels are drawn transparent
-        if self._opaque and not nans:
+        if self._opaque and not self._has_nans:
             if fmt == _ARGB32:
                 q.reinterpretAsFormat(_RGB32)  # alpha is 255 everywhere: same bytes
             elif fmt != _RGB32:
