@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import platformdirs
+
 #: Repository / install root holding ``resources/`` (the package is installed editable).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESOURCES = PROJECT_ROOT / "resources"
@@ -13,13 +15,14 @@ SAMPLES = RESOURCES / "samples"
 
 
 def segloop_home() -> Path:
-    """Per-user data folder (registry, datasets, autosave journal).
+    """Per-user data folder (projects, datasets, models, autosave journal).
 
-    ``$SEGLOOP_HOME`` overrides it (tests point it at a temp folder); otherwise
-    ``$XDG_DATA_HOME/segloop`` or ``~/.local/share/segloop``.
+    ``$SEGLOOP_HOME`` overrides it (tests point it at a temp folder); otherwise the
+    platform's user data folder (platformdirs): ``$XDG_DATA_HOME/segloop`` or
+    ``~/.local/share/segloop`` on Linux, ``~/Library/Application Support/segloop`` on
+    macOS, ``%LOCALAPPDATA%\\segloop`` on Windows.
     """
     env = os.environ.get("SEGLOOP_HOME")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "segloop"
+    return Path(platformdirs.user_data_dir("segloop", appauthor=False))
