@@ -6,12 +6,12 @@ import gzip
 import json
 import math
 import signal
-import time
 
 import numpy as np
 import pytest
 
-from tests.train_helpers import DATA, HIPPO, LABELS, make_dataset, shifted_copy, start_python, wait_for
+from tests.train_helpers import (DATA, HIPPO, KILL_POINT_HOOK, LABELS, kill_at_marker, make_dataset, shifted_copy,
+                                 start_python)
 from unet_engine.dataset import RetrainingDataset, assign_split, content_hash
 from unet_engine.errors import DatasetError, GeometryMismatchError
 from unet_engine.io import read_volume
@@ -182,36 +182,48 @@ def test_lock_refuses_a_second_writer(tmp_path):
     assert len(busy) == 3
 
 
-def test_kill9_during_writes_leaves_dataset_readable(tmp_path):
+# (the loop's iteration k, add or remove, the write to stop at); the dataset.json the kill leaves
+# behind lists ``listed`` cases and the next open must show exactly those
+@pytest.mark.parametrize("k, phase, target, listed", [
+    (3, "add", "imagesTr", 4),  # the new case's image is in a temp file, not renamed: the add is rolled back
+    (4, "remove", "dataset.json", 6),  # the removal's dataset.json is not renamed: the case stays
+])
+def test_kill9_during_writes_leaves_dataset_readable(tmp_path, k, phase, target, listed):
     ds = make_dataset(tmp_path, limit=3)
     writer = start_python(
-        "import sys\n"
+        KILL_POINT_HOOK +
+        "import os\n"
         "from tests.train_helpers import HIPPO, shifted_copy\n"
         "from unet_engine.dataset import RetrainingDataset\n"
         "from unet_engine.io import read_volume\n"
         f"ds = RetrainingDataset({str(ds.folder)!r})\n"
         "img = read_volume(HIPPO / 'imagesTr' / 'hippocampus_001.nii.gz')\n"
         "lab = read_volume(HIPPO / 'labelsTr' / 'hippocampus_001.nii.gz').array\n"
-        "k = 0\n"
+        "now = {'k': 0, 'phase': ''}\n"
+        "_replace = os.replace\n"
+        "def replace(src, dst, *a, **kw):\n"
+        f"    if (now['k'], now['phase']) == ({k}, {phase!r}) and {target!r} in os.fspath(dst):\n"
+        "        kill_point(f'{now} {len(ds)}')\n"
+        "    return _replace(src, dst, *a, **kw)\n"
+        "os.replace = replace\n"
         "while True:\n"
-        "    k += 1\n"
-        "    cid = ds.add_case(shifted_copy(img, k), lab, source_path=f'n{k % 3}.nii.gz')\n"
+        "    now['k'] += 1\n"
+        "    now['phase'] = 'add'\n"
+        "    cid = ds.add_case(shifted_copy(img, now['k']), lab, source_path=f\"n{now['k'] % 3}.nii.gz\")\n"
         "    print(cid, flush=True)\n"
-        "    if k % 2 == 0:\n"
+        "    if now['k'] % 2 == 0:\n"
+        "        now['phase'] = 'remove'\n"
         "        ds.remove_case(cid)\n")
-    try:
-        assert wait_for(lambda: len(ds) >= 5, timeout=60)
-        time.sleep(0.37)
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
+    lines = kill_at_marker(writer)
+    assert lines[-1].endswith(f"{listed}") and f"'k': {k}" in lines[-1], lines
+    assert writer.returncode == -signal.SIGKILL
     again = RetrainingDataset(ds.folder)
-    assert len(again) >= 4
+    assert len(again) == listed
     for c in again.cases():
         image, label, _ = again.load_case(c)
         assert label.shape == image.shape
     assert {c.id for c in again.cases()} >= {"hippocampus_001", "hippocampus_003", "hippocampus_148"}
-    assert all(p.suffixes == [".nii", ".gz"] for p in again.orphan_files())  # at worst unreferenced files
+    assert again.orphan_files() == [] and [p for p in ds.folder.rglob(".*tmp*")] == []  # nothing half-written left
 
 
 def test_export_nnunet(tmp_path):

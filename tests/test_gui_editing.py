@@ -339,7 +339,7 @@ def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_p
     lab = le.add_label()
     assert lab.value == 2 and le.values() == [1, 2] and ed.tools.brush.label == 2
     # rename by editing the name cell, and by the method (what the dialog calls)
-    item = le._item(2)
+    item = le.tree.topLevelItem(le.values().index(2))  # the row of label 2
     item.setText(1, "Lesion")
     assert doc.labels[2].name == "Lesion"
     assert le.rename_label(1, "Spleen") and doc.labels[1].name == "Spleen"
@@ -347,7 +347,7 @@ def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_p
     le.error.connect(lambda title, exc: errors.append(title))
     assert not le.rename_label(1, 'bad "quote"') and errors == ["Could not rename the label"]
     assert le.recolour_label(2, QtGui.QColor(10, 20, 30)) and doc.labels[2].colour == (10, 20, 30)
-    le._item(2).setCheckState(2, QtCore.Qt.CheckState.Unchecked)
+    le.tree.topLevelItem(le.values().index(2)).setCheckState(2, QtCore.Qt.CheckState.Unchecked)  # its Show box
     assert not doc.labels[2].visible
     # paint some label 2, then merge 2 into 1 (undoable), then delete 1 (undoable)
     use_tool(ed, "brush")

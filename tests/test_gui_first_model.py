@@ -148,7 +148,7 @@ def test_a_new_project_from_nothing_to_a_first_model(qtbot, segloop_app):
     assert project.plan["max_steps"] == 200  # saved with the project before training
 
     # the same live curves, pause, cancel and continue as any fine-tune
-    qtbot.waitUntil(lambda: len(tp._losses) >= 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(tp.loss_points) >= 1, timeout=60_000)
     _click(qtbot, tp.pause_button)
     qtbot.waitUntil(lambda: "Paused" in tp.status_label.text(), timeout=30_000)
     _click(qtbot, tp.cancel_button)

@@ -150,7 +150,7 @@ def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
     _train(qtbot, parts, steps=6)
     result = tr.last_train
     assert result is not None and result.version == "v0002" and result.steps == 6
-    assert len(tr.panel._losses) == 6 and tr.panel.dice_curves
+    assert [s for s, _loss in tr.panel.loss_points] == [1, 2, 3, 4, 5, 6] and tr.panel.dice_curves
     assert vc.panel.row_of("v0002") >= 0
     assert vc.panel.selected_versions() == ["v0002"]
 
@@ -192,19 +192,19 @@ def test_pause_resume_cancel_while_the_app_stays_usable(qtbot, segloop_app, tiny
     tr.base_config = tiny_config(model_spec=None, validate_at_start=False)
     tr.panel.set_budget("steps", 500)
     assert tr.start_training() is not None
-    qtbot.waitUntil(lambda: len(tr.panel._losses) >= 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(tr.panel.loss_points) >= 1, timeout=30_000)
     tr.panel.pause_button.setChecked(True)
     qtbot.waitUntil(lambda: "Paused" in tr.panel.status_label.text(), timeout=20_000)
-    steps = len(tr.panel._losses)
+    steps = len(tr.panel.loss_points)
     # the app stays usable: open a scan, run the model on one slice while training is paused
     _open_while_training(qtbot, parts)
     inf.panel.set_scope("slice")
     assert inf.run_inference() is not None
     qtbot.waitUntil(lambda: inf.worker is None, timeout=30_000)
     assert parts.learning.prediction.mask is not None
-    assert len(tr.panel._losses) == steps  # no step while paused
+    assert len(tr.panel.loss_points) == steps  # no step while paused
     tr.panel.pause_button.setChecked(False)
-    qtbot.waitUntil(lambda: len(tr.panel._losses) > steps, timeout=30_000)
+    qtbot.waitUntil(lambda: len(tr.panel.loss_points) > steps, timeout=30_000)
     tr.panel.cancel_button.click()
     qtbot.waitUntil(lambda: tr.worker is None, timeout=30_000)
     assert "Cancelled" in tr.panel.status_label.text()
@@ -228,7 +228,7 @@ def test_close_while_paused_stops_the_training_worker(qtbot, segloop_app, tiny_c
     tr.base_config = tiny_config(model_spec=None, validate_at_start=False)
     tr.panel.set_budget("steps", 500)
     tr.start_training()
-    qtbot.waitUntil(lambda: len(tr.panel._losses) >= 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(tr.panel.loss_points) >= 1, timeout=30_000)
     tr.set_paused(True)
     qtbot.waitUntil(lambda: "Paused" in tr.panel.status_label.text(), timeout=20_000)
     proc = tr.process
@@ -254,7 +254,7 @@ def test_a_training_process_that_dies_is_reported_in_the_panel(qtbot, segloop_ap
     errors = []
     parts.controller.show_error = lambda title, exc: errors.append((title, str(exc)))
     tr.start_training()
-    qtbot.waitUntil(lambda: len(tr.panel._losses) >= 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(tr.panel.loss_points) >= 1, timeout=30_000)
     os.kill(tr.process.pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: tr.worker is None, timeout=30_000)
     status = tr.panel.status_label.text()
@@ -328,7 +328,7 @@ def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, t
     tp.set_budget("steps", 20)
     assert tr.start_training() is not None
     assert not tp.resume_saved_button.isEnabled()
-    qtbot.waitUntil(lambda: len(tp._losses) >= 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(tp.loss_points) >= 1, timeout=60_000)
     tp.pause_button.setChecked(True)
     qtbot.waitUntil(lambda: "Paused" in tp.status_label.text(), timeout=20_000)
     tp.cancel_button.click()

@@ -58,7 +58,8 @@ def test_add_panel_docks_a_widget_and_lists_it(segloop_app):
     panel = QtWidgets.QLabel("Inference goes here")
     dock = w.add_panel("Inference", panel, "right", tabify_with="Labels")
     assert w.docks["Inference"] is dock and w.panels["Inference"] is panel and dock.isAncestorOf(panel)
-    assert "Inference" in [a.text() for a in w._panels_menu.actions()]
+    panels = next(a.menu() for a in w.menus["View"].actions() if a.menu() is not None and a.text() == "&Panels")
+    assert "Inference" in [a.text() for a in panels.actions()]  # View > Panels lists it
     act = QtGui.QAction("Run model", w)
     act.setShortcut("Ctrl+R")
     act.setProperty("group", "Inference")

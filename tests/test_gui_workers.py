@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 import time
-
-import pytest
 
 from conftest import running_threads
 from desktop_app.workers import WorkerManager
@@ -21,6 +20,20 @@ def _count(n: int):
         time.sleep(0.01)
         yield i
     return n
+
+
+def _forever():
+    """A generator that only a cancel ends."""
+    i = 0
+    while True:
+        time.sleep(0.01)
+        yield i
+        i += 1
+
+
+def _blocked(release: threading.Event) -> str:
+    assert release.wait(30), "never released"
+    return "released"
 
 
 def _boom(path: str) -> None:
@@ -40,24 +53,36 @@ def test_function_generator_cancel_and_errors(qtbot):
     assert sorted(map(str, results)) == ["5", "done"] and progress == [0, 1, 2, 3, 4]
     assert len(errors) == 1 and str(errors[0]) == "/x/scan.nii.gz: is not an image"
     assert busy == [True, False]
-    worker = manager.start(_count, 10_000, description="long", on_progress=progress.append)
+    progress.clear()
+    ended: list[str] = []
+    worker = manager.start(_forever, description="long", on_progress=progress.append,
+                           on_result=lambda r: ended.append("result"), on_error=lambda e: ended.append("error"))
     qtbot.waitUntil(lambda: len(progress) > 6, timeout=5000)
     manager.cancel(worker)
-    assert manager.wait_idle(5000)
-    assert len(progress) < 10_000
+    assert manager.wait_idle(5000)  # only the cancel can end it
+    assert progress == list(range(len(progress))) and ended == []  # stopped between yields: no result, no error
+    assert not manager.is_busy and manager.descriptions() == [] and busy == [True, False, True, False]
 
 
 def test_dangling_worker_is_detected(qtbot, _dangling_qthreads):
     pools, threads = _dangling_qthreads
     manager = WorkerManager()
-    manager.start(_slow, 0.6, description="left running")
+    release = threading.Event()
+    manager.start(_blocked, release, description="left running")
     qtbot.waitUntil(lambda: bool(pools), timeout=2000)
-    left = running_threads(pools, threads)
-    assert left and "active thread" in left[0]  # this is what fails a careless test
+    try:
+        left = running_threads(pools, threads)  # the job cannot finish until released
+        assert left and "active thread" in left[0]  # this is what fails a careless test
+    finally:
+        release.set()
     assert manager.shutdown(5000)
     assert running_threads(pools, threads) == []
 
 
-@pytest.mark.parametrize("n", [1])
-def test_shutdown_with_nothing_running(n):
-    assert WorkerManager().shutdown(100)
+def test_shutdown_with_nothing_running(_dangling_qthreads):
+    pools, _threads = _dangling_qthreads
+    manager = WorkerManager()
+    busy: list[bool] = []
+    manager.busy_changed.connect(busy.append)
+    assert manager.shutdown(100)
+    assert not manager.is_busy and manager.active == [] and busy == [] and pools == []  # no thread was started

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 import torch
 
-from tests.train_helpers import make_dataset, start_python, tiny_model, wait_for
+from tests.train_helpers import KILL_POINT_HOOK, kill_at_marker, make_dataset, start_python, tiny_model
 from unet_engine.checkpoint import load_checkpoint, save_checkpoint
 from unet_engine.errors import RegistryError
 from unet_engine.registry import ModelRegistry, active_checkpoint_path
@@ -115,28 +114,43 @@ def test_partial_version_folders_are_invisible(tmp_path):
     assert not junk.exists()
 
 
-def test_kill9_during_registry_writes_keeps_active_loadable(tmp_path):
+# (the loop's iteration k, the write to stop at); the versions a kill leaves visible
+@pytest.mark.parametrize("k, point, versions", [
+    (4, "version", 3),  # v0004 complete in its temp folder, not renamed: invisible
+    (5, "active", 5),  # v0005 added; the promotion's active.json not renamed: the old one stays
+])
+def test_kill9_during_registry_writes_keeps_active_loadable(tmp_path, k, point, versions):
     root = tmp_path / "models"
     writer = start_python(
+        KILL_POINT_HOOK +
+        "import os\n"
         "from tests.train_helpers import tiny_model\n"
         "from unet_engine.registry import ModelRegistry\n"
         f"reg = ModelRegistry({str(root)!r})\n"
-        "k = 0\n"
+        "now = {'k': 0}\n"
+        "_rename, _replace = os.rename, os.replace\n"
+        "def hooked(real, kind):\n"
+        "    def move(src, dst, *a, **kw):\n"
+        "        name, parent = os.path.basename(os.fspath(dst)), os.path.basename(os.path.dirname(os.fspath(dst)))\n"
+        "        hit = (kind == 'version' and parent == 'versions' and name.startswith('v')) or (kind == 'active' and name == 'active.json')\n"
+        f"        if now['k'] == {k} and kind == {point!r} and hit:\n"
+        "            kill_point(f'{now} active={reg.active}')\n"
+        "        return real(src, dst, *a, **kw)\n"
+        "    return move\n"
+        "os.rename, os.replace = hooked(_rename, 'version'), hooked(_replace, 'active')\n"
         "while True:\n"
-        "    k += 1\n"
-        "    model, card = tiny_model(k)\n"
-        "    v = reg.add_version(model, card, parent=reg.active, promote=(k % 2 == 1))\n"
+        "    now['k'] += 1\n"
+        "    model, card = tiny_model(now['k'])\n"
+        "    v = reg.add_version(model, card, parent=reg.active, promote=(now['k'] % 2 == 1))\n"
         "    print(v.version, flush=True)\n"
-        "    if k % 3 == 0:\n"
+        "    if now['k'] % 3 == 0:\n"
         "        reg.rollback()\n")
+    lines = kill_at_marker(writer)
+    assert f"'k': {k}}}" in lines[-1], lines
+    assert writer.returncode == -signal.SIGKILL
     reg = ModelRegistry(root)
-    try:
-        assert wait_for(lambda: len(list((root / "versions").glob("v*"))) >= 4 if (root / "versions").is_dir() else False,
-                        timeout=90)
-        time.sleep(0.23)
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
+    assert [v.version for v in reg.list()] == [f"v{n:04d}" for n in range(1, versions + 1)]
+    assert f"active={reg.active}" in lines[-1]  # the active version the killed write left in place
     active = reg.active_checkpoint_path()
     assert active is not None
     load_checkpoint(active)

@@ -57,7 +57,7 @@ def wait_for(cond, timeout=5.0):
     return False
 
 
-def test_background_write_within_interval_and_round_trip(tmp_path):
+def test_background_write_and_round_trip(tmp_path):
     doc, hist, ctl = open_doc(tmp_path)
     doc.labels.rename(1, "Tumour") if 1 in doc.labels else doc.labels.add("Tumour", value=1)
     journal = Journal(doc, interval_s=0.05)
@@ -65,12 +65,15 @@ def test_background_write_within_interval_and_round_trip(tmp_path):
     try:
         time.sleep(0.15)
         assert journal.writes == 0  # clean document: nothing written
+        edited_at = time.time()
         ctl.press(0, 2, 10, 10)
         ctl.move(0, 2, 20, 30)
         ctl.release()
-        t_edit = time.monotonic()
+        # the autosave thread (no flush here) writes the edited mask; how soon: bench/latency_bench.py
         assert wait_for(lambda: journal.up_to_date)
-        assert time.monotonic() - t_edit < 1.0 and journal.writes >= 1
+        assert journal.writes >= 1 and journal.last_error is None
+        on_disk = find_recoverable(tmp_path / "case_001.nii.gz")
+        assert on_disk is not None and np.array_equal(load_recovery(on_disk), doc.mask)
         n = journal.writes
         time.sleep(0.2)
         assert journal.writes == n  # no change: no rewrite
@@ -79,7 +82,8 @@ def test_background_write_within_interval_and_round_trip(tmp_path):
     assert not journal.running
     info = find_recoverable(tmp_path / "case_001.nii.gz")
     assert info is not None and info.scan_path == tmp_path / "case_001.nii.gz"
-    assert info.shape == (6, 30, 40) and info.dtype == "uint8" and info.age_s < 5
+    assert info.shape == (6, 30, 40) and info.dtype == "uint8"
+    assert edited_at <= info.saved_at <= time.time()  # the snapshot of this edit, not an older one
     mask = load_recovery(info, doc.image)
     assert np.array_equal(mask, doc.mask) and mask.flags.writeable
     assert info.label_table()[1].name == "Tumour"

@@ -158,9 +158,8 @@ def test_stop_ends_a_paused_run(tmp_path):
     _run_until(proc, lambda g: len(g) >= 1)
     proc.pause()
     _run_until(proc, lambda g: any(getattr(r, "paused", False) for r in g))
-    t0 = time.monotonic()
     assert proc.stop(20.0)  # cancel reaches the paused loop; no terminate needed
-    assert time.monotonic() - t0 < 20.0 and not proc.is_alive() and proc.exitcode == 0
+    assert not proc.is_alive() and proc.exitcode == 0  # it returned by itself: terminate would give -SIGTERM
     assert proc.error is not None and proc.error.type_name == "CancelledError"
 
 

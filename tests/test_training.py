@@ -6,13 +6,12 @@ import json
 import math
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.train_helpers import make_dataset, python_env, start_python, tiny_config, tiny_model, wait_for
+from tests.train_helpers import make_dataset, start_python, tiny_config, tiny_model, wait_for
 from unet_engine.checkpoint import load_checkpoint
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.progress import CancelToken, run_generator
@@ -80,25 +79,51 @@ def test_cancel_then_resume_equals_uninterrupted_run(tmp_path, stop_step, where)
         run_generator(fine_tune(cfg, dataset=ds, registry=reg_b, resume=True))
 
 
+class _PollCountingEvent(threading.Event):
+    """A pause event that counts how often the run checked it while it was set."""
+
+    polls_while_set = 0
+
+    def is_set(self) -> bool:
+        on = super().is_set()
+        self.polls_while_set += on
+        return on
+
+
 def test_pause_saves_state_and_continues(tmp_path):
     ds = make_dataset(tmp_path, limit=5)
     reg = ModelRegistry(tmp_path / "models")
-    pause = threading.Event()
+    pause = _PollCountingEvent()
     cfg = tiny_config(max_steps=6, steps_per_epoch=3, val_max_cases=1)
     reports: list = []
+    at_pause: dict = {}
+    waiter: list[threading.Thread] = []
+
+    def release_after_polls():  # the run checks the pause again and again, and steps no further
+        assert wait_for(lambda: pause.polls_while_set >= 4, timeout=30, interval=0.01)
+        at_pause["reports_at_resume"] = len(reports)
+        pause.clear()
 
     def on(r):
         reports.append(r)
         if isinstance(r, StepReport) and r.step == 2 and not r.paused:
             pause.set()
-            threading.Timer(0.4, pause.clear).start()
+        elif isinstance(r, StepReport) and r.paused:  # the state is on disk before the paused report
+            at_pause["state"] = json.loads(next((tmp_path / "models" / "training").glob("*/state.json")).read_text())
+            at_pause["reports"] = len(reports)
+            waiter.append(threading.Thread(target=release_after_polls))
+            waiter[-1].start()
 
-    t0 = time.perf_counter()
     result = run_generator(fine_tune(cfg, dataset=ds, registry=reg, from_version="scratch", pause=pause), on)
+    waiter[0].join(10)
     paused = [r for r in reports if isinstance(r, StepReport) and r.paused]
     assert len(paused) == 1 and paused[0].step == 2 and result.steps == 6
-    assert time.perf_counter() - t0 >= 0.4
-    assert result.elapsed_s >= 0.0 and reg.list()[0].version == result.version
+    assert at_pause["state"]["step"] == 2  # pausing saved a resumable state
+    assert at_pause["reports_at_resume"] == at_pause["reports"]  # nothing ran while paused
+    steps = [r.step for r in reports if isinstance(r, StepReport) and not r.paused]
+    assert steps == [1, 2, 3, 4, 5, 6]  # and it continued where it paused
+    assert reg.list()[0].version == result.version and result.curves == reg.get(result.version).curves
+    assert not list((tmp_path / "models" / "training").glob("*/state.json"))  # finished: state removed
 
 
 def test_replay_mix_and_bounded_streaming(tmp_path):
@@ -256,7 +281,6 @@ def test_kill9_during_training_keeps_previous_version_and_dataset(tmp_path):
     with pytest.raises(CancelledError):  # the killed run resumes from its last saved step
         run_generator(fine_tune(TrainConfig(), dataset=ds, registry=reg, resume=True, cancel=token), stop)
     assert steps == [saved["step"] + 1] and saved["config"]["max_steps"] == 10_000 and saved["parent"] == v1.version
-    assert python_env()  # helper used by the subprocess above
 
 
 def test_schedule_and_config():

@@ -101,3 +101,48 @@ class OOMOffCPU(torch.nn.Module):
         if x.device.type != "cpu":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
         return self.inner(x)
+
+
+#: A child-process hook (prepend to ``start_python`` code): ``kill_point(what)`` prints
+#: ``KILLPOINT <what>`` and waits to be killed, so the parent kills it at exactly that point.
+KILL_POINT_HOOK = (
+    "import sys as _sys, time as _time\n"
+    "def kill_point(what):\n"
+    "    print('KILLPOINT', what, flush=True)\n"
+    "    _time.sleep(600)\n"
+    "    _sys.exit('not killed')\n"
+)
+
+
+def kill_at_marker(proc: subprocess.Popen, marker: str = "KILLPOINT", timeout: float = 90.0) -> list[str]:
+    """Read ``proc``'s stdout until a line starts with ``marker``, SIGKILL it there; returns
+    the lines read (the marker's last). Fails (after killing it) if it exits or times out first."""
+    import queue
+    import signal
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in iter(proc.stdout.readline, ""):
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {marker} line within {timeout:.0f} s; output: {seen}") from None
+            if line is None:
+                raise AssertionError(f"the child exited before {marker} (rc {proc.wait()}): {proc.stderr.read()}")
+            seen.append(line)
+            if line.startswith(marker):
+                proc.send_signal(signal.SIGKILL)
+                return seen
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()

@@ -211,6 +211,12 @@ class TrainingPanel(QtWidgets.QWidget):
             if not self._redraw.isActive():  # coalesce: at most ~4 curve repaints a second
                 self._redraw.start()
 
+    @property
+    def loss_points(self) -> tuple[tuple[float, float], ...]:
+        """The (step, loss) points of the training-loss curve so far, one per step report
+        (the curve itself is redrawn at most ~4 times a second)."""
+        return tuple(zip(self._steps, self._losses))
+
     def flush(self) -> None:
         """Draw the loss curve now (step reports only schedule a redraw)."""
         self._redraw.stop()
