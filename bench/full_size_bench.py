@@ -86,7 +86,8 @@ def ct_like(shape: tuple[int, int, int], seed: int = 0) -> Volume:
     return Volume(vol, spacing=spacing, modality="CT")
 
 
-def monai_labels(net: torch.nn.Module, card: ModelCard, vol: Volume, overlap: float = 0.25, image: np.ndarray | None = None) -> np.ndarray:
+def monai_labels(net: torch.nn.Module, card: ModelCard, vol: Volume, overlap: float = 0.25,
+                 image: np.ndarray | None = None) -> np.ndarray:
     """MONAI's Gaussian sliding window (ROI = training patch, sw_batch 1) -> labels."""
     from monai.inferers import sliding_window_inference
 
@@ -130,7 +131,8 @@ def speed(model: torch.nn.Module, card: ModelCard, vol: Volume, repeats: int) ->
             best[k] = (min(best[k][0], w), min(best[k][1], c))
         print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {best[k][0]:.1f} s" for k in methods), flush=True)
     ref = labels["monai"]
-    print("\n| method | wall s | CPU s | monai / this (wall) | monai / this (CPU) | voxels equal to monai | Dice vs monai (1, 2) |")
+    print("\n| method | wall s | CPU s | monai / this (wall) | monai / this (CPU) | voxels equal to monai "
+          "| Dice vs monai (1, 2) |")
     print("|---|---|---|---|---|---|---|")
     for k in methods:
         d = ", ".join(f"{dice(labels[k], ref, lab):.4f}" for lab in (1, 2))
@@ -157,7 +159,8 @@ def real(model: torch.nn.Module, card: ModelCard) -> None:
         def core(window: tuple[int, ...], overlap: float) -> Callable[[], np.ndarray]:
             def run() -> np.ndarray:
                 runner = Runner(model, torch.device("cpu"), 3, 1, False)
-                return run_generator(run_patches(runner, m.image, None, card, None, overlap=overlap, window=window)).labels.numpy()
+                gen = run_patches(runner, m.image, None, card, None, overlap=overlap, window=window)
+                return run_generator(gen).labels.numpy()
             return run
 
         rows = [

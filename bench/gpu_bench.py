@@ -121,7 +121,8 @@ def bench_3d(vol, repeats: int, rows: list[Row], have_monai: bool) -> None:
             continue
         win = grow_window(vol.shape, train, required_multiple(card.spec), budget, 0.25)
         lab, t, mem = gpu_time(ours(window=win), repeats)
-        rows.append({"case": "3D bundled", "method": f"segloop window {'x'.join(map(str, win))} ({budget >> 20} M budget)", "s": t,
+        method = f"segloop window {'x'.join(map(str, win))} ({budget >> 20} M budget)"
+        rows.append({"case": "3D bundled", "method": method, "s": t,
                      "mem": mem, "agree": agreement(lab, ref) if ref is not None else "-"})
     try:
         real_data(model, card, rows, have_monai)
@@ -207,7 +208,8 @@ def bench_2d(vol, repeats: int, rows: list[Row]) -> None:
             return pred.labels
 
         lab, t, mem = gpu_time(run, repeats)
-        rows.append({"case": case, "method": f"{name} (batch {pred_box[0].batch_size})", "s": t, "mem": mem, "agree": agreement(lab, ref)})
+        rows.append({"case": case, "method": f"{name} (batch {pred_box[0].batch_size})", "s": t, "mem": mem,
+                     "agree": agreement(lab, ref)})
 
 
 def main() -> int:
@@ -228,7 +230,8 @@ def main() -> int:
         have_monai, monai_version = True, monai.__version__
     except ImportError:
         have_monai, monai_version = False, "not installed (MONAI rows skipped)"
-    print(f"{torch.cuda.get_device_name(0) if DEVICE == 'cuda' else DEVICE}, torch {torch.__version__}, MONAI {monai_version}", flush=True)
+    device_name = torch.cuda.get_device_name(0) if DEVICE == 'cuda' else DEVICE
+    print(f"{device_name}, torch {torch.__version__}, MONAI {monai_version}", flush=True)
     ct, _ = make_ct()
     start = (ct.shape[0] - args.slices) // 2
     vol = Volume(np.ascontiguousarray(ct[start : start + args.slices]), spacing=SPACING, modality="CT")

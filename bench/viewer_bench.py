@@ -1,6 +1,7 @@
 """Viewer benchmark: time to show a new slice with the label overlay, and open-to-first-image.
 
-Usage: .venv/bin/python bench/viewer_bench.py [--repeats 60] [--workdir DIR (default: segloop_bench in the temp folder)] [--skip-open]
+Usage: .venv/bin/python bench/viewer_bench.py [--repeats 60] [--skip-open]
+       [--workdir DIR (default: segloop_bench in the temp folder)]
 
 1. Slice change, 512x512x400 int16 CT-like volume + uint8 mask with structure, full main
    window offscreen (1400x900, 3-up layout, overlay filled in all three views). Each

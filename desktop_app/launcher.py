@@ -20,7 +20,8 @@ from unet_engine.cli import main as engine_main
 def gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segloop",
-        description="Open the SegLoop desktop app. Headless subcommands: " + ", ".join(SUBCOMMANDS) + " (segloop COMMAND --help).",
+        description="Open the SegLoop desktop app. Headless subcommands: " + ", ".join(SUBCOMMANDS)
+        + " (segloop COMMAND --help).",
     )
     parser.add_argument("scan", nargs="?", help="scan file or DICOM folder to open")
     parser.add_argument("--mask", help="label mask to open over the scan")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from unet_engine.checkpoint import load_checkpoint
 from unet_engine.cli import main

@@ -148,7 +148,6 @@ def test_paint_mode_hands_left_drag_to_tools(segloop_app, qtbot):
     doc = parts.document
     parts.grid.set_left_button_mode("paint")
     view = parts.grid.views["sagittal"]
-    g = view.geometry_info
     events = []
     for name in ("voxel_pressed", "voxel_dragged", "voxel_released"):
         getattr(view, name).connect(lambda *a, name=name: events.append((name, a)))

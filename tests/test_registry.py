@@ -23,7 +23,7 @@ def test_versions_promote_rollback_history(tmp_path):
     reg = ModelRegistry(tmp_path / "models")
     assert reg.list() == [] and reg.active is None and reg.active_checkpoint_path() is None
     v1 = _add(reg, 1, metrics={"val_mean_dice": 0.5}, promote=True)
-    v2 = _add(reg, 2, parent=v1.version, metrics={"val_mean_dice": 0.6},
+    _add(reg, 2, parent=v1.version, metrics={"val_mean_dice": 0.6},
               dataset={"cases": [{"id": "a", "hash": "sha256:x", "split": "train"}]},
               config={"lr": 0.001}, curves={"epoch": [1], "val_mean_dice": [0.6]})
     assert [v.version for v in reg.list()] == ["v0001", "v0002"]
@@ -132,7 +132,8 @@ def test_kill9_during_registry_writes_keeps_active_loadable(tmp_path, k, point, 
         "def hooked(real, kind):\n"
         "    def move(src, dst, *a, **kw):\n"
         "        name, parent = os.path.basename(os.fspath(dst)), os.path.basename(os.path.dirname(os.fspath(dst)))\n"
-        "        hit = (kind == 'version' and parent == 'versions' and name.startswith('v')) or (kind == 'active' and name == 'active.json')\n"
+        "        hit = ((kind == 'version' and parent == 'versions' and name.startswith('v'))\n"
+        "               or (kind == 'active' and name == 'active.json'))\n"
         f"        if now['k'] == {k} and kind == {point!r} and hit:\n"
         "            kill_point(f'{now} active={reg.active}')\n"
         "        return real(src, dst, *a, **kw)\n"

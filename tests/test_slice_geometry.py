@@ -53,7 +53,7 @@ def test_displayed_pixels_sit_where_the_letters_say(code):
     vol = make_volume(code)
     planes = volume_planes(vol)
     world_dir = {"L": (0, +1), "R": (0, -1), "P": (1, +1), "A": (1, -1), "S": (2, +1), "I": (2, -1)}
-    for plane, g in planes.items():
+    for g in planes.values():
         idx = vol.shape[g.axis] // 2
         sl = g.extract(vol.array, idx)
         assert sl.shape == (g.n_rows, g.n_cols)
@@ -101,7 +101,7 @@ def test_permuted_and_oblique_grids_still_get_three_distinct_views():
 
 def test_coordinates_round_trip_and_match_the_tools_convention():
     vol = make_volume("RAS", shape=(6, 7, 8))
-    for plane, g in volume_planes(vol).items():
+    for g in volume_planes(vol).values():
         kji = (2, 3, 4)
         x_mm, y_mm = g.crosshair_mm(kji)
         row, col = y_mm / g.row_spacing, x_mm / g.col_spacing  # pixel centre

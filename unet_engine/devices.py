@@ -39,7 +39,8 @@ def choose_device(pref: str | torch.device | None = "auto") -> torch.device:
     except RuntimeError as exc:
         raise SegLoopError(f"unknown device {pref!r}; choose one of {', '.join(DEVICE_CHOICES)}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SegLoopError("device 'cuda' was requested but no CUDA GPU is available to this PyTorch build; use --device cpu or auto")
+        raise SegLoopError("device 'cuda' was requested but no CUDA GPU is available to this PyTorch build; "
+                           "use --device cpu or auto")
     if dev.type == "mps" and not mps_available():
         raise SegLoopError("device 'mps' was requested but Apple MPS is not available here; use --device cpu or auto")
     return dev

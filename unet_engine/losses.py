@@ -19,7 +19,8 @@ class DiceCELoss(nn.Module):
     """``ce_weight * CE + dice_weight * (1 - soft Dice)``."""
 
     def __init__(
-        self, num_classes: int, ce_weight: float = 1.0, dice_weight: float = 1.0, include_background: bool = False, smooth: float = 1e-5
+        self, num_classes: int, ce_weight: float = 1.0, dice_weight: float = 1.0, include_background: bool = False,
+        smooth: float = 1e-5,
     ) -> None:
         super().__init__()
         if num_classes < 2:

@@ -155,7 +155,8 @@ def label_volume_ml(mask: np.ndarray, spacing: Iterable[float], label: int | Non
     return int(_binary(mask, label).sum()) * voxel_mm3 / 1000.0
 
 
-def evaluate(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str], spacing: Iterable[float] = (1.0, 1.0, 1.0)) -> dict[str, dict[str, Any]]:
+def evaluate(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str],
+             spacing: Iterable[float] = (1.0, 1.0, 1.0)) -> dict[str, dict[str, Any]]:
     """Per-label metrics ``{name: {label, dice, iou, hd95, volume_ml_pred, volume_ml_ref}}``.
 
     Label 0 (background) is skipped. ``pred`` and ``ref`` are label maps on one grid. A

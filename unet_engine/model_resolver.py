@@ -55,7 +55,8 @@ def resolve_model_path(name_or_path: str | Path | None = None, registry: ModelRe
     path = Path(name_or_path).expanduser()
     folder = path.parent if path.name in (WEIGHTS_NAME, CARD_NAME) or (path.suffix == ".safetensors" and path.is_file()) else path
     if not folder.exists():
-        raise CheckpointError("no such model checkpoint (expected a folder with model.safetensors and card.json, or 'default')", path)
+        raise CheckpointError("no such model checkpoint (expected a folder with model.safetensors and card.json, "
+                              "or 'default')", path)
     if not folder.is_dir():
         raise CheckpointError("not a model checkpoint: expected a folder with model.safetensors and card.json", path)
     # exists(), not is_file(): a card or weights that is a pipe or a device gets its precise

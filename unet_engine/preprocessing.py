@@ -150,7 +150,8 @@ class IntensityStats:
     scale: float
 
 
-def intensity_stats(array: np.ndarray, config: PreprocessConfig | dict | None = None, modality: str | None = None) -> IntensityStats:
+def intensity_stats(array: np.ndarray, config: PreprocessConfig | dict | None = None,
+                    modality: str | None = None) -> IntensityStats:
     """Measure the normalisation of a whole image (see the module docstring).
 
     Statistics come from at most ``STATS_MAX_VOXELS`` voxels (a regular subsample), so
@@ -209,7 +210,8 @@ def normalize(array: np.ndarray, config: PreprocessConfig | dict | None = None, 
 # ----- resampling ----------------------------------------------------------------------------
 
 
-def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target_spacing: tuple[float | None, ...]) -> tuple[int, ...]:
+def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...],
+                    target_spacing: tuple[float | None, ...]) -> tuple[int, ...]:
     """Grid size after resampling ``shape`` at ``spacing`` to ``target_spacing`` (None = keep axis)."""
     out = []
     for n, s, t in zip(shape, spacing, target_spacing):

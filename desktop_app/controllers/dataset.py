@@ -140,7 +140,8 @@ class DatasetController(QtCore.QObject):
 
     def ask_replace(self, case_id: str) -> bool:
         """Blocking question: replace the duplicate case? (tests replace this method)."""
-        return self.ctx.ask_yes_no("Already in the training set", f"This scan is already in the training set as case {case_id!r}. Replace its mask?")
+        return self.ctx.ask_yes_no("Already in the training set",
+                                   f"This scan is already in the training set as case {case_id!r}. Replace its mask?")
 
     def _on_added(self, res: jobs.AddResult, version: str | None, volume: Any = None) -> None:
         """The case was added (or not): the panel says so while that scan is still open."""

@@ -233,7 +233,8 @@ class ProjectController(QtCore.QObject):
 
     def ask_delete_project(self, name: str) -> bool:
         """Blocking confirmation (tests replace this method)."""
-        return self.ctx.ask_yes_no("Delete project", f"Move project {name!r} (its dataset and model versions) to the trash folder?")
+        return self.ctx.ask_yes_no("Delete project",
+                                   f"Move project {name!r} (its dataset and model versions) to the trash folder?")
 
     def delete_project(self, name: str, dialog: DeleteProjectDialog | None = None) -> Any:
         """Move project ``name`` to the trash after a question (in a worker); the open project

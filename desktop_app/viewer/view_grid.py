@@ -48,7 +48,7 @@ class ViewGrid(QtWidgets.QWidget):
         self._grid.setSpacing(2)
         self._layout = ""
         self._active = "axial"
-        for plane, view in self.views.items():
+        for view in self.views.values():
             view.activated.connect(self.set_active)
             view.window_level_dragged.connect(self.window_level_dragged)
             view.voxel_hovered.connect(self._on_hover)

@@ -236,7 +236,7 @@ class TrainingPanel(QtWidgets.QWidget):
             self.val_loss_curve.setData(*self._val_loss)
         if self._validation_note:
             return  # too few validation cases: a Dice would mislead
-        for n, (name, d) in enumerate(val_dice.items()):
+        for name, d in val_dice.items():
             if d is None:
                 continue  # n/a in every validation case: never drawn as a score
             xs, ys = self._val.setdefault(name, ([], []))

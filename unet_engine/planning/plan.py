@@ -262,7 +262,8 @@ def make_plan(fp: DatasetFingerprint, *, device: str = "auto", minutes: float | 
     reasons: dict[str, str] = {}
     width = ov.get("base_width") or rules.BASE_WIDTH["gpu" if budget.is_gpu else "cpu"]
     reasons["network"] = ("base width set by you" if "base_width" in ov else
-                          f"base width {width}: " + ("nnU-Net's" if budget.is_gpu else "a quarter of the cost of nnU-Net's 32 on a CPU"))
+                          f"base width {width}: "
+                          + ("nnU-Net's" if budget.is_gpu else "a quarter of the cost of nnU-Net's 32 on a CPU"))
     ratio, med = rules.anisotropy(fp), fp.median_spacing
     ax2d = rules.slice_axis(fp)
     ncls = max(fp.labels) + 1

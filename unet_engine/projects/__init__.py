@@ -35,7 +35,8 @@ from unet_engine.projects.migration import LEGACY_PROJECT_NAME, migrate_legacy_h
 from unet_engine.projects.first_start import first_start
 
 __all__ = [
-    "BUNDLED_START", "FIRST_MODEL_MIN_CASES", "LEGACY_PROJECT_NAME", "MAX_NAME_LENGTH", "MODALITIES", "LabelSchema", "Project", "ProjectEntry",
+    "BUNDLED_START", "FIRST_MODEL_MIN_CASES", "LEGACY_PROJECT_NAME", "MAX_NAME_LENGTH", "MODALITIES", "LabelSchema",
+    "Project", "ProjectEntry",
     "ProjectLabel", "ProjectStore", "add_labels", "check_project_name", "first_start", "load_project", "make_labels",
     "migrate_legacy_home", "name_key", "needs_migration", "new_labels", "normalize_modality",
 ]

@@ -285,7 +285,8 @@ class Project:
 def _relative_field(data: dict[str, Any], key: str, expected: str, path: Path) -> None:
     value = data.get(key, expected)
     text = str(value)
-    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or ".." in PurePosixPath(text.replace("\\", "/")).parts:
+    posix = PurePosixPath(text.replace("\\", "/"))
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or ".." in posix.parts:
         raise ProjectError(f"project.json gives '{key}' as {text!r}; a project holds only paths relative to its folder "
                            f"(expected {expected!r}): copy the {key} into the project folder", path)
     if text.replace("\\", "/").strip("/") != expected:
