@@ -29,6 +29,7 @@ from desktop_app.settings import Settings
 from desktop_app.state.document import Document
 from desktop_app.state.prediction import PredictionState
 from desktop_app.state.project_session import ProjectSession
+from desktop_app.viewer.preview_layer import PreviewLayer
 from desktop_app.widgets.effort_chart import EffortChart
 from desktop_app.widgets.inference_panel import InferencePanel
 from desktop_app.widgets.project_switcher import ProjectSwitcher
@@ -66,6 +67,8 @@ def build_learning(window: MainWindow, controller: Controller, document: Documen
     guard = ModalityGuard(ctx, session, controller.scan_checks, lambda: document.image, parent=window)
     inference = InferenceController(ctx, document, controller.options, editing.history, session, prediction, guard,
                                     inference_panel, controller.set_default_labels, parent=window)
+    for view in editing.grid.views.values():  # the streamed labels of a running model
+        view.layers.append(PreviewLayer(view, inference.streaming))
     effort_chart = EffortChart()
     dataset = DatasetController(ctx, document, session, prediction, guard, inference_panel, effort_chart, parent=window)
     training = TrainingController(ctx, session, training_panel, parent=window)

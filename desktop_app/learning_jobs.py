@@ -95,8 +95,12 @@ class InferenceResult:
 
 def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *, tta: bool = False,
                   region: tuple[slice, slice, slice] | None = None, review_axis: int = 0,
+                  focus: tuple[int, int, int] | None = None, focus_axis: int | None = None,
                   cancel: CancelToken | None = None, device: str = "auto"):
-    """Load the model (unless ``cached``) and segment ``volume``; returns :class:`InferenceResult`."""
+    """Load the model (unless ``cached``) and segment ``volume``; returns :class:`InferenceResult`.
+
+    With a ``focus`` the slice of ``focus_axis`` through it comes first and finished parts are
+    yielded as :class:`~unet_engine.streaming.PartialProgress` (see ``predict_volume``)."""
     yield Progress(0.0, "loading the model")
     if cached is None:
         model, card = load_checkpoint(path, device="cpu")
@@ -105,7 +109,8 @@ def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *,
     if cancel is not None:
         cancel.raise_if_cancelled("inference")
     dev = choose_device(device)
-    pred = yield from predict_volume(model, card, volume, tta=tta, device=dev, cancel=cancel, region=region)
+    pred = yield from predict_volume(model, card, volume, tta=tta, device=dev, cancel=cancel, region=region,
+                                     focus=focus, focus_axis=focus_axis)
     yield Progress(1.0, "finishing")
     if pred.region is None:
         unc = np.ascontiguousarray(pred.uncertainty, dtype=np.float32)

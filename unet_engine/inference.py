@@ -27,6 +27,8 @@ How it is fast (see ``bench/full_size_bench.py``, ``bench/gpu_bench.py``, ``benc
   caller reads them from the :class:`Prediction`.
 * The batch is sized to the memory free on the device; a CUDA out-of-memory error halves
   it, and at batch 1 the job restarts on the CPU.
+* View first (``focus=``): the work nearest the voxel in view runs first and finished parts
+  stream out as final labels (:mod:`unet_engine.streaming`; ``bench/streaming_bench.py``).
 
 The caller's model is never modified (moved, fused or switched to eval mode): the job
 works on a prepared copy, cached while the weights do not change.
@@ -69,6 +71,7 @@ from unet_engine.preprocessing import (
 )
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.sliding_window import DEFAULT_OVERLAP
+from unet_engine.streaming import CellMapper, PartialLabels, PartialProgress  # noqa: F401 - re-exported
 from unet_engine.tta import entropy_map, flip_axes_for
 from unet_engine.volume import Volume
 
@@ -195,6 +198,8 @@ def predict_volume(
     axis: int | None = None,
     overlap: float = DEFAULT_OVERLAP,
     window: tuple[int, int, int] | None = None,
+    focus: tuple[int, int, int] | None = None,
+    focus_axis: int | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Segment ``volume``; yields progress, returns a :class:`Prediction` on its grid.
 
@@ -204,6 +209,11 @@ def predict_volume(
     None = sized to free memory. 3D models: ``overlap`` of neighbouring sliding windows (a
     fraction of the window, 0..<1) and ``window`` (None: :func:`window_size`). Raises
     :class:`~unet_engine.errors.CancelledError` on cancel.
+
+    ``focus`` (a voxel ``(k, j, i)``; ``focus_axis``: the plane in view, default 0) streams:
+    the work nearest it runs first, and finished parts are yielded as
+    :class:`~unet_engine.streaming.PartialProgress` with final labels
+    (:mod:`unet_engine.streaming`); the returned prediction is the same as without a focus.
     """
     t0 = time.perf_counter()
     spec = card.spec
@@ -244,7 +254,9 @@ def predict_volume(
         sample = tuple(n for a, n in enumerate(work.shape) if a != ax)
         bs = batch_size or estimate_batch_size(spec, (spec.in_channels, *sample), dev)
         runner = Runner(model, dev, 2, bs, tta, flips)
-        out = yield from run_slices(runner, work, stats, spec, ax, slab, cancel)
+        mapper = _mapper(shape, out_box, reg, work.shape if resampling else None) if focus is not None else None
+        pos = mapper.focus_index(_clamped(focus, shape))[ax] if mapper is not None else None
+        out = yield from run_slices(runner, work, stats, spec, ax, slab, cancel, pos, mapper)
     else:
         if not resampling and reg is not None:  # the region plus half a patch of context on each side
             patch = patch_size(card, shape)
@@ -255,7 +267,13 @@ def predict_volume(
         used_window = tuple(window) if window is not None else window_size(card, work.shape, dev, overlap)
         bs = batch_size or estimate_batch_size(spec, (1, *used_window), dev)
         runner = Runner(model, dev, 3, bs, tta, flips)
-        out = yield from run_patches(runner, work, stats, card, cancel, overlap=overlap, window=used_window)
+        fa = 0 if focus_axis is None else int(focus_axis)
+        if not 0 <= fa < 3:
+            raise ValueError(f"focus_axis must be 0, 1 or 2, got {focus_axis}")
+        mapper = _mapper(shape, out_box, reg, work.shape if resampling else None) if focus is not None else None
+        at = (fa, mapper.focus_index(_clamped(focus, shape))) if mapper is not None else None
+        out = yield from run_patches(runner, work, stats, card, cancel, overlap=overlap, window=used_window,
+                                     focus=at, mapper=mapper)
     uncertainty: np.ndarray | None = None
     if resampling:  # back to the input grid, then labels/entropy from the resampled probabilities
         yield Progress(1.0, "resampling to the input grid", 0, 0)
@@ -285,6 +303,16 @@ def predict_volume(
         probabilities_dtype=probabilities_dtype,
         window=used_window,
     )
+
+
+def _clamped(focus: Any, shape: tuple[int, int, int]) -> tuple[int, ...]:
+    return tuple(int(np.clip(int(c), 0, n - 1)) for c, n in zip(focus, shape))
+
+
+def _mapper(shape: tuple[int, int, int], box: Region | None, reg: Region | None,
+            resampled: tuple[int, ...] | None) -> CellMapper:
+    """Maps finished working-grid cells to input-grid partial labels."""
+    return CellMapper(shape, box, reg, None if resampled is None else tuple(resampled))
 
 
 def predict_array(

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unet_engine import devices, sliding_window
+from unet_engine import devices, sliding_window, streaming
 from unet_engine.checkpoint import ModelCard
 from unet_engine.errors import SegLoopError
 from unet_engine.model import ModelSpec, UNet, fuse_for_inference, required_multiple
@@ -37,6 +37,7 @@ from unet_engine.progress import CancelToken, Progress
 from unet_engine.tta import argmax_labels, labels_and_entropy, softmax_probs
 
 log = logging.getLogger(__name__)
+
 
 # ----- the prepared model and its runner ------------------------------------------------------
 
@@ -221,13 +222,17 @@ def run_slices(
     axis: int,
     slab: slice,
     cancel: CancelToken | None,
+    focus: int | None = None,
+    mapper: streaming.CellMapper | None = None,
 ) -> Generator[Progress, None, Out]:
     """2D/2.5D: slices ``slab`` along ``axis`` of ``image``; outputs are that slab, full in-plane.
 
     The normalised volume is on the device, padded in-plane once (edge, centred as
     :func:`unet_engine.preprocessing.pad_to_multiple`); each batch of slices (with their
     2.5D neighbours) is gathered there and its probabilities written into one
-    preallocated ``[C, n, H, W]`` tensor.
+    preallocated ``[C, n, H, W]`` tensor. ``focus`` (an output position): the batch holding
+    it first, then outward; ``mapper`` turns each finished batch into partial results
+    (:mod:`unet_engine.streaming`).
     """
     n_all = image.shape[axis]
     plane = tuple(n for a, n in enumerate(image.shape) if a != axis)
@@ -237,21 +242,29 @@ def run_slices(
     (ph0, ph1), (pw0, pw1) = (_centred_pads(s, m) for s in plane)
     crop = (slice(ph0, ph0 + plane[0]), slice(pw0, pw0 + plane[1]))
 
-    def setup() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def setup() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
         moved = device_image(image, stats, runner.device).movedim(axis, 0)
         padded = F.pad(moved[None], (pw0, pw1, ph0, ph1), mode="replicate")[0] if ph0 + ph1 + pw0 + pw1 else moved
         probs = torch.empty((spec.num_classes, n, *plane), dtype=torch.float32, device=runner.device)
         dis = torch.empty((n, *plane), dtype=torch.float32, device=runner.device) if runner.tta else None
-        return padded.contiguous(), probs, dis
+        chunks = streaming.batch_plan(n, runner.batch_size)
+        order = range(len(chunks)) if focus is None else streaming.nearest_first(chunks, focus)
+        if mapper is not None:
+            mapper.reset([list(range(n + 1)) if a == axis else [0, s] for a, s in enumerate(out_shape)])
+        return padded.contiguous(), probs, dis, [chunks[i] for i in order]
 
-    padded, out_probs, out_dis = setup()
+    def box_probs(box: tuple[slice, ...]) -> torch.Tensor:
+        return out_probs.movedim(1, axis + 1)[(slice(None), *box)]
+
+    out_shape = tuple(n if a == axis else s for a, s in enumerate(image.shape))
+
+    padded, out_probs, out_dis, queue = setup()
     done = 0
-    while done < n:
+    while queue:
         if cancel is not None:
             cancel.raise_if_cancelled("inference")
-        remaining = n - done  # equal batches: 35 slices at batch 32 run as 18 + 17, not 32 + 3
-        take = -(-remaining // -(-remaining // runner.batch_size))
-        idx = indices[done : done + take]
+        s0, s1 = queue[0]
+        idx = indices[s0:s1]
         try:
             with torch.inference_mode():
                 if spec.context_slices:
@@ -260,17 +273,22 @@ def run_slices(
                 else:
                     batch = padded[int(idx[0]) : int(idx[-1]) + 1, None]
                 probs, dis = runner.probs(batch)
-                s = slice(done, done + len(idx))
+                s = slice(s0, s1)
                 out_probs[:, s] = probs[(slice(None), slice(None), *crop)].transpose(0, 1)
                 if dis is not None and out_dis is not None:
                     out_dis[s] = dis[(slice(None), *crop)]
         except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
             if _oom_or_raise(runner, exc):
-                padded, out_probs, out_dis = setup()
+                padded, out_probs, out_dis, queue = setup()
                 done = 0
+            else:  # a smaller batch: split this one
+                queue[:1] = streaming.batch_plan(s1 - s0, runner.batch_size, start=s0)
             continue
-        done += len(idx)
-        yield Progress(done / n, f"{done}/{n} slices", done, n)
+        queue.pop(0)
+        done += s1 - s0
+        box = tuple(slice(s0, s1) if a == axis else slice(0, s) for a, s in enumerate(out_shape))
+        partials = mapper([box], box_probs) if mapper is not None else []
+        yield from streaming.reports(done / n, f"{done}/{n} slices", done, n, partials)
     with torch.inference_mode():
         labels = argmax_labels(out_probs)
     # back to [k, j, i] order (views; the caller copies what it needs)
@@ -332,13 +350,18 @@ def run_patches(
     cancel: CancelToken | None,
     overlap: float = sliding_window.DEFAULT_OVERLAP,
     window: tuple[int, ...] | None = None,
+    focus: tuple[int, tuple[int, ...]] | None = None,
+    mapper: streaming.CellMapper | None = None,
 ) -> Generator[Progress, None, Out]:
     """3D: Gaussian-weighted sliding window over ``image`` ``[k, j, i]``, on the device.
 
     The normalised image is edge-padded at the end up to the window where it is smaller;
     windows are gathered ``runner.batch_size`` at a time and blended into one preallocated
     accumulator (:class:`unet_engine.sliding_window.Blender`; with TTA the disagreement is
-    one more channel of it). ``window`` None: :func:`window_size`.
+    one more channel of it). ``window`` None: :func:`window_size`. ``focus`` ``(axis,
+    voxel)``: the batches covering the plane of ``axis`` through ``voxel`` first, nearest it
+    first, blended in the original order (:class:`unet_engine.streaming.OrderedBlend`);
+    ``mapper`` turns each finished cell into partial results.
     """
     spec = card.spec
     shape = tuple(image.shape)
@@ -348,32 +371,52 @@ def run_patches(
     starts = sliding_window.axis_starts(work_shape, patch, overlap)
     windows = sliding_window.grid_windows(starts, patch)
     c = spec.num_classes
+    ax = 0 if focus is None else focus[0]
 
-    def setup() -> tuple[torch.Tensor, sliding_window.Blender]:
+    def setup() -> tuple[torch.Tensor, sliding_window.Blender, streaming.OrderedBlend | None, list[list[int]]]:
         x = device_image(image, stats, runner.device)
         if any(pad):
             x = F.pad(x[None, None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")[0, 0]
         blender = sliding_window.Blender(c + int(runner.tta), work_shape, patch, starts, runner.device)
-        return x, blender
+        ordered = None if focus is None else streaming.OrderedBlend(blender, windows)
+        groups = streaming.window_groups(windows, runner.batch_size, ax, None if focus is None else focus[1])
+        if mapper is not None:
+            mapper.reset(streaming.cuts_of(windows, shape))
+        return x, blender, ordered, groups
 
-    x, blender = setup()
+    def box_probs(box: tuple[slice, ...]) -> torch.Tensor:
+        return blender.normalised(box)[:c]
+
+    x, blender, ordered, queue = setup()
     done, n = 0, len(windows)
-    while done < n:
+    while queue:
         if cancel is not None:
             cancel.raise_if_cancelled("inference")
-        group = windows[done : done + runner.batch_size]
+        group = queue[0]
+        finished: list[tuple[int, ...]] = []
         try:
             with torch.inference_mode():
-                batch = torch.stack([x[w] for w in group])[:, None]
+                batch = torch.stack([x[windows[i]] for i in group])[:, None]
                 probs, dis = runner.probs(batch)
-                blender.add(probs if dis is None else torch.cat([probs, dis[:, None]], dim=1), group)
+                values = probs if dis is None else torch.cat([probs, dis[:, None]], dim=1)
+                if ordered is None:
+                    blender.add(values, [windows[i] for i in group])
+                else:
+                    finished = ordered.add(values, group)
         except Exception as exc:  # noqa: BLE001
             if _oom_or_raise(runner, exc):
-                x, blender = setup()
+                x, blender, ordered, queue = setup()
                 done = 0
+            else:  # a smaller batch: split this one
+                queue[:1] = [group[i : i + runner.batch_size] for i in range(0, len(group), runner.batch_size)]
             continue
+        queue.pop(0)
         done += len(group)
-        yield Progress(done / n, f"{done}/{n} patches", done, n)
+        partials = []
+        if mapper is not None and ordered is not None:
+            boxes = [tuple(slice(b.start, min(b.stop, s)) for b, s in zip(ordered.box(cell), shape)) for cell in finished]
+            partials = mapper([b for b in boxes if all(s.start < s.stop for s in b)], box_probs)
+        yield from streaming.reports(done / n, f"{done}/{n} patches", done, n, partials)
     with torch.inference_mode():
         acc = blender.result()[(slice(None), *(slice(0, s) for s in shape))]
         probs = acc[:c]

@@ -149,12 +149,34 @@ class Blender:
             for s, p, st in zip(self.shape, patch, starts)
         ]
 
-    def add(self, values: torch.Tensor, windows: Sequence[tuple[slice, ...]]) -> None:
-        """Add ``values`` ``[B, C, *patch]`` (weighted in place) at ``windows``."""
+    def weigh(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` ``[B, C, *patch]`` times the window weight (in place; as is for one window)."""
         if self.weight is not None:
             values = values.to(self.acc.dtype).mul_(self.weight)
+        return values
+
+    def add(self, values: torch.Tensor, windows: Sequence[tuple[slice, ...]]) -> None:
+        """Add ``values`` ``[B, C, *patch]`` (weighted in place) at ``windows``."""
+        values = self.weigh(values)
         for b, w in enumerate(windows):
             self.acc[(slice(None), *w)] += values[b]
+
+    def put(self, value: torch.Tensor, box: tuple[slice, ...]) -> None:
+        """Add an already weighted ``[C, *box]`` part of one window at ``box``."""
+        self.acc[(slice(None), *box)] += value
+
+    def normalised(self, box: tuple[slice, ...]) -> torch.Tensor:
+        """The blended values of a finished ``box`` (a new tensor, bit-identical to :meth:`result` there)."""
+        part = self.acc[(slice(None), *box)]
+        if self.single:
+            return part.clone()
+        if len(self.sums) != 3:
+            norm = self.sums[0][box[0]]
+            for s, b in zip(self.sums[1:], box[1:]):
+                norm = norm[..., None] * s[b]
+            return part / norm
+        sk, sj, si = (s[b] for s, b in zip(self.sums, box))
+        return part / (sk[:, None, None] * (sj[:, None] * si[None, :]))
 
     def result(self, chunk: int = 16) -> torch.Tensor:
         """The blended ``[C, *shape]`` tensor (the accumulator itself, normalised in place)."""

@@ -11,6 +11,13 @@
   predicted is recorded in the shared :class:`~desktop_app.state.prediction.PredictionState`
   (the dataset controller counts the corrections against it); the uncertainty goes to
   ``document.set_uncertainty``.
+* **View first**: the run is focused on the cursor and the axis of the slice under review
+  (:meth:`InferenceController.review_axis`): the engine labels that slice first and streams
+  the rest; the final parts are shown as they arrive in ``streaming`` (a
+  :class:`~desktop_app.state.preview.Preview` drawn in every slice view,
+  :mod:`desktop_app.controllers.inference_stream`), the panel says how long the rest will
+  take and when the slice in view was ready. The preview goes when the run ends (the
+  prediction replaces it) or is cancelled (the mask is unchanged).
 * **Review**: :mod:`desktop_app.state.review` (jumping marks the previous jump's slice
   reviewed); the review axis is the axial view's array axis.
 """
@@ -26,6 +33,7 @@ from PySide6 import QtCore
 
 from desktop_app import learning_jobs as jobs
 from desktop_app.controllers.context import UiContext
+from desktop_app.controllers.inference_stream import StreamDisplay
 from desktop_app.controllers.modality_guard import ModalityGuard
 from desktop_app.state.document import Document
 from desktop_app.state.history import History
@@ -38,8 +46,11 @@ from desktop_app.viewer.slice_geometry import world_axis_assignment
 from desktop_app.widgets.inference_panel import InferencePanel
 from unet_engine.checkpoint import WEIGHTS_NAME, load_card
 from unet_engine.errors import SegLoopError
+from unet_engine.streaming import PartialProgress
 
 log = logging.getLogger(__name__)
+
+STREAM_REDRAW_MS = 40  # streamed labels are drawn at most this often
 
 
 def no_model_text(session: ProjectSession) -> str:
@@ -79,6 +90,12 @@ class InferenceController(QtCore.QObject):
         self._predicted = False  # the running job's prediction was applied
         self._run_volume: Any = None  # the scan the running job segments
         self._cache: dict[tuple[str, float], tuple[Any, Any]] = {}
+        self.stream = StreamDisplay()
+        self.streaming = self.stream.preview  # the streamed labels, drawn by every slice view
+        self._redraw = QtCore.QTimer(self)  # streamed parts arriving together redraw once
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(STREAM_REDRAW_MS)
+        self._redraw.timeout.connect(self.stream.flush)
         self._connect()
         self.refresh_model()
 
@@ -109,6 +126,7 @@ class InferenceController(QtCore.QObject):
     def on_scan_opened(self, _volume: Any = None) -> None:
         """A new scan: no prediction, no review, nothing running on the old one."""
         self.cancel_inference()
+        self.stream.clear()
         self.prediction.clear()
         self.review = ReviewState.empty()
         self.panel.set_review(self.review.summary(), False)
@@ -193,24 +211,40 @@ class InferenceController(QtCore.QObject):
         self._token = token
         self._predicted, self._run_volume = False, volume
         p.set_running(True)
+        self.stream.start(volume, tuple(doc.cursor), axis)
         p.set_progress(0.0, "starting")
         p.set_status(f"Running {version}…")
         worker = self.ctx.workers.start(
             jobs.inference_job, Path(path), self._cache.get(key), volume, tta=p.tta_check.isChecked(),
-            region=region, review_axis=axis, cancel=token, description="Running the model",
+            region=region, review_axis=axis, focus=tuple(doc.cursor), focus_axis=axis, cancel=token,
+            description="Running the model",
             on_result=lambda res: self.ctx.guard("Could not apply the prediction", self._on_prediction, res, volume,
                                                  key, version),
             on_error=lambda exc: self.ctx.job_error("Inference failed", exc, p.set_status),
-            on_progress=lambda pr: p.set_progress(pr.fraction, pr.message),
+            on_progress=lambda pr: self.ctx.guard("Could not show the progress", self._on_progress, pr, volume),
             on_finished=self._on_finished)
         token.worker = worker
         self.worker = worker
         return worker
 
+    def _on_progress(self, pr: Any, volume: Any) -> None:
+        """Progress bar, time estimate, and any finished part of the labels."""
+        p = self.panel
+        p.set_progress(pr.fraction, pr.message)
+        live = self._token is not None and not self._token.cancelled and self.document.image is volume
+        if live and isinstance(pr, PartialProgress) and pr.partial is not None:
+            self.stream.add(pr.partial)
+            if not self._redraw.isActive():
+                self._redraw.start()
+        estimate = self.stream.estimate(pr.fraction, pr.step, pr.total)
+        p.set_estimate(" · ".join(t for t in (estimate, self.stream.ready_text()) if t))
+
     def cancel_inference(self) -> None:
         if self._token is not None and self.worker is not None:
             self._token.cancel()
             self.worker.quit()
+            self._redraw.stop()
+            self.stream.clear()  # the streamed labels go at once; the mask never had them
             self.panel.set_status("Cancelling…")
 
     def _on_finished(self) -> None:
@@ -219,6 +253,8 @@ class InferenceController(QtCore.QObject):
         token, volume = self._token, self._run_volume
         self.worker = None
         self._token = self._run_volume = None
+        self._redraw.stop()
+        self.stream.clear()
         if not self._predicted:
             if token is not None and token.cancelled and self.document.image is volume:
                 self.panel.set_status("Cancelled: the model run was stopped; the mask is unchanged.")
@@ -231,6 +267,8 @@ class InferenceController(QtCore.QObject):
         if doc.image is not volume or doc.mask is None:
             return  # another scan was opened meanwhile
         self._apply_card_labels(res.card)
+        self._redraw.stop()
+        self.stream.clear()  # the prediction replaces the streamed preview
         if res.labels is not None:
             new = res.labels if res.labels.dtype == doc.mask.dtype else res.labels.astype(doc.mask.dtype)
         else:
@@ -245,7 +283,8 @@ class InferenceController(QtCore.QObject):
         p.set_progress(1.0, "done")
         p.set_review(self.review.summary(), self.review.n_uncertain > 0)
         where = "" if res.region is None else " (region)"
-        p.set_status(f"Predicted{where} in {res.seconds:.1f} s with {version} on {res.device}. Ctrl+Z undoes it.")
+        ready = f" (slice in view after {self.stream.focus_seconds:.1f} s)" if self.stream.focus_seconds is not None else ""
+        p.set_status(f"Predicted{where} in {res.seconds:.1f} s{ready} with {version} on {res.device}. Ctrl+Z undoes it.")
         self._predicted = True
         self.prediction_applied.emit(res)
 

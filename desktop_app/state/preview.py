@@ -57,11 +57,12 @@ class Preview:
         self.labels: np.ndarray | None = None  # bbox-shaped proposal, 0 = leave as is
         self.strokes: list[SeedStrokeRecord] = []
         self.generation = 0
+        self._nonzero = False  # whether the result labels anything (kept, not rescanned)
 
     # ----- state -----------------------------------------------------------------------
     @property
     def has_result(self) -> bool:
-        return self.bbox is not None and self.labels is not None and bool(self.labels.any())
+        return self.bbox is not None and self.labels is not None and self._nonzero
 
     @property
     def active(self) -> bool:
@@ -123,10 +124,20 @@ class Preview:
             return False
         old = self.bbox
         self.bbox, self.labels = (bbox, labels) if labels is not None and bbox is not None else (None, None)
+        self._nonzero = self.labels is not None and bool(self.labels.any())
         self.description, self.tool = description, tool
         self.generation += 1
         self.changed.emit(bbox_union(old, self.bbox))
         return True
+
+    def update_region(self, bbox: BBox) -> None:
+        """The result's labels changed in place inside ``bbox`` (a streamed prediction
+        filling its buffer): redraw only the views whose slice crosses it."""
+        if self.bbox is not None and self.labels is not None and not self._nonzero:
+            inner = bbox_intersection(bbox, self.bbox)
+            self._nonzero = inner is not None and bool(self.labels[_local(inner, self.bbox)].any())
+        self.generation += 1
+        self.changed.emit(bbox)
 
     def merge_result(self, bbox: BBox, sel: np.ndarray, label: int, description: str, tool: str) -> None:
         """Add ``label`` where ``sel`` (bbox-shaped bool) to the current result (clicks add up)."""
@@ -146,6 +157,7 @@ class Preview:
         old = bbox_union(self.bbox, _strokes_bbox(self.strokes))
         self.tool, self.description = "", ""
         self.bbox, self.labels, self.strokes = None, None, []
+        self._nonzero = False
         self._touch(old)
 
     # ----- display ---------------------------------------------------------------------

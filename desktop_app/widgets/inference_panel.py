@@ -60,6 +60,10 @@ class InferencePanel(QtWidgets.QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("")
         lay.addWidget(self.progress)
+        self.estimate_label = QtWidgets.QLabel("")
+        self.estimate_label.setObjectName("inference_estimate")
+        self.estimate_label.setToolTip("Remaining time, from the rate of the work done so far")
+        lay.addWidget(self.estimate_label)
         self.status_label = QtWidgets.QLabel("")
         self.status_label.setObjectName("inference_status")
         self.status_label.setWordWrap(True)
@@ -122,6 +126,11 @@ class InferencePanel(QtWidgets.QWidget):
         """An empty bar with no text (idle, cancelled or failed)."""
         self.progress.setValue(0)
         self.progress.setFormat("")
+        self.estimate_label.setText("")
+
+    def set_estimate(self, text: str) -> None:
+        """The time estimate under the bar ("about 12 s left · slice in view ready after 1.2 s")."""
+        self.estimate_label.setText(text)
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         self.progress.setValue(int(round(1000 * min(1.0, max(0.0, fraction)))))
