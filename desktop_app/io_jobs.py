@@ -16,7 +16,8 @@ import numpy as np
 
 from desktop_app.state.scan_checks import modality_notes
 from desktop_app.viewer.intensity import IntensityStats, intensity_stats
-from unet_engine.errors import ImageDimensionError, SegLoopError
+from unet_engine.errors import ImageDimensionError, ImageTooLargeError, SegLoopError
+from unet_engine.io_checks import out_of_memory_message
 from unet_engine.label_descriptions import LabelDescription
 from unet_engine.mask_labels import MaskLabels
 from unet_engine.volume import Volume
@@ -77,15 +78,18 @@ def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedSc
     from unet_engine.io import read_volume
 
     t0 = time.perf_counter()
-    volume = read_volume(path)
-    check_displayable(volume, path)
-    if mask_path is not None:
-        loaded = load_mask(mask_path, like=volume)
-        mask, mask_labels = loaded.mask, loaded.labels
-    else:
-        mask, mask_labels = np.zeros(volume.shape, dtype=np.uint8), MaskLabels()
-    stats = intensity_stats(volume.array)
-    notes = modality_notes(volume)
+    try:
+        volume = read_volume(path)
+        check_displayable(volume, path)
+        if mask_path is not None:
+            loaded = load_mask(mask_path, like=volume)
+            mask, mask_labels = loaded.mask, loaded.labels
+        else:
+            mask, mask_labels = np.zeros(volume.shape, dtype=np.uint8), MaskLabels()
+        stats = intensity_stats(volume.array)
+        notes = modality_notes(volume)
+    except MemoryError:  # a dialog that names the scan, not "Unexpected error" and a traceback
+        raise ImageTooLargeError(out_of_memory_message("opening this scan"), path) from None
     seconds = time.perf_counter() - t0
     log.info("opened %s %s in %.2f s", path, volume.shape, seconds)
     return LoadedScan(volume, mask, Path(mask_path) if mask_path is not None else None, stats, seconds, notes,

@@ -13,7 +13,9 @@ read as float32 so no slice is truncated.
 A folder that also holds non-image objects (a DICOM SEG, RTSTRUCT, RT plan/dose, structured
 report, presentation state, key-object selection...) opens its image series: those objects
 are left out of the choice. Uncompressed pixel data shorter than Rows x Columns x frames x
-samples x BitsAllocated is refused, naming the file, before any voxel is read.
+samples x BitsAllocated (declared, or cut short by the end of the file) is refused, naming the
+file, before any voxel is read; so is a file of the series that GDCM cannot read at all,
+rather than dropping that slice.
 """
 
 from __future__ import annotations
@@ -189,6 +191,7 @@ def read_dicom_series(folder: str | Path, *, max_voxels: int = 2_000_000_000,
     if skipped:
         log.info("%s: skipped %d files that are not DICOM images: %s", folder, len(skipped),
                  ", ".join(p.name for p in skipped[:10]))
+    check_unreadable_members(skipped, uid, folder)
     slices = groups[uid]
     if len(slices) == 1:
         return read_dicom_file(slices[0].path, max_voxels=max_voxels)
@@ -199,6 +202,23 @@ def read_dicom_series(folder: str | Path, *, max_voxels: int = 2_000_000_000,
                                f"SegLoop cannot stack them", folder)
     ordered, step = check_series(slices, folder, skipped)
     return _read_stack(ordered, step, folder, max_voxels)
+
+
+def check_unreadable_members(skipped: list[Path], uid: str, folder: Path) -> None:
+    """Refuse a series one of whose files GDCM cannot read (cut short by an interrupted
+    copy, damaged): opening the rest would silently drop that slice."""
+    if not uid:
+        return
+    for p in skipped:
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True, force=True, specific_tags=["SeriesInstanceUID"])
+            member = str(ds.get("SeriesInstanceUID", "")).strip() == uid
+        except Exception:  # noqa: BLE001 - not DICOM at all: a file that is skipped anyway
+            member = False
+        if member:
+            raise DicomSeriesError(f"{p.name} belongs to this series but cannot be read as an image (cut short by an "
+                                   f"interrupted copy, or damaged); opening the rest would drop that slice. Re-copy "
+                                   f"or re-export the series", folder)
 
 
 def _series_number(slices: list[DicomSlice]) -> int:
@@ -385,10 +405,7 @@ def check_pixel_data(path: Path, error: type[SegLoopError] = InvalidVoxelDataErr
         return
     if elem is None:
         return
-    length = getattr(elem, "length", None)
-    if length is None:
-        value = elem.value
-        length = len(value) if value is not None else 0
+    length = _stored_length(elem, path, ts)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         bits = int(ds.BitsAllocated)
@@ -406,3 +423,24 @@ def check_pixel_data(path: Path, error: type[SegLoopError] = InvalidVoxelDataErr
         raise error(f"the pixel data is truncated: PixelData holds {length} bytes but "
                     f"{cols}x{rows} pixels x {frames} frame(s) x {samples} sample(s) x {bits} bits need {need}; "
                     f"the file is damaged. Re-export it", path)
+
+
+_DEFLATED_TS = "1.2.840.10008.1.2.1.99"
+
+
+def _stored_length(elem: object, path: Path, ts: object) -> int:
+    """Bytes of PixelData really in the file: the declared length, less what a file cut
+    short (an interrupted copy) lacks; 0xFFFFFFFF (undefined) is passed through."""
+    length = getattr(elem, "length", None)
+    value = getattr(elem, "value", None)
+    if value is not None:
+        return min(len(value), length) if isinstance(length, int) and length != 0xFFFFFFFF else len(value)
+    if length is None:
+        return 0
+    tell = getattr(elem, "value_tell", None)
+    if length == 0xFFFFFFFF or tell is None or str(ts or "") == _DEFLATED_TS:
+        return int(length)
+    try:
+        return max(0, min(int(length), path.stat().st_size - int(tell)))
+    except OSError:
+        return int(length)

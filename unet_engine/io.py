@@ -43,14 +43,16 @@ import SimpleITK as sitk
 from unet_engine.atomic import atomic_path, check_written, fsync_path, write_failed
 from unet_engine.dicom import read_dicom_file, read_dicom_series
 from unet_engine.dicom_seg import dicom_object_kind, read_dicom_seg
-from unet_engine.errors import (FileAccessError, GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError,
+from unet_engine.errors import (FileAccessError, GeometryMismatchError, ImageDimensionError, ImageTooLargeError,
+                                InvalidVoxelDataError,
                                 SegLoopError, SourceOverwriteError, UnsupportedImageError, WriteFailedError,
                                 os_reason)
 from unet_engine.image2d import read_image2d
 from unet_engine.io_checks import (WRITE_SUFFIXES, check_budget, check_input_file, check_text_header_size,
-                                   full_suffix, handle_nonfinite, image_format, label_array, validate_volume)
-from unet_engine.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, read_itk_volume,
-                                volume_layout, write_itk)
+                                   full_suffix, handle_nonfinite, image_format, label_array, out_of_memory_message,
+                                   validate_volume)
+from unet_engine.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, itk_warnings_off,
+                                read_itk_volume, volume_layout, write_itk)
 from unet_engine.mask_labels import (LabelsArg, MaskLabels, as_descriptions, has_sidecar, read_mask_labels,
                                      write_label_file)
 from unet_engine.nifti import read_nifti, warn_uncompressed_twin, write_nifti
@@ -80,6 +82,8 @@ def read_volume(path: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS, allow
         raise
     except OSError as exc:
         raise FileAccessError.from_os_error(exc, path) from None
+    except MemoryError:
+        raise ImageTooLargeError(out_of_memory_message("reading this image"), path) from None
 
 
 def _read_volume(path: Path, *, max_voxels: int, allow_nonfinite: bool, volume_index: int | None) -> Volume:
@@ -177,7 +181,8 @@ def _image_check(array: np.ndarray) -> Callable[[Path], str | None]:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         try:
-            reader.ReadImageInformation()
+            with itk_warnings_off():  # e.g. a source sform copied verbatim: the read warned already
+                reader.ReadImageInformation()
         except RuntimeError:
             return "the written file's header cannot be read back"
         dims = [int(n) for n in reader.GetSize()[::-1]]

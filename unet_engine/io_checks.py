@@ -167,6 +167,15 @@ def check_text_header_size(path: Path, fmt: str, expected_bytes: int) -> None:
         data_file = fields.get("elementdatafile")
         if data_file is not None and data_file.upper() == "LOCAL":
             data_file = None
+        skip = fields.get("headersize", "0")
+        if data_file is None and skip not in ("", "0", "-1"):
+            try:
+                skip_bytes = int(skip)
+            except ValueError:
+                skip_bytes = -2
+            if not 0 <= skip_bytes <= path.stat().st_size - header_len:
+                raise UnsupportedImageError(f"the header's HeaderSize = {skip} does not fit the file "
+                                            f"({path.stat().st_size:,} bytes); the header is damaged", path)
         if compressed and "compresseddatasize" in fields:
             try:
                 csize = int(float(fields["compresseddatasize"]))
@@ -346,9 +355,48 @@ def check_voxel_type(dtype: np.dtype, path: Path | None) -> None:
 MEMORY_SHARE = 0.8
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+        return None if text in ("", "max") else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def limit_headroom_bytes() -> int | None:
+    """What this process may still allocate under its own limits: the address-space limit
+    (``RLIMIT_AS``, e.g. ``ulimit -v``) less its current size, and a container's cgroup
+    memory limit less its usage; None when neither applies."""
+    room: list[int] = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            size = 0
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmSize:"):
+                        size = int(line.split()[1]) * 1024
+                        break
+            room.append(max(0, soft - size))
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit = _read_int(limit_file)
+        if limit is not None and limit < 1 << 60:
+            room.append(max(0, limit - (_read_int(usage_file) or 0)))
+            break
+    return min(room) if room else None
+
+
 def usable_memory_bytes() -> int | None:
-    """Memory the app may use for one image: :data:`MEMORY_SHARE` of MemAvailable (Linux),
-    else of the total RAM; None if unknown."""
+    """Memory the app may use for one image: :data:`MEMORY_SHARE` of MemAvailable (Linux,
+    else of the total RAM), and no more than the process's own limits allow
+    (:func:`limit_headroom_bytes`); None if unknown."""
     avail: int | None = None
     try:
         with open("/proc/meminfo") as fh:
@@ -360,7 +408,17 @@ def usable_memory_bytes() -> int | None:
         avail = None
     if avail is None:
         avail = physical_memory_bytes()
+    headroom = limit_headroom_bytes()
+    if headroom is not None:
+        avail = headroom if avail is None else min(avail, headroom)
     return None if avail is None else int(avail * MEMORY_SHARE)
+
+
+def out_of_memory_message(doing: str) -> str:
+    """The message for a :class:`MemoryError` the budget check did not foresee."""
+    have = usable_memory_bytes()
+    room = f" (SegLoop may use about {have / 2**30:.1f} GiB now)" if have is not None else ""
+    return (f"ran out of memory {doing}{room}; close other programs, or crop / downsample the scan")
 
 
 def check_memory(path: Path, shape: tuple[int, ...], bytes_per_voxel: int) -> None:

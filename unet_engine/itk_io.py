@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def array_from_itk(image: sitk.Image) -> np.ndarray:
     """The image's pixels as a writable numpy array ``[k, j, i(, c)]`` sharing its buffer
     (the array keeps the image alive): no second copy of the voxels."""
     return np.asarray(_ItkBuffer(image))
+
+
+@contextlib.contextmanager
+def itk_warnings_off() -> Iterator[None]:
+    """Silence ITK's C++ warnings (printed to stderr with its source paths) where SegLoop
+    reports the situation itself, e.g. a NIfTI sform ITK ignores for unexpected scales."""
+    was = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(was)
 
 
 def info_reader(path: Path, imageio: str = "") -> sitk.ImageFileReader:

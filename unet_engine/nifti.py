@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -30,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -42,7 +44,7 @@ from nibabel.volumeutils import apply_read_scaling
 from unet_engine.errors import ImageDimensionError, InvalidVoxelDataError, UnsupportedImageError
 from unet_engine.io_checks import (FLOAT32_MAX, check_budget, check_geometry, check_stored_size, check_voxel_type,
                                   pick_time_index, short_reason)
-from unet_engine.itk_io import ITK_ERRORS, array_from_itk, geometry_from_itk, info_reader
+from unet_engine.itk_io import ITK_ERRORS, array_from_itk, geometry_from_itk, info_reader, itk_warnings_off
 from unet_engine.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -53,15 +55,35 @@ _FORM_FIELDS = ("qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d
                 "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units")
 _NRRD_TYPES = {"i1": "signed char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int", "u4": "uint",
                "i8": "longlong", "u8": "ulonglong", "f4": "float", "f8": "double"}
-_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile)
+_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, OverflowError, zlib.error,
+                gzip.BadGzipFile)  # OverflowError: e.g. vox_offset = inf
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Hold back nibabel's header-check chatter ("vox offset not divisible by 16 ...", "data
+    code 1536 not supported", printed by its own handler) and numpy's warnings while it builds
+    the affine: SegLoop checks the header next and says what matters, in one line."""
+    logger = logging.getLogger("nibabel.global")
+    was = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with np.errstate(all="ignore"):  # an affine from a NaN / Inf pixdim: refused next, no RuntimeWarning
+            yield
+    finally:
+        logger.setLevel(was)
 
 
 def _load_header(path: Path) -> nib.Nifti1Image:
     try:
-        img = nib.load(str(path), mmap=False)
+        with _quiet_nibabel():
+            img = nib.load(str(path), mmap=False)
     except ImageFileError:
         raise UnsupportedImageError("not a readable NIfTI file: the header is not NIfTI-1/2 (damaged, or another "
                                     "format under a .nii name)", path) from None
+    except OverflowError:
+        raise UnsupportedImageError("not a readable NIfTI file: a header field (e.g. vox_offset) is infinite; the "
+                                    "header is damaged", path) from None
     except _READ_ERRORS as exc:
         raise UnsupportedImageError(f"not a readable NIfTI file: {short_reason(exc)}", path) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -223,7 +245,8 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
     check_stored_size(path, vol_bytes * n_t, compressed=compressed,
                       available=None if compressed else path.stat().st_size - offset)
 
-    reader = info_reader(path, "NiftiImageIO")  # geometry as ITK-SNAP / Slicer see it
+    with itk_warnings_off():  # an ignored sform: _warn_if_forms_disagree says so in plain words
+        reader = info_reader(path, "NiftiImageIO")  # geometry as ITK-SNAP / Slicer see it
     spacing, origin, direction = geometry_from_itk(reader.GetDimension(), reader.GetSpacing(), reader.GetOrigin(),
                                                    reader.GetDirection())
     check_geometry(spacing, direction, path)  # before any voxel is allocated
@@ -343,8 +366,10 @@ def _source_header(like: Volume) -> nib.Nifti1Header | None:
     if src is None or not str(src).lower().endswith((".nii", ".nii.gz")) or not Path(src).is_file():
         return None
     try:
-        img = nib.load(str(src))
-        reader = info_reader(Path(src), "NiftiImageIO")
+        with _quiet_nibabel():
+            img = nib.load(str(src))
+        with itk_warnings_off():  # reading the scan warned about its forms already
+            reader = info_reader(Path(src), "NiftiImageIO")
     except (UnsupportedImageError, *_READ_ERRORS):
         return None
     shape = tuple(int(s) for s in img.header.get_data_shape())
