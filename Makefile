@@ -20,7 +20,7 @@ install: $(STAMP)
 # (as root on Debian/Ubuntu: install them with apt-get, saying so).
 demo: $(STAMP)
 	$(PY) -m desktop_app.qt_platform_check --install-if-root
-	$(VENV)/bin/segloop resources/samples/hippocampus_003.nii.gz --model default
+	$(VENV)/bin/segloop unet_engine/resources/samples/hippocampus_003.nii.gz --model default
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports

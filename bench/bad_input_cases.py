@@ -29,7 +29,7 @@ SPLEEN = TESTS / "io" / "ct_spleen_nifti" / "image.nii.gz"
 BRAIN_NRRD = TESTS / "io" / "mri_brain_nrrd" / "image.nrrd"
 MR_DICOM = TESTS / "io" / "mr_hippocampus_dicom" / "series"
 CT_DICOM = TESTS / "io" / "ct_dicom_3slice" / "series"
-MODEL = REPO / "resources" / "models" / "default"
+MODEL = REPO / "unet_engine" / "resources" / "models" / "default"
 sitk.ProcessObject.SetGlobalWarningDisplay(False)  # building copies: ITK's writer notes are noise
 
 

@@ -8,7 +8,7 @@ card lists as its validation split (all candidates were trained on the same spli
 from ../shared/data/hippocampus (skips cleanly when missing). Inference time =
 `predict_volume` wall time per case after one warm-up call, median over the cases, the
 models timed in turn in one process, so the ratios to the first model compare like with
-like. ``default`` = the bundled model (resources/models/default). ``--largest-component`` adds
+like. ``default`` = the bundled model (unet_engine/resources/models/default). ``--largest-component`` adds
 the Dice after nnU-Net-style post-processing (keep the largest connected foreground component).
 """
 
@@ -34,7 +34,7 @@ from unet_engine.metrics import dice  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hippocampus"
-MODEL = ROOT / "resources" / "models" / "default"
+MODEL = ROOT / "unet_engine" / "resources" / "models" / "default"
 
 
 def _time(model, card, vols, tta=False) -> list[float]:  # noqa: ANN001

@@ -3,7 +3,7 @@
     .venv/bin/python bench/export_default_model.py --registry REG --version latest \
         --command "<the segloop train command>" [--metrics extra_metrics.json]
 
-Writes ``resources/models/default/{model.safetensors,card.json}`` (weights and card only:
+Writes ``unet_engine/resources/models/default/{model.safetensors,card.json}`` (weights and card only:
 no optimizer or training state). The card gets: version ``default-1``, label names and
 colours, the training summary with ``training.dataset.cases = [{id, hash, split}]`` copied
 from the registry version (``hash`` = :func:`unet_engine.case_identity.content_hash`, so
@@ -33,7 +33,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--registry", required=True)
     ap.add_argument("--version", default="latest")
-    ap.add_argument("--out", default=str(ROOT / "resources" / "models" / "default"))
+    ap.add_argument("--out", default=str(ROOT / "unet_engine" / "resources" / "models" / "default"))
     ap.add_argument("--command", required=True, help="the segloop train command that made the version")
     ap.add_argument("--metrics", default=None, help="JSON file with extra metrics merged into card.metrics")
     ap.add_argument("--name", default="SegLoop default: hippocampus anterior/posterior (2D U-Net)")

@@ -27,7 +27,7 @@ from unet_engine.io import read_volume, write_mask
 
 DATA = Path(__file__).parent / "data"
 NIFTI = DATA / "hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"
-MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "default"
+MODEL = Path(__file__).resolve().parents[1] / "unet_engine" / "resources" / "models" / "default"
 
 
 def _raw_nii(**fields: object) -> bytes:

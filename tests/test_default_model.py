@@ -1,4 +1,4 @@
-"""The bundled default model (resources/models/default) and the bundled samples (resources/samples).
+"""The bundled default model (unet_engine/resources/models/default) and the bundled samples (unet_engine/resources/samples).
 
 * the checkpoint loads (safetensors + card), its card says what it is (labels, colours,
   preprocessing, val Dice, the cases it was trained on with their content hashes);
@@ -58,7 +58,7 @@ def test_samples_are_shipped_with_labels_and_credit():
     for needle in ("CC-BY-SA 4.0", "Simpson", "Antonelli", "Task04"):
         assert needle in readme
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
-    demo = [line for line in makefile.splitlines() if "segloop resources/samples/" in line]
+    demo = [line for line in makefile.splitlines() if "segloop unet_engine/resources/samples/" in line]
     assert demo and any(s.name in demo[0] for s in SAMPLE_SCANS)
 
 

@@ -3,7 +3,7 @@
 * a path (folder, ``model.safetensors`` or ``card.json``) -> that checkpoint;
 * ``"default"`` or ``None`` -> the active version of ``registry`` (a project's registry,
   or by default the one in ``SEGLOOP_HOME/models``) when one is set, else the bundled
-  model ``resources/models/default``.
+  model ``unet_engine/resources/models/default``.
 """
 
 from __future__ import annotations

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
 import platformdirs
 
-#: Repository / install root holding ``resources/`` (the package is installed editable).
+#: The repository root of a source checkout (loop-sim's default data folder sits beside it).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESOURCES = PROJECT_ROOT / "resources"
+#: Bundled model and sample scans: package data of ``unet_engine``, found the same way in a
+#: source checkout, an editable install and an installed wheel.
+RESOURCES = Path(str(importlib.resources.files("unet_engine") / "resources"))
 BUNDLED_MODELS = RESOURCES / "models"
 SAMPLES = RESOURCES / "samples"
 

@@ -102,7 +102,7 @@ def resolve_start(from_version: str | None, registry: ModelRegistry, config: Tra
             if clash:
                 raise SegLoopError("the bundled default model's labels contradict the dataset's: " + "; ".join(clash) +
                                    "; start from scratch or from a model with the dataset's labels", dataset.folder)
-            raise SegLoopError("there is no bundled default model to start from (resources/models/default); "
+            raise SegLoopError("there is no bundled default model to start from (unet_engine/resources/models/default); "
                                "use --from scratch or a version")
         choice = found[-1].version
     if not choice:

@@ -36,7 +36,7 @@ def main() -> int:
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
             QtCore.QThread.msleep(5)
 
-    parts.controller.open_scan(ROOT / "resources" / "samples" / "hippocampus_003.nii.gz")
+    parts.controller.open_scan(ROOT / "unet_engine" / "resources" / "samples" / "hippocampus_003.nii.gz")
     wait(lambda: parts.document.image is not None and not parts.controller.workers.is_busy)
     inf.run_inference()
     wait(lambda: inf.worker is None)

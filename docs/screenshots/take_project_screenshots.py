@@ -53,7 +53,7 @@ def main() -> int:
     def settle(seconds=0.6):
         wait(lambda: False, timeout=seconds)
 
-    parts.controller.open_scan(ROOT / "resources" / "samples" / "hippocampus_003.nii.gz")
+    parts.controller.open_scan(ROOT / "unet_engine" / "resources" / "samples" / "hippocampus_003.nii.gz")
     wait(lambda: parts.document.image is not None and not parts.controller.workers.is_busy)
     parts.inference.run_inference()
     wait(lambda: parts.inference.worker is None)

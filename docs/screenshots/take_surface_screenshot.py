@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
 OUT = ROOT / "docs" / "screenshots"
-SCAN = ROOT / "resources" / "samples" / "hippocampus_003.nii.gz"
+SCAN = ROOT / "unet_engine" / "resources" / "samples" / "hippocampus_003.nii.gz"
 LABEL = ROOT / "tests" / "data" / "hippocampus" / "labelsTr" / "hippocampus_003.nii.gz"
 
 
