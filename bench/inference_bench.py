@@ -239,7 +239,8 @@ def run_large(repeats: int, n_slices: int) -> None:
     print("|---|---|---|---|---|---|")
     for k, t in best.items():
         speedup = "-" if k == "ours" else f"{t / best['ours']:.2f}x"
-        print(f"| {k} | {t / n:.2f} | {t / n * 100:.0f} | {flops / t / 1e9:.1f} | {flops / t / 1e9 / peak * 100:.0f} % | {speedup} |",
+        gflops = flops / t / 1e9
+        print(f"| {k} | {t / n:.2f} | {t / n * 100:.0f} | {gflops:.1f} | {gflops / peak * 100:.0f} % | {speedup} |",
               flush=True)
 
 

@@ -114,7 +114,8 @@ def main() -> int:
                  for w, src in (("old", old), ("new", new)) for lab in (1, 2)}
             delta = max(abs(d["old", lab] - d["new", lab]) for lab in (1, 2))
             worst = max(worst, delta)
-            print(f"| {group} | {'flip' if tta else 'no'} | {len(keys)} | {equal * 100:.4f} % | {d['old', 1]:.4f} / {d['new', 1]:.4f} | "
+            print(f"| {group} | {'flip' if tta else 'no'} | {len(keys)} | {equal * 100:.4f} % | "
+                  f"{d['old', 1]:.4f} / {d['new', 1]:.4f} | "
                   f"{d['old', 2]:.4f} / {d['new', 2]:.4f} | {delta:.1e} |", flush=True)
     runner = Runner(model, torch.device("cpu"), 3, 1, False, flip_axes_for(card))
     train = patch_size(card, mosaic.image.shape)

@@ -6,6 +6,8 @@ and (when a GPU is present) the CUDA path."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -24,12 +26,9 @@ from unet_engine.preprocessing import apply_intensity, intensity_stats, prepare_
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.tta import entropy_map
 from unet_engine.volume import Volume
-
-from pathlib import Path
+from tests.train_helpers import OOMOffCPU, inference_model
 
 DATA = Path(__file__).parent / "data"
-
-from tests.train_helpers import OOMOffCPU, inference_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -234,7 +233,8 @@ def _mosaic(cases, card, grid=(2, 1, 2)):
     for idx, (vol, lab) in zip(np.ndindex(*grid), cases):
         img = prepare_image(vol, card)
         o = [i * c for i, c in zip(idx, cell)]
-        image[tuple(slice(a, a + c) for a, c in zip(o, cell))] = np.pad(img, [(0, c - s) for c, s in zip(cell, img.shape)], mode="edge")
+        padded = np.pad(img, [(0, c - s) for c, s in zip(cell, img.shape)], mode="edge")
+        image[tuple(slice(a, a + c) for a, c in zip(o, cell))] = padded
         box = tuple(slice(a, a + s) for a, s in zip(o, img.shape))
         label[box] = lab
         boxes.append(box)

@@ -53,8 +53,10 @@ def trained(tmp_path_factory) -> Path:
     card = ModelCard(spec=spec, preprocessing={"mode": "mr"}, labels=LABELS, name="overfit-test")
     xs, ys = zip(*(_slices(c, card) for c in CASES))
     h, w = max(x.shape[2] for x in xs), max(x.shape[3] for x in xs)
-    x = torch.from_numpy(np.concatenate([np.pad(a, ((0, 0), (0, 0), (0, h - a.shape[2]), (0, w - a.shape[3])), mode="edge") for a in xs]))
-    y = torch.from_numpy(np.concatenate([np.pad(a, ((0, 0), (0, h - a.shape[1]), (0, w - a.shape[2])), mode="edge") for a in ys]).astype(np.int64))
+    x = torch.from_numpy(np.concatenate([np.pad(a, ((0, 0), (0, 0), (0, h - a.shape[2]), (0, w - a.shape[3])), mode="edge")
+                                         for a in xs]))
+    y = torch.from_numpy(np.concatenate([np.pad(a, ((0, 0), (0, h - a.shape[1]), (0, w - a.shape[2])), mode="edge")
+                                         for a in ys]).astype(np.int64))
     model = build_model(spec).train()
     steps = 250
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
@@ -74,7 +76,8 @@ def trained(tmp_path_factory) -> Path:
         sched.step()
     model.eval()
     # the trainer's layout: TTA reads the flip axes the model was trained with from here
-    card.training = {"steps": steps, "final_loss": float(loss.detach()), "config": {"augment": {"p_flip": 0.5, "flip_axes": None}}}
+    card.training = {"steps": steps, "final_loss": float(loss.detach()),
+                     "config": {"augment": {"p_flip": 0.5, "flip_axes": None}}}
     torch.set_num_threads(n_threads)
     return save_checkpoint(model, card, tmp_path_factory.mktemp("models") / "overfit")
 

@@ -284,7 +284,8 @@ def predict_volume(
     if reg is not None:
         base = out_box or tuple(slice(0, n) for n in shape)
         local = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(reg, base))
-        out = Out(out.probs[(slice(None), *local)], out.labels[local], None if out.disagreement is None else out.disagreement[local])
+        dis = None if out.disagreement is None else out.disagreement[local]
+        out = Out(out.probs[(slice(None), *local)], out.labels[local], dis)
         if uncertainty is not None:
             uncertainty = np.ascontiguousarray(uncertainty[local])
     with torch.inference_mode():
@@ -342,7 +343,8 @@ def predict_slice(
     return run_generator(predict_volume(model, card, vol, region=region, **kwargs))  # type: ignore[arg-type]
 
 
-def load_model_for_inference(path: str | Path | None = "default", device: str | torch.device | None = None) -> tuple[nn.Module, ModelCard]:
+def load_model_for_inference(path: str | Path | None = "default",
+                             device: str | torch.device | None = None) -> tuple[nn.Module, ModelCard]:
     """Resolve a model name or path (see :mod:`unet_engine.model_resolver`) and load it in eval mode."""
     from unet_engine.model_resolver import resolve_model_path
 

@@ -430,7 +430,8 @@ def finalize(probs: np.ndarray, chunk: int = 16) -> tuple[np.ndarray, np.ndarray
     labels = np.empty(probs.shape[1:], np.uint8 if probs.shape[0] <= 256 else np.int32)
     ent = np.empty(probs.shape[1:], np.float32)
     for s in range(0, k, chunk):
-        lab, e = labels_and_entropy(torch.from_numpy(np.ascontiguousarray(probs[:, s : s + chunk], dtype=np.float32)), class_dim=0)
+        part = torch.from_numpy(np.ascontiguousarray(probs[:, s : s + chunk], dtype=np.float32))
+        lab, e = labels_and_entropy(part, class_dim=0)
         labels[s : s + chunk] = lab.numpy()
         ent[s : s + chunk] = e.numpy()
     return labels, ent

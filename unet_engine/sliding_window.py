@@ -143,7 +143,8 @@ class Blender:
         self.shape = tuple(int(s) for s in shape)
         self.acc = torch.zeros((channels, *self.shape), dtype=dtype, device=device)
         self.single = all(len(s) == 1 for s in starts)  # one window: no weighting at all (exact)
-        self.weight = None if self.single else torch.from_numpy(gaussian_weight(patch, sigma_scale)).to(device=device, dtype=dtype)
+        weight = None if self.single else torch.from_numpy(gaussian_weight(patch, sigma_scale))
+        self.weight = None if weight is None else weight.to(device=device, dtype=dtype)
         self.sums = [
             torch.from_numpy(weight_sums(s, p, st, sigma_scale)).to(device=device, dtype=torch.float32)
             for s, p, st in zip(self.shape, patch, starts)

@@ -293,7 +293,8 @@ class CellMapper:
         """Labels of input ``region``: linear interpolation of the finished resampled box, as ``zoom`` does it."""
         from unet_engine.inference_runner import finalize  # (no import cycle at module load)
 
-        src_box = tuple(slice(int(self.reads[a][0][r.start]), int(self.reads[a][1][r.stop - 1]) + 1) for a, r in enumerate(region))
+        src_box = tuple(slice(int(self.reads[a][0][r.start]), int(self.reads[a][1][r.stop - 1]) + 1)
+                        for a, r in enumerate(region))
         with torch.inference_mode():
             src = np.ascontiguousarray(probs(src_box).cpu().numpy(), dtype=np.float32)  # type: ignore[arg-type]
         plane = (region[1].stop - region[1].start) * (region[2].stop - region[2].start)

@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     de = sub.add_parser("delete", parents=[common], help="delete a version (not the active one)")
     de.add_argument("version")
     de.set_defaults(func=run, action="delete")
-    im = sub.add_parser("import", parents=[common], help="import a checkpoint folder (e.g. the bundled default model) as a version")
+    im = sub.add_parser("import", parents=[common],
+                        help="import a checkpoint folder (e.g. the bundled default model) as a version")
     im.add_argument("path", nargs="?", default=None, help="checkpoint folder (default: the bundled default model)")
     im.add_argument("--name", default="")
     im.add_argument("--promote", action="store_true")

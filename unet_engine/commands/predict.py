@@ -45,7 +45,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     add_project_option(p, "model (its active version, or the model it started from)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (slower; adds disagreement)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto = cuda > mps > cpu)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices/patches per forward pass (default: sized to memory)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="slices/patches per forward pass (default: sized to memory)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
 
 

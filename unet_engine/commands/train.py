@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=None,
                    help="time budget: the schedule is fitted to it (a project's first model is planned for it)")
     p.add_argument("--no-calibrate", action="store_true",
-                   help="do not measure training steps: plan a first model with estimated step times; a fine-tune runs a long schedule the clock cuts at --minutes")
+                   help="do not measure training steps: plan a first model with estimated step times; "
+                        "a fine-tune runs a long schedule the clock cuts at --minutes")
     p.add_argument("--plan-only", action="store_true",
                    help="with --project and no model: plan the first model, print and save the plan, do not train")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, mps")
