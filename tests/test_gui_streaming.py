@@ -68,16 +68,23 @@ def _stream_layers(parts):
             if getattr(layer, "preview", None) is parts.inference.streaming]
 
 
+def _run_until_first_part(qtbot, parts, scan, first):
+    """Open ``scan``, press Run model and wait for the held job's first partial result;
+    returns the mask before the run and the views' streaming layers."""
+    _open(qtbot, parts, scan)
+    before = parts.document.mask.copy()
+    layers = _stream_layers(parts)
+    assert len(layers) == len(parts.grid.views) > 0
+    parts.inference.panel.run_button.click()
+    qtbot.waitUntil(first.is_set, timeout=120_000)
+    return before, layers
+
+
 def test_run_model_streams_into_the_views_then_one_undo_step(qtbot, segloop_app, scan, held_job):
     first, release = held_job
     parts = segloop_app
     inf, doc = parts.inference, parts.document
-    _open(qtbot, parts, scan)
-    before = doc.mask.copy()
-    layers = _stream_layers(parts)
-    assert len(layers) == len(parts.grid.views) > 0
-    inf.panel.run_button.click()
-    qtbot.waitUntil(first.is_set, timeout=120_000)
+    before, layers = _run_until_first_part(qtbot, parts, scan, first)
     qtbot.waitUntil(lambda: any(layer.item.isVisible() for layer in layers), timeout=20_000)
     assert inf.worker is not None  # still running: the parts came before the end
     assert inf.streaming.has_result and inf.streaming.tool == "inference"
@@ -100,11 +107,7 @@ def test_cancel_mid_stream_leaves_the_mask_and_an_empty_preview(qtbot, segloop_a
     first, release = held_job
     parts = segloop_app
     inf, doc = parts.inference, parts.document
-    _open(qtbot, parts, scan)
-    before = doc.mask.copy()
-    layers = _stream_layers(parts)
-    inf.panel.run_button.click()
-    qtbot.waitUntil(first.is_set, timeout=120_000)
+    before, layers = _run_until_first_part(qtbot, parts, scan, first)
     qtbot.waitUntil(lambda: inf.streaming.has_result, timeout=20_000)
     inf.panel.cancel_button.click()
     assert inf.streaming.bbox is None  # the streamed labels go at once

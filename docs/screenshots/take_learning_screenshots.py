@@ -12,17 +12,20 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
 OUT = ROOT / "docs" / "screenshots"
 
 
+from shot_wait import wait_until  # noqa: E402 - after the path set-up
+
+
 def main() -> int:
-    from PySide6 import QtCore, QtWidgets
+    from PySide6 import QtWidgets
 
     from desktop_app.app import build_app
     from unet_engine.dataset_import import import_msd
@@ -30,7 +33,7 @@ def main() -> int:
     hippo = ROOT.parent / "shared" / "data" / "hippocampus"
     if not (hippo / "imagesTr").is_dir():
         hippo = ROOT / "tests" / "data" / "hippocampus"
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    _app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])  # kept alive
     parts = build_app(restore_layout=False)
     parts.window.resize(1500, 950)
     parts.window.show()
@@ -41,10 +44,7 @@ def main() -> int:
         val_max_cases=2, validate_at_start=True, patience=0, num_threads=2)
 
     def wait(pred, timeout=900.0):
-        t0 = time.time()
-        while not pred() and time.time() - t0 < timeout:
-            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            QtCore.QThread.msleep(5)
+        return wait_until(pred, timeout)
 
     for steps in (160, 100):
         tr.panel.set_budget("steps", steps)

@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
 OUT = ROOT / "docs" / "screenshots"
+
+
+from shot_wait import wait_until  # noqa: E402 - after the path set-up
 
 
 def main() -> int:
@@ -35,7 +38,7 @@ def main() -> int:
     hippo = ROOT.parent / "shared" / "data" / "hippocampus"
     if not (hippo / "imagesTr").is_dir():
         hippo = ROOT / "tests" / "data" / "hippocampus"
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    _app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])  # kept alive
     parts = build_app(restore_layout=False)  # first start: "Hippocampus (MRI)" from the bundled model
     ProjectStore().create("Spleen CT", modality="CT", labels={1: "spleen"}, colours={1: (0, 200, 80)})
     parts.projects.refresh_list()
@@ -45,10 +48,7 @@ def main() -> int:
     parts.controller.ask_discard_changes = lambda: True
 
     def wait(pred, timeout=600.0):
-        t0 = time.time()
-        while not pred() and time.time() - t0 < timeout:
-            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            QtCore.QThread.msleep(5)
+        return wait_until(pred, timeout)
 
     def settle(seconds=0.6):
         wait(lambda: False, timeout=seconds)

@@ -10,33 +10,33 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
 OUT = ROOT / "docs" / "screenshots"
 SCAN = ROOT / "unet_engine" / "resources" / "samples" / "hippocampus_003.nii.gz"
 LABEL = ROOT / "tests" / "data" / "hippocampus" / "labelsTr" / "hippocampus_003.nii.gz"
 
 
+from shot_wait import wait_until  # noqa: E402 - after the path set-up
+
+
 def main() -> int:
-    from PySide6 import QtCore, QtWidgets
+    from PySide6 import QtWidgets
 
     from desktop_app.app import build_app
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    _app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])  # kept alive
     parts = build_app(restore_layout=False)
     parts.window.resize(1500, 950)
     parts.window.show()
     parts.grid.set_layout("4-up")
 
     def wait(pred, timeout=60.0):
-        t0 = time.time()
-        while not pred() and time.time() - t0 < timeout:
-            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            QtCore.QThread.msleep(5)
+        return wait_until(pred, timeout)
 
     sv = parts.grid.surface_view
     parts.controller.open_scan(SCAN, mask=LABEL)

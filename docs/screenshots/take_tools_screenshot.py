@@ -10,21 +10,24 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
 OUT = ROOT / "docs" / "screenshots"
 SCAN = ROOT / "tests" / "data" / "io" / "ct_spleen_nifti" / "image.nii.gz"
 LABEL = ROOT / "tests" / "data" / "io" / "ct_spleen_nifti" / "label.nii.gz"
 
 
+from shot_wait import wait_until  # noqa: E402 - after the path set-up
+
+
 def main() -> int:
-    from PySide6 import QtCore, QtWidgets
+    from PySide6 import QtWidgets
 
     from desktop_app.app import build_app
     from desktop_app.editing import editing_controller
@@ -32,7 +35,7 @@ def main() -> int:
     from unet_engine.io import read_volume
     from unet_engine.projects import ProjectStore
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    _app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])  # kept alive
     ProjectStore().create("Spleen CT", modality="CT", labels={1: "spleen"})
     Settings().set_last_project("Spleen CT")
     parts = build_app(restore_layout=False)
@@ -41,10 +44,7 @@ def main() -> int:
     parts.grid.set_layout("4-up")
 
     def wait(pred, timeout=60.0):
-        t0 = time.time()
-        while not pred() and time.time() - t0 < timeout:
-            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            QtCore.QThread.msleep(5)
+        return wait_until(pred, timeout)
 
     parts.controller.open_scan(SCAN)
     wait(lambda: parts.document.image is not None and not parts.controller.workers.is_busy)
