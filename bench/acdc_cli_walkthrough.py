@@ -57,7 +57,7 @@ def segloop(*args: str, env: dict[str, str], echo: bool = True) -> tuple[str, fl
 
 def scores(pred_path: Path, ref_path: Path) -> dict[str, float]:
     """Dice per label and the wrong voxels beyond 1 mm of the prediction against the reference."""
-    from unet_engine.io import read_mask, read_volume
+    from unet_engine.io.volume_io import read_mask, read_volume
     from unet_engine.metrics import dice_or_none, voxels_beyond_tolerance
 
     ref_vol = read_volume(ref_path)

@@ -9,7 +9,7 @@ real task: the first ``--cases`` volumes of the loop-sim case order (the same se
 ``segloop loop-sim --group-pattern 'patient\\d+' --holdout 20``: the held-out patients are
 never trained on) go into a retraining dataset; :func:`unet_engine.planning.plan_first_model`
 fingerprints it, plans the network and measures its steps (calibration), then
-:func:`unet_engine.training.fine_tune` trains the plan. Printed: the plan and why, the
+:func:`unet_engine.training.fine_tune.fine_tune` trains the plan. Printed: the plan and why, the
 calibration time, planned vs actual training minutes (the figure that says whether minutes
 give a complete schedule: ``stopped`` must be ``completed``, not ``time-limit``), and the
 held-out Dice per label (both-empty labels n/a). Skips cleanly when the data is missing.
@@ -57,12 +57,12 @@ def main() -> int:
         return 0
     import torch
 
-    from unet_engine.dataset import RetrainingDataset
-    from unet_engine.loop_sim import LoopSimConfig, LoopSimulation, _read
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.experiments.loop_sim import LoopSimConfig, LoopSimulation, _read
     from unet_engine.planning import plan_first_model
     from unet_engine.progress import run_generator
-    from unet_engine.registry import ModelRegistry
-    from unet_engine.training import fine_tune
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.training.fine_tune import fine_tune
 
     torch.set_num_threads(args.threads)
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}

@@ -46,14 +46,14 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from unet_engine.dataset import RetrainingDataset
-    from unet_engine.inference import predict_volume
-    from unet_engine.io import read_mask, read_volume
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.inference.predict import predict_volume
+    from unet_engine.io.volume_io import read_mask, read_volume
     from unet_engine.metrics import dice
     from unet_engine.progress import run_generator
-    from unet_engine.registry import ModelRegistry
-    from unet_engine.train_config import TrainConfig
-    from unet_engine.training import fine_tune
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.training.config import TrainConfig
+    from unet_engine.training.fine_tune import fine_tune
 
     torch.set_num_threads(1)
     files = sorted(p.name for p in (src / "imagesTr").glob("*.nii.gz"))

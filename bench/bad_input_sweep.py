@@ -180,7 +180,7 @@ def gui_open(target: str, is_model: bool) -> int:
     from unet_engine.errors import SegLoopError
     try:
         if is_model:
-            from unet_engine.checkpoint import load_card, load_checkpoint
+            from unet_engine.model.checkpoint import load_card, load_checkpoint
             load_card(target)
             load_checkpoint(target, device="cpu")
             print(json.dumps({"model": "ok"}))

@@ -27,9 +27,9 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_engine.checkpoint import load_card, load_checkpoint  # noqa: E402
-from unet_engine.inference import predict_volume  # noqa: E402
-from unet_engine.io import read_mask, read_volume  # noqa: E402
+from unet_engine.model.checkpoint import load_card, load_checkpoint  # noqa: E402
+from unet_engine.inference.predict import predict_volume  # noqa: E402
+from unet_engine.io.volume_io import read_mask, read_volume  # noqa: E402
 from unet_engine.metrics import dice  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
 

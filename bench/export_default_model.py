@@ -6,7 +6,7 @@
 Writes ``unet_engine/resources/models/default/{model.safetensors,card.json}`` (weights and card only:
 no optimizer or training state). The card gets: version ``default-1``, label names and
 colours, the training summary with ``training.dataset.cases = [{id, hash, split}]`` copied
-from the registry version (``hash`` = :func:`unet_engine.case_identity.content_hash`, so
+from the registry version (``hash`` = :func:`unet_engine.data.case_identity.content_hash`, so
 replay knows what the bundled model saw when it is fine-tuned), the validation case ids,
 the command that made it, and the metrics (val Dice per label from the trainer, plus any
 extra measured metrics such as TTA Dice and CPU inference time). ``TRAINING.md`` is
@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_engine.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from unet_engine.registry import ModelRegistry  # noqa: E402
+from unet_engine.model.checkpoint import ModelCard, save_checkpoint  # noqa: E402
+from unet_engine.registry.versions import ModelRegistry  # noqa: E402
 
 COLOURS = {1: [230, 25, 75], 2: [60, 180, 75]}  # anterior red, posterior green
 

@@ -50,16 +50,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.synthetic_ct import SHAPE as CT_SHAPE, SPACING as CT_SPACING  # noqa: E402
-from unet_engine.checkpoint import ModelCard, load_checkpoint  # noqa: E402
+from unet_engine.model.checkpoint import ModelCard, load_checkpoint  # noqa: E402
 from unet_engine.devices import set_cpu_threads  # noqa: E402
-from unet_engine.inference import predict_volume  # noqa: E402
-from unet_engine.inference_runner import Runner, patch_size, prepare_model, run_patches, window_size  # noqa: E402
+from unet_engine.inference.predict import predict_volume  # noqa: E402
+from unet_engine.inference.runner import Runner, patch_size, prepare_model, run_patches, window_size  # noqa: E402
 from unet_engine.metrics import dice  # noqa: E402
-from unet_engine.model import ModelSpec, build_model  # noqa: E402
+from unet_engine.model.network import ModelSpec, build_model  # noqa: E402
 from unet_engine.paths import BUNDLED_MODELS  # noqa: E402
-from unet_engine.preprocessing import prepare_image  # noqa: E402
+from unet_engine.model.preprocessing import prepare_image  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
-from unet_engine.sliding_window import DEFAULT_OVERLAP  # noqa: E402
+from unet_engine.inference.sliding_window import DEFAULT_OVERLAP  # noqa: E402
 from unet_engine.volume import Volume  # noqa: E402
 
 Clock = tuple[float, float]  # (wall, process CPU) seconds

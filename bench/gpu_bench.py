@@ -85,14 +85,14 @@ def monai_3d(net: torch.nn.Module, image: Callable[[], np.ndarray], roi: tuple[i
 
 
 def bench_3d(vol, repeats: int, rows: list[Row], have_monai: bool) -> None:
-    from unet_engine.checkpoint import load_checkpoint
-    from unet_engine.inference import predict_volume
-    from unet_engine.inference_runner import WINDOW_VOXELS, patch_size, window_size
-    from unet_engine.model import required_multiple
+    from unet_engine.model.checkpoint import load_checkpoint
+    from unet_engine.inference.predict import predict_volume
+    from unet_engine.inference.runner import WINDOW_VOXELS, patch_size, window_size
+    from unet_engine.model.network import required_multiple
     from unet_engine.paths import BUNDLED_MODELS
-    from unet_engine.preprocessing import prepare_image
+    from unet_engine.model.preprocessing import prepare_image
     from unet_engine.progress import run_generator
-    from unet_engine.sliding_window import grow_window
+    from unet_engine.inference.sliding_window import grow_window
 
     model, card = load_checkpoint(BUNDLED_MODELS / "default", DEVICE)
     dev = torch.device(DEVICE)
@@ -132,9 +132,9 @@ def bench_3d(vol, repeats: int, rows: list[Row], have_monai: bool) -> None:
 
 def real_data(model, card, rows: list[Row], have_monai: bool) -> None:
     from bench.hippo_mosaic import build_mosaic, load_cases, mosaic_dice, val_case_ids
-    from unet_engine.inference_runner import Runner, run_patches, window_size
+    from unet_engine.inference.runner import Runner, run_patches, window_size
     from unet_engine.progress import run_generator
-    from unet_engine.tta import flip_axes_for
+    from unet_engine.inference.tta import flip_axes_for
 
     m = build_mosaic(load_cases(val_case_ids(card)), card, margin=12)
     dev = torch.device(DEVICE)
@@ -157,10 +157,10 @@ def real_data(model, card, rows: list[Row], have_monai: bool) -> None:
 
 
 def bench_2d(vol, repeats: int, rows: list[Row]) -> None:
-    from unet_engine.checkpoint import ModelCard
-    from unet_engine.inference import predict_volume
-    from unet_engine.model import ModelSpec, build_model, count_parameters
-    from unet_engine.preprocessing import prepare_image
+    from unet_engine.model.checkpoint import ModelCard
+    from unet_engine.inference.predict import predict_volume
+    from unet_engine.model.network import ModelSpec, build_model, count_parameters
+    from unet_engine.model.preprocessing import prepare_image
     from unet_engine.progress import run_generator
 
     spec = ModelSpec(dims=2, base_width=64, depth=4)

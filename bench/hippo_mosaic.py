@@ -21,10 +21,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unet_engine.checkpoint import ModelCard  # noqa: E402
-from unet_engine.io import read_mask, read_volume  # noqa: E402
+from unet_engine.model.checkpoint import ModelCard  # noqa: E402
+from unet_engine.io.volume_io import read_mask, read_volume  # noqa: E402
 from unet_engine.metrics import dice  # noqa: E402
-from unet_engine.preprocessing import prepare_image  # noqa: E402
+from unet_engine.model.preprocessing import prepare_image  # noqa: E402
 from unet_engine.volume import Volume  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hippocampus"

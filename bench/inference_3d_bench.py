@@ -45,17 +45,17 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unet_engine.checkpoint import ModelCard, load_checkpoint  # noqa: E402
+from unet_engine.model.checkpoint import ModelCard, load_checkpoint  # noqa: E402
 from unet_engine.devices import set_cpu_threads  # noqa: E402
-from unet_engine.inference import predict_volume  # noqa: E402
-from unet_engine.inference_runner import patch_size  # noqa: E402
-from unet_engine.io import read_mask, read_volume  # noqa: E402
+from unet_engine.inference.predict import predict_volume  # noqa: E402
+from unet_engine.inference.runner import patch_size  # noqa: E402
+from unet_engine.io.volume_io import read_mask, read_volume  # noqa: E402
 from unet_engine.metrics import dice  # noqa: E402
-from unet_engine.model import required_multiple  # noqa: E402
+from unet_engine.model.network import required_multiple  # noqa: E402
 from unet_engine.paths import BUNDLED_MODELS  # noqa: E402
-from unet_engine.preprocessing import prepare_image  # noqa: E402
+from unet_engine.model.preprocessing import prepare_image  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
-from unet_engine.sliding_window import default_patch_size  # noqa: E402
+from unet_engine.inference.sliding_window import default_patch_size  # noqa: E402
 from unet_engine.volume import Volume  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hippocampus"

@@ -4,7 +4,7 @@ Same network and weights for every method, in one process (random weights with B
 statistics measured on the data, or the bundled default model's real weights for the
 1.9 M-param case):
 
-* ``ours``      - ``unet_engine.inference.predict_volume`` (percentile/z-score preprocessing,
+* ``ours``      - ``unet_engine.inference.predict.predict_volume`` (percentile/z-score preprocessing,
                   BatchNorm folded, channels-last, batched slices, inference_mode, softmax +
                   labels + normalised entropy + fp16 probabilities for every voxel);
 * ``per-slice`` - the tutorial loop: one slice at a time (batch 1), fp32, NCHW, min/max
@@ -38,12 +38,12 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unet_engine.checkpoint import ModelCard, load_checkpoint  # noqa: E402
+from unet_engine.model.checkpoint import ModelCard, load_checkpoint  # noqa: E402
 from unet_engine.devices import set_cpu_threads  # noqa: E402
-from unet_engine.inference import predict_volume  # noqa: E402
-from unet_engine.model import ModelSpec, UNet, build_model, count_parameters, required_multiple  # noqa: E402
+from unet_engine.inference.predict import predict_volume  # noqa: E402
+from unet_engine.model.network import ModelSpec, UNet, build_model, count_parameters, required_multiple  # noqa: E402
 from unet_engine.paths import BUNDLED_MODELS  # noqa: E402
-from unet_engine.preprocessing import pad_to_multiple, prepare_image  # noqa: E402
+from unet_engine.model.preprocessing import pad_to_multiple, prepare_image  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
 from unet_engine.volume import Volume  # noqa: E402
 
@@ -55,7 +55,7 @@ DATA = ROOT.parent / "shared" / "data"
 
 def read(path: Path) -> Volume:
     try:
-        from unet_engine.io import read_volume
+        from unet_engine.io.volume_io import read_volume
 
         return read_volume(path)
     except ImportError:
@@ -282,7 +282,7 @@ def main() -> int:
 
 def _bundled_2d(spec: ModelSpec) -> Path | None:
     """The bundled default model when it is this 2D network (else None: random weights, same timing)."""
-    from unet_engine.checkpoint import load_card
+    from unet_engine.model.checkpoint import load_card
 
     default = BUNDLED_MODELS / "default"
     if not (default / "card.json").is_file():

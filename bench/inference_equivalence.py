@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.hippo_mosaic import FIXTURES, build_mosaic, load_cases, mosaic_dice, val_case_ids  # noqa: E402
-from unet_engine.checkpoint import load_checkpoint  # noqa: E402
-from unet_engine.inference import predict_volume  # noqa: E402
-from unet_engine.inference_runner import Runner, patch_size, run_patches  # noqa: E402
+from unet_engine.model.checkpoint import load_checkpoint  # noqa: E402
+from unet_engine.inference.predict import predict_volume  # noqa: E402
+from unet_engine.inference.runner import Runner, patch_size, run_patches  # noqa: E402
 from unet_engine.metrics import dice  # noqa: E402
 from unet_engine.paths import BUNDLED_MODELS  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
-from unet_engine.tta import flip_axes_for  # noqa: E402
+from unet_engine.inference.tta import flip_axes_for  # noqa: E402
 
 OLD_SCRIPT = textwrap.dedent(
     """
@@ -47,12 +47,12 @@ OLD_SCRIPT = textwrap.dedent(
     old, model_dir, cases_file, mosaic_file, out_file, threads = sys.argv[1:7]
     sys.path.insert(0, old)
     torch.set_num_threads(int(threads))
-    from unet_engine.checkpoint import load_checkpoint
-    from unet_engine.inference import predict_volume
-    from unet_engine.inference_runner import Runner, run_patches
-    from unet_engine.io import read_volume
+    from unet_engine.model.checkpoint import load_checkpoint
+    from unet_engine.inference.predict import predict_volume
+    from unet_engine.inference.runner import Runner, run_patches
+    from unet_engine.io.volume_io import read_volume
     from unet_engine.progress import run_generator
-    from unet_engine.tta import flip_axes_for
+    from unet_engine.inference.tta import flip_axes_for
     assert sys.modules["unet_engine"].__file__.startswith(old), "the old package must be the one imported"
     model, card = load_checkpoint(model_dir, "cpu")
     out = {}

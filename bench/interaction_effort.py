@@ -70,7 +70,7 @@ from desktop_app.state.interpolation import interpolation_patch  # noqa: E402
 from desktop_app.state.lasso import LassoError, polygon_selection  # noqa: E402
 from desktop_app.state.region_click import ClickError, region_from_click  # noqa: E402
 from desktop_app.state.smart_brush import smart_footprint  # noqa: E402
-from unet_engine.io import read_volume  # noqa: E402
+from unet_engine.io.volume_io import read_volume  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 TARGET = 0.90

@@ -5,7 +5,7 @@
 Files: the MNI152 T1 template (../shared/data/formats/mni152_t1, skipped when absent) and
 a synthetic CT-like int16 volume (default 512 x 512 x 400) written to a temp folder as
 .nii.gz and .nrrd (gzip). Each load runs in a fresh subprocess that first imports every
-library (numpy, nibabel, SimpleITK, unet_engine.io), then resets the kernel's peak-RSS
+library (numpy, nibabel, SimpleITK, unet_engine.io.volume_io), then resets the kernel's peak-RSS
 mark (Linux ``/proc/self/clear_refs``) and notes its RSS, loads the file into a numpy
 array, and reads the peak RSS (``VmHWM``): the difference is the load's peak resident
 memory including SimpleITK's C++ buffers, which tracemalloc cannot see. (``ru_maxrss`` is
@@ -78,7 +78,7 @@ def child(loader: str, path: str, warmup: str) -> None:
     import numpy as np
     import SimpleITK as sitk
 
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     loaders = {
         "segloop": lambda p: read_volume(p).array,

@@ -154,9 +154,9 @@ def bench_gui_ops(repeats: int) -> None:
 def bench_training(repeats: int) -> None:
     from tests.train_helpers import make_dataset, tiny_config, tiny_model
     from unet_engine.progress import run_generator
-    from unet_engine.registry import ModelRegistry
-    from unet_engine.train_process import start_training_process
-    from unet_engine.training import StepReport, fine_tune
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.jobs.training_process import start_training_process
+    from unet_engine.training.fine_tune import StepReport, fine_tune
 
     print("\n== Fine-tuning: pause and stop latencies (tiny 2D network, hippocampus cases) ==")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_engine import loop_sim_report as report  # noqa: E402
-from unet_engine.loop_sim import HoldoutScore  # noqa: E402
+from unet_engine.experiments import loop_sim_report as report  # noqa: E402
+from unet_engine.experiments.loop_sim import HoldoutScore  # noqa: E402
 
 
 def _reference(csv_path: Path, names: list[str]) -> HoldoutScore | None:

@@ -15,7 +15,7 @@ late it fires (actual gap - 5 ms). Phases, all in the same process:
    or, with ``--big synthetic``, a 100x256x256 volume;
 4. fine-tuning (``TrainingController.start_training``) on a dataset of real hippocampus
    cases for ``--train-seconds``: the app runs ``fine_tune`` in a spawned child *process*
-   (``unet_engine.train_process``; torch threads = CPUs - 1) relayed by a thin worker thread;
+   (``unet_engine.jobs.training_process``; torch threads = CPUs - 1) relayed by a thin worker thread;
 5. unless ``--no-thread-baseline``: the same fine-tuning run the old way, ``fine_tune`` in a
    worker *thread* of the GUI process (``num_threads=1``), feeding the same panel -- the
    in-run baseline the process figures are compared with.
@@ -148,10 +148,10 @@ def main() -> int:
     from PySide6 import QtWidgets
 
     from desktop_app.app import build_app
-    from unet_engine.checkpoint import ModelCard, save_checkpoint
-    from unet_engine.dataset_import import import_msd
-    from unet_engine.io import read_volume
-    from unet_engine.model import ModelSpec, build_model
+    from unet_engine.model.checkpoint import ModelCard, save_checkpoint
+    from unet_engine.data.importing import import_msd
+    from unet_engine.io.volume_io import read_volume
+    from unet_engine.model.network import ModelSpec, build_model
     from unet_engine.paths import BUNDLED_MODELS
     from unet_engine.volume import Volume
 
@@ -224,7 +224,7 @@ def main() -> int:
     def cancel_when_done() -> bool:
         return tr.worker is None
 
-    from unet_engine.train_process import default_train_threads
+    from unet_engine.jobs.training_process import default_train_threads
 
     proc_stalls: list[float] = []
     for run in range(1, args.train_runs + 1):
@@ -237,9 +237,9 @@ def main() -> int:
         results.append(summary(f"fine-tune process run {run} ({steps} st, {default_train_threads()} thr)", s, secs))
     if not args.no_thread_baseline:
         from desktop_app.learning_jobs import WorkerCancelToken
-        from unet_engine.dataset import RetrainingDataset
-        from unet_engine.registry import ModelRegistry
-        from unet_engine.training import fine_tune
+        from unet_engine.data.dataset import RetrainingDataset
+        from unet_engine.registry.versions import ModelRegistry
+        from unet_engine.training.fine_tune import fine_tune
 
         def thread_job(config, folder, root, cancel):
             return (yield from fine_tune(config, dataset=RetrainingDataset(folder), registry=ModelRegistry(root),

@@ -40,14 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.full_size_bench import ct_like  # noqa: E402
-from unet_engine.checkpoint import ModelCard, load_checkpoint  # noqa: E402
+from unet_engine.model.checkpoint import ModelCard, load_checkpoint  # noqa: E402
 from unet_engine.devices import set_cpu_threads  # noqa: E402
-from unet_engine.inference import predict_volume, window_size  # noqa: E402
-from unet_engine.model import ModelSpec, build_model  # noqa: E402
+from unet_engine.inference.predict import predict_volume, window_size  # noqa: E402
+from unet_engine.model.network import ModelSpec, build_model  # noqa: E402
 from unet_engine.paths import BUNDLED_MODELS  # noqa: E402
-from unet_engine.preprocessing import prepare_image  # noqa: E402
+from unet_engine.model.preprocessing import prepare_image  # noqa: E402
 from unet_engine.progress import run_generator  # noqa: E402
-from unet_engine.streaming import PartialProgress  # noqa: E402
+from unet_engine.inference.streaming import PartialProgress  # noqa: E402
 from unet_engine.volume import Volume  # noqa: E402
 
 

@@ -40,13 +40,13 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from unet_engine.checkpoint import load_checkpoint
-    from unet_engine.dataset import RetrainingDataset
+    from unet_engine.model.checkpoint import load_checkpoint
+    from unet_engine.data.dataset import RetrainingDataset
     from unet_engine.paths import BUNDLED_MODELS
     from unet_engine.progress import run_generator
-    from unet_engine.registry import ModelRegistry
-    from unet_engine.train_config import TrainConfig
-    from unet_engine.training import StepReport, fine_tune
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.training.config import TrainConfig
+    from unet_engine.training.fine_tune import StepReport, fine_tune
 
     torch.set_num_threads(args.threads)
     spec = {}
@@ -85,7 +85,7 @@ def main() -> int:
     if not (SHARED / "imagesTr").is_dir():
         print(f"skipped: {SHARED} not found")
         return 0
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

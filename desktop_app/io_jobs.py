@@ -1,6 +1,6 @@
 """The functions the GUI runs in workers to open and save files (no Qt).
 
-They only call the engine (:mod:`unet_engine.io`) and numpy, return plain results and
+They only call the engine (:mod:`unet_engine.io.volume_io`) and numpy, return plain results and
 raise :class:`~unet_engine.errors.SegLoopError` subclasses, so they are testable headless
 and the controller can show ``str(error)`` in a dialog.
 """
@@ -17,9 +17,9 @@ import numpy as np
 from desktop_app.state.scan_checks import modality_notes
 from desktop_app.viewer.intensity import IntensityStats, intensity_stats
 from unet_engine.errors import ImageDimensionError, ImageTooLargeError, SegLoopError
-from unet_engine.io_checks import out_of_memory_message
-from unet_engine.label_descriptions import LabelDescription
-from unet_engine.mask_labels import MaskLabels
+from unet_engine.io.checks import out_of_memory_message
+from unet_engine.io.label_descriptions import LabelDescription
+from unet_engine.io.mask_labels import MaskLabels
 from unet_engine.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedSc
     """Read a scan (file or DICOM folder), optionally its mask and the label names saved with
     it, its intensity statistics and whether its values contradict a CT or an MR project
     (checked here, off the GUI thread)."""
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     t0 = time.perf_counter()
     try:
@@ -99,7 +99,7 @@ def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedSc
 def load_mask(path: str | Path, like: Volume) -> LoadedMask:
     """Read a label mask that must lie on ``like``'s grid, and the label names saved with it
     (a damaged label file only gives :attr:`MaskLabels.warning`, never an error)."""
-    from unet_engine.io import read_mask, read_mask_labels
+    from unet_engine.io.volume_io import read_mask, read_mask_labels
 
     mask = read_mask(path, like=like)
     return LoadedMask(mask, read_mask_labels(path))
@@ -108,8 +108,8 @@ def load_mask(path: str | Path, like: Volume) -> LoadedMask:
 def save_mask(mask: np.ndarray, like: Volume, path: str | Path,
               labels: list[LabelDescription] | None = None) -> Path:
     """Write ``mask`` (a private copy) next to nothing the user did not choose, with the
-    label names and colours ``labels`` (in the file, or beside it: :func:`unet_engine.io.write_mask`)."""
-    from unet_engine.io import write_mask
+    label names and colours ``labels`` (in the file, or beside it: :func:`unet_engine.io.volume_io.write_mask`)."""
+    from unet_engine.io.volume_io import write_mask
 
     refuse_source_overwrite(path, like)
     return Path(write_mask(mask, like=like, path=Path(path), labels=labels))

@@ -1,7 +1,7 @@
 """Entry point of the ``segloop`` console command.
 
 ``segloop`` with no arguments or with a scan path opens the GUI; ``segloop <subcommand>``
-runs the headless engine CLI (:mod:`unet_engine.cli`). Qt is imported only for the GUI
+runs the headless engine CLI (:mod:`unet_engine.cli.main`). Qt is imported only for the GUI
 so headless subcommands work on machines without a display; before it, the GUI path checks
 that Qt's window can open here (:mod:`desktop_app.qt_platform_check`) and otherwise exits 1
 with the packages to install.
@@ -13,8 +13,8 @@ import argparse
 import sys
 
 from desktop_app import qt_platform_check
-from unet_engine.cli import SUBCOMMANDS
-from unet_engine.cli import main as engine_main
+from unet_engine.cli.main import SUBCOMMANDS
+from unet_engine.cli.main import main as engine_main
 
 
 def gui_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ stop at the next check when their :class:`WorkerCancelToken` fires -- either bec
 user pressed Cancel or because the worker was asked to quit (window close, shutdown),
 which also ends a *paused* fine-tuning run.
 
-Fine-tuning itself runs in a separate process (:mod:`unet_engine.train_process`): a training
+Fine-tuning itself runs in a separate process (:mod:`unet_engine.jobs.training_process`): a training
 thread in the GUI process held the GIL long enough to stall the event loop 100-270 ms;
 :func:`train_job` is only the thin thread that relays the child's reports.
 """
@@ -27,22 +27,22 @@ import torch
 from desktop_app.state.document import label_values_present
 from desktop_app.state.effort import correction_stats
 from desktop_app.state.review import ReviewState
-from unet_engine.case_identity import content_hash
-from unet_engine.checkpoint import load_checkpoint
+from unet_engine.data.case_identity import content_hash
+from unet_engine.model.checkpoint import load_checkpoint
 from unet_engine.devices import choose_device
 from unet_engine.errors import CancelledError
-from unet_engine.inference import predict_volume
+from unet_engine.inference.predict import predict_volume
 from unet_engine.progress import CancelToken, Progress
 from unet_engine.projects import load_project
-from unet_engine.registry import ModelRegistry
-from unet_engine.train_process import STOP_TIMEOUT_S, TrainingProcess, start_training_process
-from unet_engine.training import EpochReport, StepReport, TrainResult  # noqa: F401 - unpickled in this process
+from unet_engine.registry.versions import ModelRegistry
+from unet_engine.jobs.training_process import STOP_TIMEOUT_S, TrainingProcess, start_training_process
+from unet_engine.training.fine_tune import EpochReport, StepReport, TrainResult  # noqa: F401 - unpickled in this process
 from unet_engine.volume import Volume
 
 # The engine modules are imported here, at app start, not lazily in the worker: an import
 # in a worker thread compiles/executes module code holding the GIL for 100+ ms, which
 # stalled the GUI thread at the start of the first fine-tuning run (bench/responsiveness_bench.py).
-# (unet_engine.training is imported for the report classes the training process sends back.)
+# (unet_engine.training.fine_tune is imported for the report classes the training process sends back.)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *,
     """Load the model (unless ``cached``) and segment ``volume``; returns :class:`InferenceResult`.
 
     With a ``focus`` the slice of ``focus_axis`` through it comes first and finished parts are
-    yielded as :class:`~unet_engine.streaming.PartialProgress` (see ``predict_volume``)."""
+    yielded as :class:`~unet_engine.inference.streaming.PartialProgress` (see ``predict_volume``)."""
     yield Progress(0.0, "loading the model")
     if cached is None:
         model, card = load_checkpoint(path, device="cpu")
@@ -223,8 +223,8 @@ def train_job(config: Any, dataset_folder: Path, registry_root: Path, from_versi
               pause: threading.Event, cancel: CancelToken, *, segloop_home: Path | None = None,
               slot: ProcessSlot | None = None, poll_s: float = 0.05, stop_timeout_s: float = 8.0,
               resume: bool = False, promote: bool = False, fit_minutes: float | None = None):
-    """Run :func:`unet_engine.training.fine_tune` in a spawned child process
-    (:mod:`unet_engine.train_process`); yields its reports, returns its TrainResult.
+    """Run :func:`unet_engine.training.fine_tune.fine_tune` in a spawned child process
+    (:mod:`unet_engine.jobs.training_process`); yields its reports, returns its TrainResult.
 
     This worker thread only waits on the report queue (the GIL is free while it waits), forwards
     ``pause`` to the child every ``poll_s`` and, when ``cancel`` fires (Cancel, window close,

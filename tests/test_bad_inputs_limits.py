@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from unet_engine import io_checks
+from unet_engine.io import checks as io_checks
 from unet_engine.errors import ImageTooLargeError, SegLoopError, WriteFailedError
-from unet_engine.io import read_volume, write_mask
+from unet_engine.io.volume_io import read_volume, write_mask
 
 DATA = Path(__file__).parent / "data"
 NIFTI = DATA / "hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"
@@ -58,7 +58,7 @@ def _cli(args: list[str], mem_bytes: int | None = None) -> subprocess.CompletedP
     def limit() -> None:
         if mem_bytes is not None:
             resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
-    code = "import sys; from unet_engine.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from unet_engine.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
                           preexec_fn=limit)
 
@@ -83,7 +83,7 @@ def test_sparse_file_under_a_memory_limit_is_refused_before_allocating(tmp_path:
 
 
 def test_memory_error_while_reading_names_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import unet_engine.io as io
+    import unet_engine.io.volume_io as io
 
     def boom(*_a: object, **_k: object) -> None:
         raise MemoryError

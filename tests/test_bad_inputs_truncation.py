@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from unet_engine.errors import SegLoopError
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 DATA = Path(__file__).parent / "data"
 NIFTI = DATA / "hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"

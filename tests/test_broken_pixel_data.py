@@ -12,9 +12,9 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from unet_engine.cli import main
+from unet_engine.cli.main import main
 from unet_engine.errors import DicomSeriesError, InvalidVoxelDataError
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 DATA = Path(__file__).parent / "data"
 CT = DATA / "io" / "ct_dicom_3slice" / "series"

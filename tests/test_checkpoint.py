@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from unet_engine import checkpoint as ckpt
-from unet_engine.checkpoint import ModelCard, load_card, load_checkpoint, save_checkpoint
+from unet_engine.model import checkpoint as ckpt
+from unet_engine.model.checkpoint import ModelCard, load_card, load_checkpoint, save_checkpoint
 from unet_engine.errors import CheckpointError
-from unet_engine.model import ModelSpec, build_model
+from unet_engine.model.network import ModelSpec, build_model
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -210,7 +210,8 @@ def test_save_refuses_card_that_does_not_match_model(tmp_path):
 
 
 def test_load_on_device_and_resolver(saved, tmp_path, monkeypatch):
-    from unet_engine import model_resolver, paths
+    from unet_engine import paths
+    from unet_engine.registry import resolver as model_resolver
 
     _, _, folder = saved
     assert model_resolver.resolve_model_path(str(folder)) == folder

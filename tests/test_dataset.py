@@ -12,9 +12,9 @@ import pytest
 
 from tests.train_helpers import (DATA, HIPPO, KILL_POINT_HOOK, LABELS, kill_at_marker, make_dataset, shifted_copy,
                                  start_python)
-from unet_engine.dataset import RetrainingDataset, assign_split, content_hash
+from unet_engine.data.dataset import RetrainingDataset, assign_split, content_hash
 from unet_engine.errors import DatasetError, GeometryMismatchError
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 from unet_engine.volume import Volume
 
 
@@ -86,7 +86,7 @@ def test_content_hash_same_scan_from_dicom_and_nifti(tmp_path):
         pytest.skip("DICOM fixture missing")
     import nibabel as nib
 
-    from unet_engine.io import write_volume
+    from unet_engine.io.volume_io import write_volume
 
     dicom = read_volume(series)
     write_volume(Volume(dicom.array, dicom.spacing, dicom.origin, dicom.direction), tmp_path / "lps.nii.gz")
@@ -161,7 +161,7 @@ def test_lock_refuses_a_second_writer(tmp_path):
     ds = make_dataset(tmp_path, limit=2)
     holder = start_python(
         "import sys, time\n"
-        "from unet_engine.dataset import RetrainingDataset\n"
+        "from unet_engine.data.dataset import RetrainingDataset\n"
         f"ds = RetrainingDataset({str(ds.folder)!r})\n"
         "with ds.locked():\n"
         "    print('locked', flush=True)\n"
@@ -194,8 +194,8 @@ def test_kill9_during_writes_leaves_dataset_readable(tmp_path, k, phase, target,
         KILL_POINT_HOOK +
         "import os\n"
         "from tests.train_helpers import HIPPO, shifted_copy\n"
-        "from unet_engine.dataset import RetrainingDataset\n"
-        "from unet_engine.io import read_volume\n"
+        "from unet_engine.data.dataset import RetrainingDataset\n"
+        "from unet_engine.io.volume_io import read_volume\n"
         f"ds = RetrainingDataset({str(ds.folder)!r})\n"
         "img = read_volume(HIPPO / 'imagesTr' / 'hippocampus_001.nii.gz')\n"
         "lab = read_volume(HIPPO / 'labelsTr' / 'hippocampus_001.nii.gz').array\n"
@@ -227,7 +227,7 @@ def test_kill9_during_writes_leaves_dataset_readable(tmp_path, k, phase, target,
 
 
 def test_export_nnunet(tmp_path):
-    from unet_engine.nnunet_export import export_nnunet
+    from unet_engine.data.nnunet_export import export_nnunet
 
     ds = make_dataset(tmp_path, limit=4)
     out = export_nnunet(ds, tmp_path / "nnUNet_raw", dataset_id=4, name="Hippocampus")

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_engine.cli import main
-from unet_engine.dataset import RetrainingDataset
-from unet_engine.dataset_export_seg import (GEOMETRY_DIFFERS, NOT_DICOM, SOURCE_MISSING, WRITTEN,
+from unet_engine.cli.main import main
+from unet_engine.data.dataset import RetrainingDataset
+from unet_engine.data.export_seg import (GEOMETRY_DIFFERS, NOT_DICOM, SOURCE_MISSING, WRITTEN,
                                             export_dicom_seg)
-from unet_engine.dicom_seg import read_dicom_seg
+from unet_engine.io.dicom_seg import read_dicom_seg
 from unet_engine.errors import SegLoopError
-from unet_engine.io import read_volume, write_mask
+from unet_engine.io.volume_io import read_volume, write_mask
 from unet_engine.volume import Volume
 
 DATA = Path(__file__).parent / "data"
@@ -145,7 +145,7 @@ def test_cli_with_project(tmp_path, series):
     back = read_dicom_seg(written[0], ct)
     assert np.array_equal(back.array, mask)
     assert [(e.value, e.name) for e in back.labels] == [(1, "liver"), (2, "spine")]
-    from unet_engine.commands.targets import open_project
+    from unet_engine.cli.commands.targets import open_project
 
     colours = open_project("Seg Export").colours
     for e in back.labels:  # the project's label colours, through CIELab and back

@@ -8,9 +8,9 @@ import signal
 import pytest
 
 from tests.train_helpers import HIPPO, make_dataset, start_python
-from unet_engine.dataset import RetrainingDataset
-from unet_engine.dataset_journal import PENDING_NAME
-from unet_engine.io import read_volume
+from unet_engine.data.dataset import RetrainingDataset
+from unet_engine.data.journal import PENDING_NAME
+from unet_engine.io.volume_io import read_volume
 
 
 def _case(name: str):
@@ -21,8 +21,8 @@ def _killed_during(ds: RetrainingDataset, patch: str) -> None:
     """Run an add of hippocampus_149 in a child that SIGKILLs itself at the point ``patch`` sets."""
     child = start_python(
         "import os, signal\n"
-        "import unet_engine.io as io\n"
-        "from unet_engine.dataset import RetrainingDataset\n"
+        "import unet_engine.io.volume_io as io\n"
+        "from unet_engine.data.dataset import RetrainingDataset\n"
         "from tests.train_helpers import HIPPO\n"
         "def die(*a, **k):\n"
         "    print('dying', flush=True)\n"
@@ -78,7 +78,7 @@ def test_kill_after_dataset_json_of_a_removal_is_finished_on_open(tmp_path):
 
 
 def test_a_failed_write_undoes_the_add_at_once(tmp_path, monkeypatch):
-    import unet_engine.io as io
+    import unet_engine.io.volume_io as io
 
     ds = make_dataset(tmp_path, limit=2)
     image, label = _case("hippocampus_149")

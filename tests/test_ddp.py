@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from tests.train_helpers import ROOT, make_dataset, python_env, tiny_config
-from unet_engine.checkpoint import load_checkpoint
-from unet_engine.registry import ModelRegistry
-from unet_engine.training import weights_sha256
+from unet_engine.model.checkpoint import load_checkpoint
+from unet_engine.registry.versions import ModelRegistry
+from unet_engine.training.fine_tune import weights_sha256
 
 
 def _free_port() -> int:
@@ -31,7 +31,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
     cfg = tiny_config(max_steps=6, steps_per_epoch=3, checkpoint_every_steps=3, val_max_cases=None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-           "-m", "unet_engine.cli", "train", "--dataset", str(ds.folder), "--registry", str(reg),
+           "-m", "unet_engine.cli.main", "train", "--dataset", str(ds.folder), "--registry", str(reg),
            "--from", "scratch", "--config", cfg.to_json(), "--threads", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
@@ -45,7 +45,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
     assert weights_sha256(model) == hashes["0"]
     assert len(versions[0].curves["epoch"]) == 2
     # each rank scored half of the val split; the all-reduced mean equals a one-process evaluation
-    from unet_engine.validation import evaluate_model
+    from unet_engine.training.validation import evaluate_model
 
     assert len(ds.val_cases()) == 2
     single = evaluate_model(model, card, ds, ds.val_cases())

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_engine.checkpoint import load_checkpoint
-from unet_engine.cli import main
-from unet_engine.io import read_mask, read_volume
+from unet_engine.model.checkpoint import load_checkpoint
+from unet_engine.cli.main import main
+from unet_engine.io.volume_io import read_mask, read_volume
 from unet_engine.metrics import dice
 from unet_engine.paths import BUNDLED_MODELS, SAMPLES
 
@@ -75,7 +75,7 @@ def test_segloop_predict_default_on_sample(scan, tmp_path, _segloop_home):
 
 
 def test_registry_imports_default_as_first_version():
-    from unet_engine.registry import ModelRegistry
+    from unet_engine.registry.versions import ModelRegistry
 
     reg = ModelRegistry()
     info = reg.ensure_default()

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 
 from unet_engine.errors import GeometryMismatchError, SegLoopError
-from unet_engine.io import read_mask, read_mask_labels, read_volume, write_mask
+from unet_engine.io.volume_io import read_mask, read_mask_labels, read_volume, write_mask
 
 DATA = Path(__file__).parent / "data"
 CT3 = DATA / "io" / "ct_dicom_3slice" / "series"
@@ -168,7 +168,7 @@ def test_overlapping_segments_are_refused(ct3, tmp_path):
 def test_empty_segment_keeps_its_label_and_warns(ct3, tmp_path, caplog):
     a = _box(ct3.shape, slice(0, 1), slice(10, 20), slice(10, 20))
     path = _highdicom_seg(tmp_path, ct3, [a, np.zeros(ct3.shape, dtype=bool)])
-    with caplog.at_level(logging.WARNING, logger="unet_engine.dicom_seg"):
+    with caplog.at_level(logging.WARNING, logger="unet_engine.io.dicom_seg"):
         mask = read_mask(path, ct3)
     assert np.array_equal(mask == 1, a) and not (mask == 2).any()
     assert "segment 2 'part 2' is empty" in caplog.text

@@ -14,10 +14,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from unet_engine.dicom_seg import read_dicom_seg
-from unet_engine.dicom_seg_write import MAX_EMPTY_SEGMENTS, write_dicom_seg
+from unet_engine.io.dicom_seg import read_dicom_seg
+from unet_engine.io.dicom_seg_write import MAX_EMPTY_SEGMENTS, write_dicom_seg
 from unet_engine.errors import SegLoopError, SourceOverwriteError
-from unet_engine.io import read_mask, read_mask_labels, read_volume, write_mask
+from unet_engine.io.volume_io import read_mask, read_mask_labels, read_volume, write_mask
 
 DATA = Path(__file__).parent / "data"
 CT3 = DATA / "io" / "ct_dicom_3slice" / "series"
@@ -96,7 +96,7 @@ def test_label_values_with_gaps_keep_their_values(ct3, tmp_path, caplog):
     mask = np.zeros(ct3.shape, dtype=np.uint8)
     mask[0, 10:20, 10:20] = 1
     mask[1, 30:40, 30:40] = 4
-    with caplog.at_level(logging.WARNING, logger="unet_engine.dicom_seg_write"):
+    with caplog.at_level(logging.WARNING, logger="unet_engine.io.dicom_seg_write"):
         written = write_dicom_seg(mask, ct3, tmp_path / "gaps.dcm", labels={1: "a", 4: ("d", (0, 0, 255))})
     assert written.segment_numbers == [1, 2, 3, 4]
     assert "label values 2, 3 are not in the mask" in caplog.text

@@ -192,7 +192,7 @@ def test_a_new_project_from_nothing_to_a_first_model(qtbot, segloop_app):
 
 def test_the_ai_panel_names_the_network_as_the_plan_does():
     from desktop_app.controllers.inference import network_kind
-    from unet_engine.model import ModelSpec
+    from unet_engine.model.network import ModelSpec
 
     kinds = [network_kind(ModelSpec(dims=2)), network_kind(ModelSpec(dims=2, context_slices=1, in_channels=3)),
              network_kind(ModelSpec(dims=3))]

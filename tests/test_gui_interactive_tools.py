@@ -20,7 +20,7 @@ from test_gui_editing import (  # noqa: F401 - fixtures are used by name
     use_tool,
     widget_pos,
 )
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,7 +3,7 @@ open -> predict (worker) -> review -> paint -> add to the training set -> fine-t
 steps -> the new version appears -> promote -> predict again; plus pause/resume/cancel,
 comparing versions and the "no model" state. Tiny budgets keep the file well under 90 s.
 
-Fine-tuning runs in a spawned child process (unet_engine.train_process); every test checks
+Fine-tuning runs in a spawned child process (unet_engine.jobs.training_process); every test checks
 that no child process and no Python thread it started is left when it ends. Promote / roll
 back run in a worker, so the test waits for ``registry_worker``.
 
@@ -49,7 +49,7 @@ def _new_threads(before):
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    from unet_engine.checkpoint import save_checkpoint
+    from unet_engine.model.checkpoint import save_checkpoint
 
     import torch
 
@@ -77,8 +77,8 @@ def _train(qtbot, parts, steps=6):
 
 
 def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
-    from unet_engine.dataset import RetrainingDataset
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.data.importing import import_msd
 
     parts = segloop_app
     inf, ds_c, tr, vc, session = parts.inference, parts.dataset, parts.training, parts.versions, parts.session
@@ -182,7 +182,7 @@ def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
 
 
 def test_pause_resume_cancel_while_the_app_stays_usable(qtbot, segloop_app, tiny_checkpoint):
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     parts = segloop_app
     inf, tr, session = parts.inference, parts.training, parts.session
@@ -219,7 +219,7 @@ def _open_while_training(qtbot, parts):
 
 
 def test_close_while_paused_stops_the_training_worker(qtbot, segloop_app, tiny_checkpoint):
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     parts = segloop_app
     tr, session = parts.training, parts.session
@@ -243,7 +243,7 @@ def test_a_training_process_that_dies_is_reported_in_the_panel(qtbot, segloop_ap
     import os
     import signal
 
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     parts = segloop_app
     tr, session = parts.training, parts.session
@@ -292,9 +292,9 @@ def test_fine_tuning_a_3d_model_keeps_its_batch_and_patch(qtbot, segloop_app, tm
     and patch (not the 2D defaults: 16 whole-volume patches per step), in the real process."""
     import torch
 
-    from unet_engine.checkpoint import ModelCard, load_card, save_checkpoint
-    from unet_engine.dataset_import import import_msd
-    from unet_engine.model import ModelSpec, build_model
+    from unet_engine.model.checkpoint import ModelCard, load_card, save_checkpoint
+    from unet_engine.data.importing import import_msd
+    from unet_engine.model.network import ModelSpec, build_model
 
     torch.manual_seed(3)
     spec = ModelSpec(dims=3, in_channels=1, num_classes=3, base_width=4, depth=2)
@@ -316,7 +316,7 @@ def test_fine_tuning_a_3d_model_keeps_its_batch_and_patch(qtbot, segloop_app, tm
 def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, tiny_checkpoint):
     """Cancel saves the run; "Continue saved run" picks it up at the saved step in a new
     process and finishes the same schedule; the button goes away once the run is done."""
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     parts = segloop_app
     tr, session = parts.training, parts.session
@@ -350,8 +350,8 @@ def test_a_cancelled_run_is_continued_from_its_saved_state(qtbot, segloop_app, t
 def test_a_retried_add_never_adds_a_scan_opened_in_the_meantime(qtbot, segloop_app):
     """"Replace its mask?" answered after another scan was opened: the retry is refused with a
     note, the other scan is not added and the case already in the set keeps its mask."""
-    from unet_engine.dataset import RetrainingDataset
-    from unet_engine.io import read_mask, read_volume
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.io.volume_io import read_mask, read_volume
 
     parts = segloop_app
     ds_c, doc, session = parts.dataset, parts.document, parts.session

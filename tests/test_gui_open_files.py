@@ -11,7 +11,7 @@ from PySide6 import QtWidgets
 
 from conftest import DATA
 from gui_helpers import click_view
-from unet_engine.io import read_mask, read_volume
+from unet_engine.io.volume_io import read_mask, read_volume
 
 IO = DATA / "io"
 # (scan, mask or None, orientation code of the file)

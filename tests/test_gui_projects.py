@@ -28,7 +28,7 @@ LEFT = QtCore.Qt.MouseButton.LeftButton
 def tiny_checkpoint(tmp_path):
     import torch
 
-    from unet_engine.checkpoint import save_checkpoint
+    from unet_engine.model.checkpoint import save_checkpoint
 
     model, card = tiny_model(seed=1)
     with torch.no_grad():
@@ -330,7 +330,7 @@ def test_dice_is_shown_honestly_in_the_versions_table_and_the_add_case_text():
     from desktop_app.controllers.dataset import add_result_text
     from desktop_app.state.validation_info import completed_metrics, version_val_cases
     from desktop_app.widgets.versions_panel import dice_cells
-    from unet_engine.registry import VersionInfo
+    from unet_engine.registry.versions import VersionInfo
 
     names = ["head", "tail"]
     # a fine-tune's final metrics: no val_cases, a None Dice for a label in no validation case

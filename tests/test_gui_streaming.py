@@ -16,9 +16,9 @@ import pytest
 
 from desktop_app import learning_jobs
 from tests.train_helpers import HIPPO
-from unet_engine import inference_runner
-from unet_engine.io import read_volume, write_volume
-from unet_engine.streaming import PartialProgress
+from unet_engine.inference import runner as inference_runner
+from unet_engine.io.volume_io import read_volume, write_volume
+from unet_engine.inference.streaming import PartialProgress
 from unet_engine.volume import Volume
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 
 from tests.train_helpers import HIPPO
-from unet_engine.io import read_mask
+from unet_engine.io.volume_io import read_mask
 
 CASE = "hippocampus_320.nii.gz"
 OTHER = HIPPO / "imagesTr" / "hippocampus_221.nii.gz"
@@ -82,7 +82,7 @@ def test_save_writes_the_mask_then_opens_the_other_scan(qtbot, edited_case):
 
 
 def _volume(folder):
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     return read_volume(folder / "image.nii.gz")
 

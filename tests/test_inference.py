@@ -7,18 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from unet_engine.checkpoint import ModelCard, save_checkpoint
+from unet_engine.model.checkpoint import ModelCard, save_checkpoint
 from unet_engine.errors import CancelledError, SegLoopError
-from unet_engine.inference import (
+from unet_engine.registry.resolver import load_model_for_inference
+from unet_engine.inference.predict import (
     Prediction,
     estimate_batch_size,
-    load_model_for_inference,
     predict_array,
     predict_slice,
     predict_volume,
 )
-from unet_engine.inference_runner import patch_size
-from unet_engine.model import ModelSpec
+from unet_engine.inference.runner import patch_size
+from unet_engine.model.network import ModelSpec
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.volume import Volume
 
@@ -79,7 +79,7 @@ def test_tta_adds_disagreement():
 
 
 def test_tta_flips_only_axes_the_model_was_trained_to_mirror(caplog):
-    from unet_engine.tta import flip_axes_for, flip_sets
+    from unet_engine.inference.tta import flip_axes_for, flip_sets
 
     spec = ModelSpec(base_width=2, depth=1)
     assert flip_axes_for(ModelCard(spec=spec)) == [0, 1]  # card says nothing: nnU-Net convention
@@ -116,7 +116,7 @@ def test_deterministic_and_batch_size_independent():
 
 def test_matches_plain_model_forward():
     """The fast path (BN folded, channels-last, padded once) computes what the network computes."""
-    from unet_engine.preprocessing import prepare_image
+    from unet_engine.model.preprocessing import prepare_image
 
     spec = ModelSpec(base_width=4, depth=3)
     model, card, vol = _model(spec), ModelCard(spec=spec), _volume()

@@ -1,4 +1,4 @@
-"""The device-side sliding window and batched inference (unet_engine/sliding_window.py,
+"""The device-side sliding window and batched inference (unet_engine/inference/sliding_window.py,
 inference_runner.py): coverage of the Gaussian blend on odd shapes, batch-size independence,
 window sizing, on-device normalisation, cancel mid-way, the CPU fallback of the 3D path,
 results kept on the device, equality with the previous engine on real hippocampus data,
@@ -13,18 +13,18 @@ import pytest
 import torch
 from torch import nn
 
-from unet_engine import sliding_window as sw
-from unet_engine.checkpoint import ModelCard, load_checkpoint
+from unet_engine.inference import sliding_window as sw
+from unet_engine.model.checkpoint import ModelCard, load_checkpoint
 from unet_engine.errors import CancelledError
-from unet_engine.inference import predict_volume
-from unet_engine.inference_runner import Runner, device_image, run_patches, window_size
-from unet_engine.io import read_mask, read_volume
+from unet_engine.inference.predict import predict_volume
+from unet_engine.inference.runner import Runner, device_image, run_patches, window_size
+from unet_engine.io.volume_io import read_mask, read_volume
 from unet_engine.metrics import dice
-from unet_engine.model import ModelSpec
+from unet_engine.model.network import ModelSpec
 from unet_engine.paths import BUNDLED_MODELS
-from unet_engine.preprocessing import apply_intensity, intensity_stats, prepare_image
+from unet_engine.model.preprocessing import apply_intensity, intensity_stats, prepare_image
 from unet_engine.progress import CancelToken, Progress, run_generator
-from unet_engine.tta import entropy_map
+from unet_engine.inference.tta import entropy_map
 from unet_engine.volume import Volume
 from tests.train_helpers import OOMOffCPU, inference_model
 

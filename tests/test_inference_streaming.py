@@ -1,4 +1,4 @@
-"""View-first streaming (unet_engine/streaming.py, ``predict_volume(focus=...)``): the
+"""View-first streaming (unet_engine/inference/streaming.py, ``predict_volume(focus=...)``): the
 prediction is the same as without a focus (2D, 2.5D, 3D; with and without resampling;
 every focus axis), the partial labels are final and cover the volume once, the focus
 slice's labels come first, and cancel works mid-stream. Real data: the bundled 3D model
@@ -12,14 +12,15 @@ import itertools
 import numpy as np
 import pytest
 
-from unet_engine import sliding_window as sw
-from unet_engine.checkpoint import ModelCard
+from unet_engine.inference import sliding_window as sw
+from unet_engine.model.checkpoint import ModelCard
 from unet_engine.errors import CancelledError
-from unet_engine.inference import load_model_for_inference, predict_volume
-from unet_engine.io import read_volume
-from unet_engine.model import ModelSpec
+from unet_engine.inference.predict import predict_volume
+from unet_engine.registry.resolver import load_model_for_inference
+from unet_engine.io.volume_io import read_volume
+from unet_engine.model.network import ModelSpec
 from unet_engine.progress import CancelToken, Progress, run_generator
-from unet_engine.streaming import OrderedBlend, PartialProgress, nearest_first
+from unet_engine.inference.streaming import OrderedBlend, PartialProgress, nearest_first
 from unet_engine.volume import Volume
 from tests.train_helpers import DATA, HIPPO, inference_model
 

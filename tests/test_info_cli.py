@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest_io import FIXTURES
 
-from unet_engine.cli import main
+from unet_engine.cli.main import main
 
 SPLEEN_LABEL = FIXTURES / "ct_spleen_nifti" / "label.nii.gz"
 
@@ -78,7 +78,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
 
 
 def test_as_a_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "unet_engine.cli", "info", "--json", str(SPLEEN_LABEL)],
+    proc = subprocess.run([sys.executable, "-m", "unet_engine.cli.main", "info", "--json", str(SPLEEN_LABEL)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["labels"][1]["voxels"] == 96672

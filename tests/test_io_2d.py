@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from unet_engine.errors import UnsupportedImageError
-from unet_engine.io import read_mask, read_volume, write_mask
+from unet_engine.io.volume_io import read_mask, read_volume, write_mask
 
 RNG = np.random.default_rng(11)
 RGB = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from conftest_io import FIXTURES, copy_fixture, entries, reference_image
 
 from unet_engine.errors import DicomSeriesError
-from unet_engine.io import read_dicom_series, read_volume
+from unet_engine.io.volume_io import read_dicom_series, read_volume
 
 CT = FIXTURES / "ct_dicom_3slice" / "series"
 MR = FIXTURES / "mr_hippocampus_dicom" / "series"
@@ -101,7 +101,7 @@ def test_two_series_in_one_folder_opens_the_larger_and_says_so(tmp_path, caplog)
         shutil.copyfile(f, folder / f"ct_{f.name}")
     for f in MR.iterdir():
         shutil.copyfile(f, folder / f"mr_{f.name}")
-    with caplog.at_level(logging.WARNING, logger="unet_engine.dicom"):
+    with caplog.at_level(logging.WARNING, logger="unet_engine.io.dicom"):
         vol = read_volume(folder)
     assert vol.modality == "MR" and vol.shape == (32, 51, 35)
     assert "2 DICOM series" in caplog.text and "CT, 3 slices" in caplog.text

@@ -20,7 +20,7 @@ from conftest_io import FIXTURES, entries
 
 from unet_engine.errors import (DicomSeriesError, ImageDimensionError, ImageTooLargeError, InvalidVoxelDataError,
                                 SegLoopError, UnsupportedImageError)
-from unet_engine.io import read_volume, write_mask
+from unet_engine.io.volume_io import read_volume, write_mask
 
 SPLEEN = FIXTURES / "ct_spleen_nifti" / "image.nii.gz"
 

@@ -13,7 +13,7 @@ from conftest_io import (CASES, FIXTURES, TOL_MM, box_mask, itk_world, nib_world
                          reference_image, reference_world)
 
 from unet_engine.errors import ImageDimensionError
-from unet_engine.io import read_mask, read_volume, write_mask, write_volume
+from unet_engine.io.volume_io import read_mask, read_volume, write_mask, write_volume
 from unet_engine.volume import Volume
 
 EXPECTED = {  # name: (shape kji, spacing kji, orientation, dtype kind, modality)

@@ -8,9 +8,9 @@ import pytest
 import SimpleITK as sitk
 from conftest_io import FIXTURES, copy_fixture, entries, read_nrrd_plain
 
-from unet_engine.atomic import atomic_path
+from unet_engine.io.atomic import atomic_path
 from unet_engine.errors import GeometryMismatchError, InvalidVoxelDataError, SegLoopError, UnsupportedImageError
-from unet_engine.io import read_mask, read_volume, write_mask, write_volume
+from unet_engine.io.volume_io import read_mask, read_volume, write_mask, write_volume
 from unet_engine.volume import Volume
 
 
@@ -96,8 +96,8 @@ def test_interrupted_write_leaves_old_file_and_no_temp(scan, tmp_path, monkeypat
             fh.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("unet_engine.nifti.nib.save", crash)
-    monkeypatch.setattr("unet_engine.itk_io.sitk.WriteImage", crash)
+    monkeypatch.setattr("unet_engine.io.nifti.nib.save", crash)
+    monkeypatch.setattr("unet_engine.io.itk_io.sitk.WriteImage", crash)
     before = entries(tmp_path)
     with pytest.raises(OSError, match="disk full"):
         write_mask(np.zeros(scan.shape, np.uint8), scan, target)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest_io import FIXTURES
 
-from unet_engine import nifti
+from unet_engine.io import nifti
 from unet_engine.errors import UnsupportedImageError
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 SPLEEN = FIXTURES / "ct_spleen_nifti" / "image.nii.gz"
 
@@ -97,7 +97,7 @@ def test_uncompressed_nii_and_rgb24(tmp_path):
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
 def test_rgb_volume_round_trips(tmp_path, suffix):
     """write_volume stores colour as ITK does (NIfTI: a 3-component vector); it reads back."""
-    from unet_engine.io import write_volume
+    from unet_engine.io.volume_io import write_volume
     from unet_engine.volume import Volume
 
     rgb = Volume(array=(np.arange(3 * 4 * 5 * 3) % 250).astype(np.uint8).reshape(3, 4, 5, 3), spacing=(3, 2, 1))

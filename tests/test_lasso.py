@@ -10,7 +10,7 @@ import pytest
 from skimage import measure
 
 from desktop_app.state.lasso import LassoError, polygon_selection
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 SPLEEN = Path(__file__).parent / "data" / "io" / "ct_spleen_nifti"
 

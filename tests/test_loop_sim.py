@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from unet_engine.cli import main
-from unet_engine.loop_sim_report import csv_columns
+from unet_engine.cli.main import main
+from unet_engine.experiments.loop_sim_report import csv_columns
 
 DATA = Path(__file__).parent / "data" / "hippocampus"  # 8 real MSD Task04 cases (see tests/data/README.md)
 
@@ -108,7 +108,7 @@ def test_loop_sim_refuses_a_bad_patch_size(tmp_path, capsys):
 
 
 def test_group_pattern_keeps_a_group_on_one_side_of_the_held_out_split():
-    from unet_engine.loop_sim import LoopSimConfig, group_of, list_cases, split_cases
+    from unet_engine.experiments.loop_sim import LoopSimConfig, group_of, list_cases, split_cases
 
     cases = list_cases(DATA)
     pattern = r"hippocampus_\d\d"  # 001/003 and 148/149 share a group
@@ -128,7 +128,7 @@ def test_held_out_dice_leaves_out_labels_absent_from_both(tmp_path, monkeypatch)
 
     import numpy as np
 
-    import unet_engine.loop_sim as ls
+    import unet_engine.experiments.loop_sim as ls
     from unet_engine.volume import Volume
 
     cfg = ls.LoopSimConfig(data=str(DATA), labels={1: "anterior", 2: "posterior"}, initial=1, rounds=1, holdout=2)
@@ -179,7 +179,7 @@ def test_loop_sim_takes_labels_modality_and_plan_from_a_project(tmp_path):
     store = ProjectStore()
     project = store.create("Hippo sim", modality="MR", labels={1: "anterior", 2: "posterior"})
     ds = project.dataset()
-    from unet_engine.io import read_mask, read_volume
+    from unet_engine.io.volume_io import read_mask, read_volume
 
     image = read_volume(DATA / "imagesTr" / "hippocampus_001.nii.gz")
     ds.add_case(image, read_mask(DATA / "labelsTr" / "hippocampus_001.nii.gz", image))
@@ -199,7 +199,7 @@ def test_loop_sim_takes_labels_modality_and_plan_from_a_project(tmp_path):
 
 def test_the_plan_sets_the_per_round_budget_unless_given(tmp_path):
     from unet_engine.errors import SegLoopError
-    from unet_engine.loop_sim import LoopSimConfig, LoopSimulation
+    from unet_engine.experiments.loop_sim import LoopSimConfig, LoopSimulation
 
     with pytest.raises(SegLoopError, match="steps-per-round"):
         LoopSimConfig(data=str(DATA), labels={1: "anterior", 2: "posterior"}, steps_per_round=None).validate()
@@ -216,7 +216,7 @@ def test_a_reference_model_of_other_labels_is_not_scored(capsys):
     """The bundled hippocampus model is no reference for a spleen simulation: no reference line."""
     import argparse
 
-    from unet_engine.commands.loop_sim import build_config, register
+    from unet_engine.cli.commands.loop_sim import build_config, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

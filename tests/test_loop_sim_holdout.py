@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from unet_engine.errors import SegLoopError
-from unet_engine.loop_sim import LoopSimConfig, list_cases, split_cases
+from unet_engine.experiments.loop_sim import LoopSimConfig, list_cases, split_cases
 
 DATA = Path(__file__).parent / "data" / "hippocampus"  # 8 real MSD Task04 cases
 
@@ -47,20 +47,20 @@ def test_an_empty_requested_held_out_set_is_an_error():
 
 
 def test_reference_val_ids_absent_from_the_data_fall_back_with_a_warning(monkeypatch, caplog):
-    import unet_engine.loop_sim as ls
+    import unet_engine.experiments.loop_sim as ls
 
     monkeypatch.setattr(ls, "reference_val_ids", lambda ref: ["other_001", "other_002"])
     cases = list_cases(DATA)
-    with caplog.at_level(logging.WARNING, logger="unet_engine.loop_sim"):
+    with caplog.at_level(logging.WARNING, logger="unet_engine.experiments.loop_sim"):
         _, _, hold = split_cases(cases, _cfg(reference="some/ref"))
     assert len(hold) == 2 and all(c.id in {x.id for x in cases} for c in hold)
     assert any("other_001" in r.getMessage() and "not in the data" in r.getMessage() for r in caplog.records)
 
 
 def test_cli_holdout_from_a_dataset_whose_cases_are_not_in_the_data_exits_2(tmp_path, capsys):
-    from unet_engine.cli import main
-    from unet_engine.dataset import RetrainingDataset
-    from unet_engine.io import read_volume
+    from unet_engine.cli.main import main
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.io.volume_io import read_volume
 
     ds = RetrainingDataset.create(tmp_path / "other", {1: "anterior", 2: "posterior"})
     for n, name in enumerate(["hippocampus_001", "hippocampus_003", "hippocampus_148"]):

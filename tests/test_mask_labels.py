@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest_io import read_nrrd_plain
 
-from unet_engine.atomic import current_umask
+from unet_engine.io.atomic import current_umask
 from unet_engine.errors import SegLoopError
-from unet_engine.io import read_mask, read_mask_labels, write_mask
-from unet_engine.label_descriptions import (LabelDescription, LabelFileError, parse_label_descriptions,
+from unet_engine.io.volume_io import read_mask, read_mask_labels, write_mask
+from unet_engine.io.label_descriptions import (LabelDescription, LabelFileError, parse_label_descriptions,
                                             read_label_descriptions, sidecar_path)
-from unet_engine.seg_nrrd import segments_from_fields
+from unet_engine.io.seg_nrrd import segments_from_fields
 from unet_engine.volume import Volume
 
 SPLEEN = LabelDescription(1, "spleen", (12, 34, 56), 0.5, False, True)
@@ -141,7 +141,7 @@ def test_malformed_label_file_warns_and_the_mask_still_loads(scan, tmp_path, cap
     side.write_text("# ITK-SnAP Label Description File\n" + bad + "\n")
     with pytest.raises(LabelFileError, match="case.label_description.txt: line"):
         read_label_descriptions(side)
-    with caplog.at_level(logging.WARNING, logger="unet_engine.mask_labels"):
+    with caplog.at_level(logging.WARNING, logger="unet_engine.io.mask_labels"):
         loaded = load_mask(out, like=scan)  # what the GUI's open-mask worker runs
     assert np.array_equal(loaded.mask, _mask(scan))
     assert loaded.labels.entries == ()  # default names, never half a table

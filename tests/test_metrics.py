@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_engine.losses import DiceCELoss
+from unet_engine.training.losses import DiceCELoss
 from unet_engine.metrics import (
     dice,
     evaluate,

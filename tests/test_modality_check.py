@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tests.train_helpers import DATA, HIPPO
-from unet_engine.io import read_volume
-from unet_engine.modality_check import modality_mismatch
+from unet_engine.io.volume_io import read_volume
+from unet_engine.data.modality_check import modality_mismatch
 
 
 def test_ct_and_mr_scans_against_ct_and_mr_models():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unet_engine.model import ModelSpec, UNet, build_model, count_parameters, fuse_for_inference, required_multiple
+from unet_engine.model.network import ModelSpec, UNet, build_model, count_parameters, fuse_for_inference, required_multiple
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

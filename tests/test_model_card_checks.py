@@ -14,11 +14,11 @@ from typing import Callable
 import pytest
 
 from unet_engine import paths
-from unet_engine.checkpoint import load_card, load_checkpoint
-from unet_engine.cli import main
+from unet_engine.model.checkpoint import load_card, load_checkpoint
+from unet_engine.cli.main import main
 from unet_engine.errors import CheckpointError
-from unet_engine.model import ModelSpec, UNet
-from unet_engine.model_card_checks import MAX_CARD_BYTES, estimate_parameters, json_depth
+from unet_engine.model.network import ModelSpec, UNet
+from unet_engine.model.card_checks import MAX_CARD_BYTES, estimate_parameters, json_depth
 
 BUNDLED = paths.BUNDLED_MODELS / "default"
 HIPPO_IMAGE = Path(__file__).parent / "data" / "hippocampus" / "imagesTr"
@@ -207,7 +207,7 @@ def test_json_depth_is_iterative():
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("case", ["base_width 1,000,000", "weights a symlink to /dev/zero"])
 def test_import_model_refuses_a_bad_folder(case, tmp_path):
-    from unet_engine.registry import ModelRegistry
+    from unet_engine.registry.versions import ModelRegistry
 
     mutate, named, problem = BAD[case]
     folder = _copy(tmp_path)

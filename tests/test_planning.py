@@ -22,7 +22,7 @@ from unet_engine.planning import (
     plan_first_model,
 )
 from unet_engine.planning import cost
-from unet_engine.train_config import TrainConfig
+from unet_engine.training.config import TrainConfig
 
 SPLEEN = Path(__file__).parent / "data" / "io" / "ct_spleen_nifti"
 
@@ -59,8 +59,8 @@ def test_fingerprint_of_the_hippocampus_cases(hippo):
 
 
 def test_ct_fingerprint_samples_the_labelled_intensities(tmp_path):
-    from unet_engine.dataset import RetrainingDataset
-    from unet_engine.io import read_mask, read_volume
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.io.volume_io import read_mask, read_volume
 
     image = read_volume(SPLEEN / "image.nii.gz")
     label = np.asarray(read_mask(SPLEEN / "label.nii.gz", image))
@@ -196,8 +196,8 @@ def _tiny(fp: DatasetFingerprint, **extra) -> TrainingPlan:
 
 def test_train_config_trains_exactly_the_planned_network(hippo, tmp_path):
     from unet_engine.progress import run_generator
-    from unet_engine.registry import ModelRegistry
-    from unet_engine.training import fine_tune
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.training.fine_tune import fine_tune
 
     plan = _tiny(fingerprint_dataset(hippo))
     config = plan.train_config(cache_cases=2)

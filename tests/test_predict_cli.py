@@ -1,7 +1,7 @@
 """End to end on real data: overfit a small 2D U-Net on two hippocampus cases (MSD Task04),
 then segment them through ``predict_volume``, ``segloop predict`` and ``segloop eval``.
 
-The training loop lives here on purpose (the real trainer is ``unet_engine.training``):
+The training loop lives here on purpose (the real trainer is ``unet_engine.training.fine_tune``):
 it uses the engine's preprocessing and loss, so what is checked is that training and
 inference agree. About 10-20 s on 2 CPU cores.
 """
@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from unet_engine.checkpoint import ModelCard, save_checkpoint
-from unet_engine.cli import main
-from unet_engine.inference import predict_volume
-from unet_engine.io import read_mask, read_volume
-from unet_engine.losses import DiceCELoss
+from unet_engine.model.checkpoint import ModelCard, save_checkpoint
+from unet_engine.cli.main import main
+from unet_engine.inference.predict import predict_volume
+from unet_engine.io.volume_io import read_mask, read_volume
+from unet_engine.training.losses import DiceCELoss
 from unet_engine.metrics import dice
-from unet_engine.model import ModelSpec, build_model, required_multiple
-from unet_engine.preprocessing import pad_to_multiple, prepare_image, prepare_label, slice_axis_for_spacing, slice_stack
+from unet_engine.model.network import ModelSpec, build_model, required_multiple
+from unet_engine.model.preprocessing import pad_to_multiple, prepare_image, prepare_label, slice_axis_for_spacing, slice_stack
 from unet_engine.progress import run_generator
 
 HIPPO = Path(__file__).parent / "data" / "hippocampus"
@@ -84,7 +84,7 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_overfit_predict_volume(trained):
-    from unet_engine.checkpoint import load_checkpoint
+    from unet_engine.model.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(trained)
     for case in CASES:

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from unet_engine.checkpoint import ModelCard
-from unet_engine.model import ModelSpec
-from unet_engine.preprocessing import (
+from unet_engine.model.checkpoint import ModelCard
+from unet_engine.model.network import ModelSpec
+from unet_engine.model.preprocessing import (
     PreprocessConfig,
     looks_like_hu,
     normalize,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.train_helpers import DATA, HIPPO, ROOT, python_env
-from unet_engine.cli import main
+from unet_engine.cli.main import main
 from unet_engine.paths import BUNDLED_MODELS
 
 CT_IMAGE, CT_LABEL = DATA / "io" / "ct_spleen_nifti" / "image.nii.gz", DATA / "io" / "ct_spleen_nifti" / "label.nii.gz"
@@ -63,7 +63,7 @@ def add_cases(project: str, cases: tuple[str, ...]) -> None:
 
 def ct_crop(path: Path) -> Path:
     """4 x 32 x 32 real voxels of the spleen CT around air (exact geometry), for a quick prediction."""
-    from unet_engine.io import read_volume, write_volume
+    from unet_engine.io.volume_io import read_volume, write_volume
     from unet_engine.volume import Volume
 
     ct = read_volume(CT_IMAGE)
@@ -352,7 +352,7 @@ def test_fine_tune_a_project_started_from_the_bundled_model(_segloop_home):
 def test_ctrl_c_keeps_a_first_model_run_resumable(_segloop_home, monkeypatch):
     import os
 
-    from unet_engine.commands.progress import ProgressBar
+    from unet_engine.cli.commands.progress import ProgressBar
 
     assert cli("project", "create", "Hippo", "--modality", "MR", "--labels", "1=anterior,2=posterior")[0] == 0
     add_cases("Hippo", CASES[:3])
@@ -415,7 +415,7 @@ def test_corrupt_and_newer_project_files(_segloop_home, tmp_path):
 
 _KILL_AT = """
 import os, signal, sys
-from unet_engine.cli import main
+from unet_engine.cli.main import main
 from unet_engine.projects import first_start, store
 
 first_start()

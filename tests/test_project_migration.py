@@ -51,9 +51,9 @@ def legacy_home(tmp_path) -> Path:
 
 def _check_migrated(home: Path, expected: dict[str, str]) -> None:
     from unet_engine.progress import CancelToken, run_generator
-    from unet_engine.training import StepReport, fine_tune
-    from unet_engine.training_setup import run_folder
-    from unet_engine.train_config import TrainConfig
+    from unet_engine.training.fine_tune import StepReport, fine_tune
+    from unet_engine.training.setup import run_folder
+    from unet_engine.training.config import TrainConfig
     from unet_engine.errors import CancelledError
 
     store = ProjectStore(home / "projects")

@@ -25,7 +25,7 @@ def store(tmp_path) -> ProjectStore:
 
 
 def _case(n: str = "hippocampus_001"):
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     image = read_volume(HIPPO / "imagesTr" / f"{n}.nii.gz")
     return image, read_volume(HIPPO / "labelsTr" / f"{n}.nii.gz").array
@@ -101,7 +101,7 @@ def test_start_from_the_bundled_model(store):
 
 
 def test_start_from_a_checkpoint_folder_copies_it_in(store, tmp_path):
-    from unet_engine.checkpoint import save_checkpoint
+    from unet_engine.model.checkpoint import save_checkpoint
 
     model, card = tiny_model()
     src = save_checkpoint(model, card, tmp_path / "ckpt")
@@ -145,7 +145,7 @@ def test_corrupt_newer_or_absolute_project_json_is_refused_and_listed_as_broken(
 
 
 def test_a_project_folder_copied_elsewhere_opens_with_its_data(store, tmp_path):
-    from unet_engine.training_setup import run_folder
+    from unet_engine.training.setup import run_folder
 
     p = store.create("Hippo", modality="MR", labels={1: "anterior", 2: "posterior"})
     ds = p.dataset()
@@ -236,7 +236,7 @@ def test_delete_moves_to_the_trash_and_refuses_the_open_or_busy_project(store):
 
 @pytest.mark.parametrize("step", ["project.json", "dataset", "model"])
 def test_a_creation_killed_midway_leaves_no_half_project(store, tmp_path, step):
-    from unet_engine.checkpoint import save_checkpoint
+    from unet_engine.model.checkpoint import save_checkpoint
 
     model, card = tiny_model()
     src = save_checkpoint(model, card, tmp_path / "ckpt")
@@ -260,7 +260,7 @@ def test_a_fine_tune_after_adding_a_label_grows_the_network_and_keeps_the_old_ou
     import torch
 
     from unet_engine.progress import run_generator
-    from unet_engine.training import fine_tune
+    from unet_engine.training.fine_tune import fine_tune
 
     p = store.create("Hippo", modality="MR", labels={1: "anterior", 2: "posterior"})
     ds = p.dataset()
@@ -287,7 +287,7 @@ def test_a_fine_tune_after_adding_a_label_grows_the_network_and_keeps_the_old_ou
 def test_more_classes_keeps_every_weight_of_the_old_ones():
     import torch
 
-    from unet_engine.model import with_more_classes
+    from unet_engine.model.network import with_more_classes
 
     model, _ = tiny_model()
     model.eval()
@@ -301,7 +301,7 @@ def test_more_classes_keeps_every_weight_of_the_old_ones():
 
 def test_a_project_run_never_starts_from_the_bundled_model_of_other_labels(store, one_torch_thread):
     from unet_engine.progress import run_generator
-    from unet_engine.training import fine_tune
+    from unet_engine.training.fine_tune import fine_tune
 
     p = store.create("Hippo renamed", modality="MR", labels={1: "head", 2: "tail"})
     ds = p.dataset()

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from desktop_app.state.region_click import ClickError, region_from_click
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 SPLEEN = Path(__file__).parent / "data" / "io" / "ct_spleen_nifti"
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from tests.train_helpers import KILL_POINT_HOOK, kill_at_marker, make_dataset, start_python, tiny_model
-from unet_engine.checkpoint import load_checkpoint, save_checkpoint
+from unet_engine.model.checkpoint import load_checkpoint, save_checkpoint
 from unet_engine.errors import RegistryError
-from unet_engine.registry import ModelRegistry, active_checkpoint_path
+from unet_engine.registry.versions import ModelRegistry, active_checkpoint_path
+from unet_engine.training.validation import val_split_rescorer
 
 
 def _add(reg: ModelRegistry, seed: int, **kw):
@@ -61,7 +62,7 @@ def test_delete_refuses_active_and_ids_are_not_reused(tmp_path):
 
 
 def test_module_level_active_path_and_resolver(tmp_path, monkeypatch):
-    from unet_engine.model_resolver import resolve_model_path
+    from unet_engine.registry.resolver import resolve_model_path
     from unet_engine.paths import segloop_home
 
     assert active_checkpoint_path() is None
@@ -98,7 +99,7 @@ def test_compare_side_by_side_and_on_val_split(tmp_path):
     assert rows["val_mean_dice"]["delta"] == pytest.approx(0.2)
     assert rows["val_dice.anterior"]["a"] == 0.4 and rows["val_dice.anterior"]["b"] == 0.8
     ds = make_dataset(tmp_path, limit=5)
-    res = reg.compare("v0001", "v0002", dataset=ds)
+    res = reg.compare("v0001", "v0002", rescore=val_split_rescorer(reg, ds))
     assert res["metrics_a"]["val_cases"] == len(ds.val_cases()) == 1
     assert 0.0 <= res["metrics_b"]["val_dice"]["anterior"] <= 1.0
 
@@ -125,7 +126,7 @@ def test_kill9_during_registry_writes_keeps_active_loadable(tmp_path, k, point, 
         KILL_POINT_HOOK +
         "import os\n"
         "from tests.train_helpers import tiny_model\n"
-        "from unet_engine.registry import ModelRegistry\n"
+        "from unet_engine.registry.versions import ModelRegistry\n"
         f"reg = ModelRegistry({str(root)!r})\n"
         "now = {'k': 0}\n"
         "_rename, _replace = os.rename, os.replace\n"

@@ -179,8 +179,8 @@ def test_saved_names_win_over_the_table_they_replace():
 
     from desktop_app.state.labels import Label
     from desktop_app.state.saved_labels import LabelConflict, labels_with_saved, saved_labels_note
-    from unet_engine.label_descriptions import LabelDescription
-    from unet_engine.mask_labels import MaskLabels
+    from unet_engine.io.label_descriptions import LabelDescription
+    from unet_engine.io.mask_labels import MaskLabels
 
     project = [Label(1, "Liver", (255, 0, 0)), Label(2, "Tumour", (0, 255, 0)), Label(3, "Label 3", (0, 0, 255))]
     saved = [LabelDescription(1, "spleen", (1, 2, 3), 0.5, False, True), LabelDescription(2, "tumour", (9, 9, 9)),

@@ -20,7 +20,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def tiny_ckpt(tmp_path):
-    from unet_engine.checkpoint import save_checkpoint
+    from unet_engine.model.checkpoint import save_checkpoint
 
     model, card = tiny_model(seed=2)
     return save_checkpoint(model, card, tmp_path / "tiny")
@@ -28,7 +28,7 @@ def tiny_ckpt(tmp_path):
 
 def test_an_empty_project_needs_a_first_model(store):
     from desktop_app.state.project_session import ProjectSession
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     session = ProjectSession(store)
     seen = []
@@ -73,7 +73,7 @@ def test_the_bundled_start_then_the_active_version_then_model_override(store, ti
 def test_scan_checks_and_prediction_belong_to_one_scan():
     from desktop_app.state.prediction import PredictionState
     from desktop_app.state.scan_checks import ScanChecks, modality_notes
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     ct, mr = read_volume(CT), read_volume(HIPPO / "imagesTr" / "hippocampus_001.nii.gz")
     notes = modality_notes(ct)

@@ -15,7 +15,7 @@ from desktop_app.state.surface_mesh import (
     label_bboxes,
     label_mesh,
 )
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 from unet_engine.volume import Volume, identity_direction
 
 HIPPO = Path(__file__).parent / "data" / "hippocampus"

@@ -75,7 +75,7 @@ _RENDER_SCRIPT = textwrap.dedent("""
     from PySide6 import QtCore, QtWidgets
     from desktop_app.state.document import Document
     from desktop_app.viewer.view_grid import ViewGrid
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     app = QtWidgets.QApplication([])
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.train_helpers import HIPPO, tiny_config
-from unet_engine.cli import main
+from unet_engine.cli.main import main
 
 
 def test_dataset_commands(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Fine-tuning in a spawned child process (unet_engine.train_process), without Qt, on real
+"""Fine-tuning in a spawned child process (unet_engine.jobs.training_process), without Qt, on real
 hippocampus cases: reports and result over the queue, pause/resume/cancel over events,
 errors by type name, a killed child, and no child process or thread left behind.
 """
@@ -29,7 +29,7 @@ def _no_children_left():
 
 
 def _registry(tmp_path):
-    from unet_engine.registry import ModelRegistry
+    from unet_engine.registry.versions import ModelRegistry
 
     reg = ModelRegistry(tmp_path / "models")
     model, card = tiny_model(seed=1)
@@ -48,8 +48,8 @@ def _run_until(proc, predicate, timeout=90.0):
 
 
 def test_a_run_in_a_child_process_reports_every_step_and_adds_a_version(tmp_path):
-    from unet_engine.train_process import start_training_process
-    from unet_engine.training import EpochReport, StepReport, TrainResult
+    from unet_engine.jobs.training_process import start_training_process
+    from unet_engine.training.fine_tune import EpochReport, StepReport, TrainResult
 
     reg = _registry(tmp_path)
     ds = make_dataset(tmp_path, limit=3)
@@ -72,8 +72,8 @@ def test_a_run_in_a_child_process_reports_every_step_and_adds_a_version(tmp_path
 def test_a_budget_in_minutes_is_fitted_to_a_complete_schedule_in_the_child(tmp_path):
     """The panel's minutes: the child measures steps first, so the run's schedule ends inside
     the budget (max_steps fitted, max_minutes kept as the safety cut)."""
-    from unet_engine.train_process import start_training_process
-    from unet_engine.training import StepReport
+    from unet_engine.jobs.training_process import start_training_process
+    from unet_engine.training.fine_tune import StepReport
 
     reg = _registry(tmp_path)
     ds = make_dataset(tmp_path, limit=3)
@@ -91,7 +91,7 @@ def test_a_budget_in_minutes_is_fitted_to_a_complete_schedule_in_the_child(tmp_p
 
 def test_pause_resume_cancel_cross_the_process_boundary(tmp_path):
     from unet_engine.errors import CancelledError
-    from unet_engine.train_process import start_training_process
+    from unet_engine.jobs.training_process import start_training_process
 
     reg = _registry(tmp_path)
     ds = make_dataset(tmp_path, limit=2)
@@ -118,7 +118,7 @@ def test_pause_resume_cancel_cross_the_process_boundary(tmp_path):
 
 def test_errors_come_back_as_type_and_message(tmp_path):
     from unet_engine.errors import SegLoopError
-    from unet_engine.train_process import start_training_process
+    from unet_engine.jobs.training_process import start_training_process
 
     reg = _registry(tmp_path)
     ds = make_dataset(tmp_path, limit=2)
@@ -132,7 +132,7 @@ def test_errors_come_back_as_type_and_message(tmp_path):
 
 
 def test_a_killed_child_is_reported_and_the_registry_stays_intact(tmp_path):
-    from unet_engine.train_process import start_training_process
+    from unet_engine.jobs.training_process import start_training_process
 
     reg = _registry(tmp_path)
     ds = make_dataset(tmp_path, limit=2)
@@ -149,7 +149,7 @@ def test_a_killed_child_is_reported_and_the_registry_stays_intact(tmp_path):
 
 
 def test_stop_ends_a_paused_run(tmp_path):
-    from unet_engine.train_process import start_training_process
+    from unet_engine.jobs.training_process import start_training_process
 
     reg = _registry(tmp_path)
     ds = make_dataset(tmp_path, limit=2)
@@ -172,7 +172,7 @@ def test_the_child_stops_when_its_parent_dies(tmp_path):
     code = f"""
 import sys, time
 from tests.train_helpers import tiny_config
-from unet_engine.train_process import start_training_process
+from unet_engine.jobs.training_process import start_training_process
 proc = start_training_process(tiny_config(model_spec=None, max_steps=5000), {str(ds.folder)!r}, {str(reg.root)!r},
                               None, num_threads=1)
 while not proc.poll(timeout=0.1):

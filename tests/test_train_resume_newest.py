@@ -8,11 +8,11 @@ import json
 import pytest
 
 from tests.train_helpers import make_dataset, tiny_config
-from unet_engine import train_state as ts
+from unet_engine.training import state as ts
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.progress import CancelToken, run_generator
-from unet_engine.registry import ModelRegistry
-from unet_engine.training import StepReport, fine_tune
+from unet_engine.registry.versions import ModelRegistry
+from unet_engine.training.fine_tune import StepReport, fine_tune
 
 
 def _states(reg: ModelRegistry) -> list:

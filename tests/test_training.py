@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from tests.train_helpers import make_dataset, start_python, tiny_config, tiny_model, wait_for
-from unet_engine.checkpoint import load_checkpoint
+from unet_engine.model.checkpoint import load_checkpoint
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.progress import CancelToken, run_generator
-from unet_engine.registry import ModelRegistry
-from unet_engine.train_config import AugmentConfig, TrainConfig
-from unet_engine.training import EpochReport, StepReport, WarmupCosine, fine_tune
+from unet_engine.registry.versions import ModelRegistry
+from unet_engine.training.config import AugmentConfig, TrainConfig
+from unet_engine.training.fine_tune import EpochReport, StepReport, WarmupCosine, fine_tune
 
 
 def test_short_fine_tune_raises_validation_dice(tmp_path):
@@ -44,7 +44,7 @@ def test_short_fine_tune_raises_validation_dice(tmp_path):
     model, card = load_checkpoint(info.path)
     assert card.metrics["val_mean_dice"] == pytest.approx(best) and card.labels[1] == "anterior"
     # scoring the registered weights again gives the recorded val Dice (same code as inference)
-    from unet_engine.validation import evaluate_model
+    from unet_engine.training.validation import evaluate_model
 
     again = evaluate_model(model, card, ds, ds.val_cases())
     assert again.mean_dice == pytest.approx(best, abs=1e-6)
@@ -127,7 +127,7 @@ def test_pause_saves_state_and_continues(tmp_path):
 
 
 def test_replay_mix_and_bounded_streaming(tmp_path):
-    from unet_engine.sampling import CaseStream, PatchExtractor, ReplaySampler, decode_case
+    from unet_engine.training.sampling import CaseStream, PatchExtractor, ReplaySampler, decode_case
 
     ds = make_dataset(tmp_path)
     ids = [c.id for c in ds.train_cases()]
@@ -154,7 +154,7 @@ def test_replay_mix_and_bounded_streaming(tmp_path):
 
 
 def test_samples_weight_edits_and_padding(tmp_path):
-    from unet_engine.sampling import DecodedCase, PatchExtractor
+    from unet_engine.training.sampling import DecodedCase, PatchExtractor
 
     img = np.random.default_rng(0).normal(size=(5, 10, 12)).astype(np.float32)
     lab = np.zeros((5, 10, 12), np.uint8)
@@ -171,7 +171,7 @@ def test_samples_weight_edits_and_padding(tmp_path):
 
 
 def test_augment_keeps_label_values_and_is_seeded():
-    from unet_engine.augment import Augmenter
+    from unet_engine.training.augment import Augmenter
 
     g = torch.Generator().manual_seed(0)
     img = torch.randn(4, 1, 24, 32)
@@ -213,12 +213,12 @@ def test_fine_tune_from_version_replays_earlier_cases(tmp_path):
     first = run_generator(fine_tune(tiny_config(max_steps=2, steps_per_epoch=2), dataset=ds, registry=reg,
                                     from_version="scratch", promote=True))
     from tests.train_helpers import HIPPO
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
 
     for name in ("hippocampus_221", "hippocampus_320"):
         ds.add_case(read_volume(HIPPO / "imagesTr" / f"{name}.nii.gz"),
                     read_volume(HIPPO / "labelsTr" / f"{name}.nii.gz").array, model_version=first.version)
-    import unet_engine.training as training
+    import unet_engine.training.fine_tune as training
 
     seen: dict = {}
     real = training.ReplaySampler
@@ -255,7 +255,7 @@ def test_kill9_during_training_keeps_previous_version_and_dataset(tmp_path):
     v1 = reg.add_version(model, card, promote=True)
     cfg = tiny_config(max_steps=10_000, steps_per_epoch=10_000, checkpoint_every_steps=2)
     proc = start_python(
-        "from unet_engine.cli import main\n"
+        "from unet_engine.cli.main import main\n"
         f"main(['train', '--dataset', {str(ds.folder)!r}, '--registry', {str(reg.root)!r}, "
         f"'--config', {cfg.to_json()!r}])\n")
     try:
@@ -328,9 +328,9 @@ def test_closing_the_generator_keeps_the_run_resumable(tmp_path):
 
 
 def test_starts_from_the_bundled_default_model(tmp_path, monkeypatch):
-    import unet_engine.registry as registry_mod
-    import unet_engine.training_setup as setup_mod
-    from unet_engine.checkpoint import save_checkpoint
+    import unet_engine.registry.versions as registry_mod
+    import unet_engine.training.setup as setup_mod
+    from unet_engine.model.checkpoint import save_checkpoint
 
     model, card = tiny_model(7)
     save_checkpoint(model, card, tmp_path / "bundled" / "default")
@@ -349,7 +349,7 @@ def test_starts_from_the_bundled_default_model(tmp_path, monkeypatch):
 
 def test_a_version_records_how_many_cases_its_validation_had(tmp_path, one_torch_thread):
     """'no validation yet' needs the count: a version validated on one case says so."""
-    from unet_engine.validation import validation_text
+    from unet_engine.training.validation import validation_text
 
     ds = make_dataset(tmp_path, limit=3)  # one case in the validation split
     reg = ModelRegistry(tmp_path / "models")

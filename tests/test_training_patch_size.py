@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from unet_engine.checkpoint import ModelCard
+from unet_engine.model.checkpoint import ModelCard
 from unet_engine.errors import SegLoopError
-from unet_engine.model import ModelSpec
-from unet_engine.train_config import TrainConfig
-from unet_engine.training_setup import patch_size_for
+from unet_engine.model.network import ModelSpec
+from unet_engine.training.config import TrainConfig
+from unet_engine.training.setup import patch_size_for
 
 CASES = [SimpleNamespace(shape=(36, 50, 35), spacing=(1.0, 1.0, 1.0)),
          SimpleNamespace(shape=(43, 58, 47), spacing=(1.0, 1.0, 1.0))]
@@ -49,7 +49,7 @@ def test_a_patch_of_the_wrong_dimension_is_refused():
 
 
 def test_parent_batch_size_is_read_from_the_card():
-    from unet_engine.train_config import parent_batch_size
+    from unet_engine.training.config import parent_batch_size
 
     assert parent_batch_size({"config": {"batch_size": 2}}) == 2
     assert parent_batch_size({}) is None and parent_batch_size(None) is None
@@ -57,7 +57,7 @@ def test_parent_batch_size_is_read_from_the_card():
 
 
 def test_batch_size_auto_is_the_parents_batch_else_16_slices_or_2_patches():
-    from unet_engine.train_config import batch_size_for
+    from unet_engine.training.config import batch_size_for
 
     auto = TrainConfig()
     assert auto.batch_size is None
@@ -71,7 +71,7 @@ def test_batch_size_auto_is_the_parents_batch_else_16_slices_or_2_patches():
 
 
 def test_augmentation_auto_is_the_parents_else_the_defaults():
-    from unet_engine.train_config import AugmentConfig, augment_for
+    from unet_engine.training.config import AugmentConfig, augment_for
 
     no_mirror = {"config": {"augment": {"p_flip": 0.5, "flip_axes": []}}}
     assert augment_for(TrainConfig(), no_mirror).flip_axes == []  # the plan turned mirroring off: it stays off
@@ -85,8 +85,8 @@ def test_a_fine_tune_keeps_the_sampling_of_the_model_it_starts_from(tmp_path, on
     settings trains the way it was made, not on 16 whole mirrored slices."""
     from tests.train_helpers import make_dataset, tiny_config
     from unet_engine.progress import run_generator
-    from unet_engine.registry import ModelRegistry
-    from unet_engine.training import fine_tune
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.training.fine_tune import fine_tune
 
     ds = make_dataset(tmp_path, limit=3)
     reg = ModelRegistry(tmp_path / "models")

@@ -16,11 +16,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from unet_engine.cli import main
+from unet_engine.cli.main import main
 from unet_engine.errors import (DicomSeriesError, ImageDimensionError, ImageTooLargeError, InvalidVoxelDataError,
                                 SegLoopError, UnsupportedImageError)
-from unet_engine.io import read_volume
-from unet_engine.io_checks import check_geometry, validate_volume
+from unet_engine.io.volume_io import read_volume
+from unet_engine.io.checks import check_geometry, validate_volume
 from unet_engine.volume import Volume
 
 DATA = Path(__file__).parent / "data"
@@ -153,7 +153,7 @@ def test_huge_claim_refused_before_allocating(tmp_path):
 
 
 def test_memory_budget_refuses(tmp_path, monkeypatch):
-    from unet_engine import io_checks
+    from unet_engine.io import checks as io_checks
 
     monkeypatch.setattr(io_checks, "usable_memory_bytes", lambda: 1000)
     with pytest.raises(ImageTooLargeError, match="GiB"):
@@ -230,7 +230,7 @@ def test_cli_info_bad_file_exits_2_one_line(tmp_path, capsys):
 
 def test_plausible_payload_but_over_memory_refused(tmp_path, monkeypatch):
     """14 GB claimed: refused by the memory budget before anything is allocated."""
-    from unet_engine import io_checks
+    from unet_engine.io import checks as io_checks
 
     monkeypatch.setattr(io_checks, "usable_memory_bytes", lambda: 16 << 30)
     path = _huge_claim(tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_engine.io import read_volume
+from unet_engine.io.volume_io import read_volume
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def clean_env(home: Path) -> dict[str, str]:
 
 def test_installed_package_finds_its_bundled_model_and_samples(installed: Path, tmp_path: Path):
     code = ("import unet_engine, desktop_app; from unet_engine.paths import BUNDLED_MODELS, SAMPLES; "
-            "from unet_engine.model_resolver import resolve_model_path; "
+            "from unet_engine.registry.resolver import resolve_model_path; "
             "print(unet_engine.__file__); print(desktop_app.__file__); print(BUNDLED_MODELS); print(SAMPLES); "
             "print(resolve_model_path('default'))")
     out = run([str(installed / "bin" / "python"), "-c", code], cwd=tmp_path, env=clean_env(tmp_path / "home"))

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import unet_engine.io as io_mod
-from unet_engine.atomic import atomic_write_bytes
-from unet_engine.checkpoint import ModelCard, save_checkpoint
-from unet_engine.cli import main
+import unet_engine.io.volume_io as io_mod
+from unet_engine.io.atomic import atomic_write_bytes
+from unet_engine.model.checkpoint import ModelCard, save_checkpoint
+from unet_engine.cli.main import main
 from unet_engine.errors import FileAccessError, SegLoopError, WriteFailedError
-from unet_engine.io import read_mask, read_volume, write_mask, write_volume
-from unet_engine.model import ModelSpec, build_model
+from unet_engine.io.volume_io import read_mask, read_volume, write_mask, write_volume
+from unet_engine.model.network import ModelSpec, build_model
 from unet_engine.volume import Volume
 
 FORMATS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
@@ -175,7 +175,7 @@ def test_cli_info_and_predict_long_name(tmp_path, capsys):
 
 
 def test_cli_stray_oserror_is_one_line(monkeypatch, capsys):
-    import unet_engine.commands.info as info_cmd
+    import unet_engine.cli.commands.info as info_cmd
 
     def boom(args):
         raise OSError(28, "No space left on device", "/some/where.nrrd")

@@ -20,14 +20,14 @@ torch.set_num_threads(1)  # 2 threads on 2 shared cores can be 10x slower (OpenM
 
 
 def make_dataset(tmp: Path, name: str = "ds", limit: int | None = None):
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     return import_msd(HIPPO, tmp / name, labels=LABELS, limit=limit)
 
 
 def tiny_config(**changes):
     """A very small 2D network and run: seconds on two CPU cores."""
-    from unet_engine.train_config import TrainConfig
+    from unet_engine.training.config import TrainConfig
 
     base = dict(max_steps=8, steps_per_epoch=4, batch_size=4, warmup_steps=2, lr=3e-3, num_threads=1,
                 model_spec={"base_width": 4, "depth": 2}, validate_at_start=False, val_max_cases=1,
@@ -38,8 +38,8 @@ def tiny_config(**changes):
 
 def tiny_model(seed: int = 0):
     """A small scratch model + card for registry tests."""
-    from unet_engine.checkpoint import ModelCard
-    from unet_engine.model import ModelSpec, build_model
+    from unet_engine.model.checkpoint import ModelCard
+    from unet_engine.model.network import ModelSpec, build_model
 
     torch.manual_seed(seed)
     spec = ModelSpec(dims=2, in_channels=1, num_classes=3, base_width=4, depth=2)
@@ -80,7 +80,7 @@ def inference_model(spec, seed: int = 0):
     pass in train mode on noise), for inference tests."""
     import torch
 
-    from unet_engine.model import build_model
+    from unet_engine.model.network import build_model
 
     torch.manual_seed(seed)
     model = build_model(spec).train()

@@ -32,7 +32,7 @@ from desktop_app.state.project_session import ProjectSession
 from desktop_app.widgets.effort_chart import EffortChart
 from desktop_app.widgets.inference_panel import InferencePanel
 from desktop_app.widgets.unknown_labels_dialog import UnknownLabelsDialog
-from unet_engine.validation import MIN_VALIDATION_CASES
+from unet_engine.training.validation import MIN_VALIDATION_CASES
 
 log = logging.getLogger(__name__)
 

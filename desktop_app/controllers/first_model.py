@@ -27,7 +27,7 @@ from desktop_app.controllers.training import TrainingController
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.widgets.plan_dialog import PlanDialog
 from desktop_app.widgets.training_panel import TrainingPanel
-from unet_engine.train_process import default_train_threads
+from unet_engine.jobs.training_process import default_train_threads
 
 log = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ from desktop_app.state.review import ReviewState
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.slice_geometry import world_axis_assignment
 from desktop_app.widgets.inference_panel import InferencePanel
-from unet_engine.checkpoint import WEIGHTS_NAME, load_card
+from unet_engine.model.checkpoint import WEIGHTS_NAME, load_card
 from unet_engine.errors import SegLoopError
-from unet_engine.streaming import PartialProgress
+from unet_engine.inference.streaming import PartialProgress
 
 log = logging.getLogger(__name__)
 

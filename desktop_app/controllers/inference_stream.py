@@ -1,7 +1,7 @@
 """What a running model shows before it ends (no Qt): streamed labels and an honest estimate.
 
 :class:`StreamDisplay` keeps a full-size labels buffer of the scan being segmented, fills
-it with the engine's final partial results (:class:`unet_engine.streaming.PartialLabels`,
+it with the engine's final partial results (:class:`unet_engine.inference.streaming.PartialLabels`,
 nearest the cursor first) and shows it through a
 :class:`~desktop_app.state.preview.Preview` (drawn in every slice view by a
 :class:`~desktop_app.viewer.preview_layer.PreviewLayer`): :meth:`StreamDisplay.flush` (the
@@ -68,7 +68,7 @@ class StreamDisplay:
 
     # ----- partial results ------------------------------------------------------------------
     def add(self, partial: Any) -> bool:
-        """Show one :class:`~unet_engine.streaming.PartialLabels`; True when it completed the slice in view."""
+        """Show one :class:`~unet_engine.inference.streaming.PartialLabels`; True when it completed the slice in view."""
         if self.volume is None:
             return False
         shape = tuple(self.volume.shape)

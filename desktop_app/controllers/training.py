@@ -1,6 +1,6 @@
 """Fine-tuning from the app, on the open project's dataset and registry ("Fine-tune" panel).
 
-Training runs in a separate, spawned *process* (:mod:`unet_engine.train_process`): a
+Training runs in a separate, spawned *process* (:mod:`unet_engine.jobs.training_process`): a
 training thread in the GUI process stalled the Qt event loop 115-270 ms several times per
 run (bench/RESULTS.md, "GUI responsiveness"). A thin worker thread
 (:func:`desktop_app.learning_jobs.train_job`) relays the child's StepReport / EpochReport /
@@ -16,7 +16,7 @@ is shown in the panel as a readable message; the registry keeps its previous ver
 * **The first model** of a project is promoted as it lands (it has nothing to be compared
   with), so Run model enables.
 * **Honest metrics**: below 2 validation cases the panel says "no validation yet" rather
-  than a Dice (:func:`unet_engine.validation.validation_text`).
+  than a Dice (:func:`unet_engine.training.validation.validation_text`).
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ from desktop_app.widgets.training_panel import TrainingPanel
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.paths import segloop_home
 from unet_engine.projects import FIRST_MODEL_MIN_CASES
-from unet_engine.train_config import TrainConfig
-from unet_engine.train_state import read_state_json
-from unet_engine.training_setup import run_folder
-from unet_engine.validation import MIN_VALIDATION_CASES, validation_text
+from unet_engine.training.config import TrainConfig
+from unet_engine.training.state import read_state_json
+from unet_engine.training.setup import run_folder
+from unet_engine.training.validation import MIN_VALIDATION_CASES, validation_text
 
 log = logging.getLogger(__name__)
 
 #: Fine-tuning defaults in the app (the budget from the panel sets max_steps / max_minutes).
 #: ``num_threads=None``: the training process uses all CPUs but one
-#: (:func:`unet_engine.train_process.default_train_threads`), leaving one to the GUI.
+#: (:func:`unet_engine.jobs.training_process.default_train_threads`), leaving one to the GUI.
 APP_TRAIN_CONFIG = dict(num_threads=None, steps_per_epoch=50, val_max_cases=8, checkpoint_every_steps=50)
 
 

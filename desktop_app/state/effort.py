@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_engine.atomic import atomic_write_json
+from unet_engine.io.atomic import atomic_write_json
 from unet_engine.metrics import dice_or_none
 from unet_engine.paths import segloop_home
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from desktop_app.state.document import Document
 from desktop_app.state.labels import Label, LabelTable
-from unet_engine.atomic import atomic_write_bytes, atomic_write_json
+from unet_engine.io.atomic import atomic_write_bytes, atomic_write_json
 from unet_engine.errors import GeometryMismatchError, SegLoopError
 from unet_engine.paths import segloop_home
 from unet_engine.volume import Volume, geometry_differences

@@ -1,7 +1,7 @@
 """Import/export ITK-SNAP label description files for the label table (no Qt).
 
 The file format, its parser and writer live in the engine
-(:mod:`unet_engine.label_descriptions`, which also writes the file saved beside a NIfTI
+(:mod:`unet_engine.io.label_descriptions`, which also writes the file saved beside a NIfTI
 mask); this module converts between its rows and the document's :class:`Label` entries.
 Value 0 ("Clear Label") is written first for ITK-SNAP's sake and ignored on import
 (SegLoop never lists the background).
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from desktop_app.state.labels import Label, LabelTable
-from unet_engine.label_descriptions import (HEADER, LabelDescription, LabelFileError, format_label_descriptions,
+from unet_engine.io.label_descriptions import (HEADER, LabelDescription, LabelFileError, format_label_descriptions,
                                             parse_label_descriptions, read_label_descriptions,
                                             write_label_descriptions)
 

@@ -100,7 +100,7 @@ class ProjectSession:
 
     @property
     def registry(self) -> Any:
-        """The open project's :class:`~unet_engine.registry.ModelRegistry` (None: no project)."""
+        """The open project's :class:`~unet_engine.registry.versions.ModelRegistry` (None: no project)."""
         if self.project is None:
             return None
         if self._registry is None or Path(self._registry.root) != self.project.registry_root:
@@ -108,7 +108,7 @@ class ProjectSession:
         return self._registry
 
     def dataset(self) -> Any:
-        """The project's :class:`~unet_engine.dataset.RetrainingDataset` (None without a project)."""
+        """The project's :class:`~unet_engine.data.dataset.RetrainingDataset` (None without a project)."""
         return self.project.dataset() if self.project is not None else None
 
     def case_counts(self) -> CaseCounts:
@@ -146,7 +146,7 @@ class ProjectSession:
         if self.requested_model is None:
             return None
         from unet_engine.errors import CheckpointError
-        from unet_engine.model_resolver import resolve_model_path
+        from unet_engine.registry.resolver import resolve_model_path
 
         try:
             return resolve_model_path(self.requested_model)

@@ -1,7 +1,7 @@
 """The label names a mask file was saved with, merged into the label table (no Qt).
 
 When a mask is opened, the names and colours saved with it (a ``.seg.nrrd``'s segments,
-or the ITK-SNAP label file beside a NIfTI: :mod:`unet_engine.mask_labels`) win for the
+or the ITK-SNAP label file beside a NIfTI: :mod:`unet_engine.io.mask_labels`) win for the
 values the file names, over the project's / model's names the table starts from: the
 reader of a mask expects the structure it was saved as ("spleen"), not whatever another
 model calls that voxel value, and the table only names values, so showing another name
@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 
 from desktop_app.state.label_io import label_from_description
 from desktop_app.state.labels import Label
-from unet_engine.label_descriptions import LabelDescription
-from unet_engine.mask_labels import MaskLabels
+from unet_engine.io.label_descriptions import LabelDescription
+from unet_engine.io.mask_labels import MaskLabels
 
 
 @dataclass(frozen=True)

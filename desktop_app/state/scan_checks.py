@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from unet_engine.modality_check import modality_mismatch
+from unet_engine.data.modality_check import modality_mismatch
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Make a version's validation metrics complete enough to be shown honestly (no Qt).
 
-:func:`unet_engine.validation.validation_text` reads "no validation yet" below 2 validation
+:func:`unet_engine.training.validation.validation_text` reads "no validation yet" below 2 validation
 cases and names n/a labels, but it needs ``val_cases`` and ``val_na_labels`` in the
 metrics. A fine-tune's final metrics (and versions made by earlier SegLoop versions) may
 lack them; the count is then taken from what the run was validated on (its dataset
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unet_engine.validation import MIN_VALIDATION_CASES
+from unet_engine.training.validation import MIN_VALIDATION_CASES
 
 
 def completed_metrics(metrics: dict[str, Any] | None, val_cases: int | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ A view only; :class:`desktop_app.controllers.versions.VersionsController` talks 
 registry (its promote / roll back / delete run in a worker: the buttons are disabled
 meanwhile). Select one row to promote or delete it, two rows to compare them on the open scan.
 
-Validation Dice is shown honestly (:func:`unet_engine.validation.validation_text`): a version
+Validation Dice is shown honestly (:func:`unet_engine.training.validation.validation_text`): a version
 scored on fewer than 2 validation cases reads "no validation yet", and a label absent from
 every validation case reads "n/a", never 1.0.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.state.validation_info import completed_metrics, version_val_cases
-from unet_engine.validation import MIN_VALIDATION_CASES, validation_text
+from unet_engine.training.validation import MIN_VALIDATION_CASES, validation_text
 
 BASE_COLUMNS = ("", "Version", "Created", "Parent", "Source")
 
@@ -74,7 +74,7 @@ class VersionsPanel(QtWidgets.QWidget):
 
     # ----- content --------------------------------------------------------------------------
     def set_versions(self, versions: list[Any], label_names: list[str] | None = None) -> None:
-        """Fill the table from registry :class:`~unet_engine.registry.VersionInfo` objects."""
+        """Fill the table from registry :class:`~unet_engine.registry.versions.VersionInfo` objects."""
         selected = set(self.selected_versions())
         names = list(label_names or [])
         for v in versions:

@@ -28,7 +28,7 @@ def main() -> int:
     from PySide6 import QtWidgets
 
     from desktop_app.app import build_app
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
 
     hippo = ROOT.parent / "shared" / "data" / "hippocampus"
     if not (hippo / "imagesTr").is_dir():

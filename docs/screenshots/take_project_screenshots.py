@@ -32,7 +32,7 @@ def main() -> int:
     from PySide6 import QtCore, QtGui, QtWidgets
 
     from desktop_app.app import build_app
-    from unet_engine.dataset_import import import_msd
+    from unet_engine.data.importing import import_msd
     from unet_engine.projects import ProjectStore
 
     hippo = ROOT.parent / "shared" / "data" / "hippocampus"

@@ -32,7 +32,7 @@ def main() -> int:
     from desktop_app.app import build_app
     from desktop_app.editing import editing_controller
     from desktop_app.settings import Settings
-    from unet_engine.io import read_volume
+    from unet_engine.io.volume_io import read_volume
     from unet_engine.projects import ProjectStore
 
     _app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])  # kept alive

@@ -14,7 +14,7 @@ Public API (what ``segloop train --project NAME --minutes M`` and the GUI's plan
     fine_tune(config, dataset=dataset, registry=registry, from_version="scratch")
     TrainingPlan.from_dict(plan.to_dict())       # a project stores plan.to_dict()
 
-``dataset`` is a :class:`~unet_engine.dataset.RetrainingDataset`; ``modality`` is the
+``dataset`` is a :class:`~unet_engine.data.dataset.RetrainingDataset`; ``modality`` is the
 project's "CT", "MR", "US" or "other" ("MRI" = MR; None: the dataset's own).
 
 A fine-tune of a planned model takes the plan's data settings and per-case rate::

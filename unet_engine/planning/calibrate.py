@@ -1,7 +1,7 @@
 """Minutes into steps: measure real training steps on the device, then fit the schedule.
 
 A run given minutes gets a complete cosine schedule: a few steps of the real trainer
-(:func:`unet_engine.training.fine_tune`, same sampler, augmentation, loss and network, into
+(:func:`unet_engine.training.fine_tune.fine_tune`, same sampler, augmentation, loss and network, into
 a throw-away registry) measure the seconds per step, and ``max_steps`` is set so the
 schedule ends inside the budget; ``max_minutes`` stays as a safety cut. Given its steps a
 run is deterministic on the CPU and resumable, which a schedule driven by the clock would
@@ -21,8 +21,8 @@ from typing import Any
 from unet_engine.errors import SegLoopError
 from unet_engine.planning.fingerprint import DatasetFingerprint, fingerprint_dataset
 from unet_engine.planning.plan import FIT_SHARE, MIN_STEPS, TrainingPlan, make_plan
-from unet_engine.registry import ModelRegistry
-from unet_engine.train_config import TrainConfig
+from unet_engine.registry.versions import ModelRegistry
+from unet_engine.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def measure_step_seconds(config: TrainConfig, dataset: Any, *, from_version: str
     ``from_version`` is "scratch" or a checkpoint folder. The steps run in a temporary
     registry with validation off; the dataset is only read.
     """
-    from unet_engine.training import StepReport, fine_tune
+    from unet_engine.training.fine_tune import StepReport, fine_tune
 
     if steps < 1 or warmup < 0:
         raise SegLoopError(f"calibration needs >= 1 timed step (got steps={steps}, warmup={warmup})")
@@ -129,10 +129,10 @@ def fit_config_to_minutes(config: TrainConfig, dataset: Any, minutes: float, *, 
 
 def _start_folder(registry: ModelRegistry | None, from_version: str | None, dataset: Any) -> str:
     """A checkpoint folder (or "scratch") standing for ``from_version``, for a throw-away run:
-    the start :func:`unet_engine.training.fine_tune` would pick (the bundled model only when
+    the start :func:`unet_engine.training.fine_tune.fine_tune` would pick (the bundled model only when
     its labels agree with the dataset's)."""
     from unet_engine.paths import BUNDLED_MODELS
-    from unet_engine.training_setup import bundled_label_clash
+    from unet_engine.training.setup import bundled_label_clash
 
     choice = (from_version or "").strip()
     if choice == "scratch":

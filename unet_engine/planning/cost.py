@@ -81,7 +81,7 @@ def widths(base_width: int, depth: int) -> list[int]:
 
 def forward_macs(dims: int, in_channels: int, num_classes: int, base_width: int, depth: int,
                  patch: tuple[int, ...] | list[int]) -> float:
-    """Multiply-accumulates of one forward pass of :class:`unet_engine.model.UNet` on one sample."""
+    """Multiply-accumulates of one forward pass of :class:`unet_engine.model.network.UNet` on one sample."""
     w = widths(base_width, depth)
     n0 = float(math.prod(int(p) for p in patch))
     k = 3**dims

@@ -17,7 +17,7 @@ def finetune_settings(plan_data: dict[str, Any] | None, start_folder: str | Path
     checkpoint of another shape, or when either cannot be read."""
     if not plan_data or start_folder is None:
         return {}
-    from unet_engine.checkpoint import load_card
+    from unet_engine.model.checkpoint import load_card
 
     try:
         plan = TrainingPlan.from_dict(plan_data)

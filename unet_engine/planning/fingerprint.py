@@ -219,7 +219,7 @@ def _header_label_extent(path: Any) -> list[int] | None | bool:
 
 def fingerprint_dataset(dataset: Any, modality: str | None = None, *, case_ids: list[str] | None = None,
                         seed: int = 0) -> DatasetFingerprint:
-    """Fingerprint a :class:`~unet_engine.dataset.RetrainingDataset` (all cases, or ``case_ids``).
+    """Fingerprint a :class:`~unet_engine.data.dataset.RetrainingDataset` (all cases, or ``case_ids``).
 
     ``modality`` is the project's ("CT", "MR", "US", "other"; "MRI" = MR); None takes the
     dataset's own (its dataset.json). CT intensities are sampled from the foreground of every

@@ -5,8 +5,8 @@ network depth and width, normalisation, augmentation and the number of steps tha
 time budget; every decision carries the reason a user reads (:meth:`TrainingPlan.summary_lines`).
 :meth:`TrainingPlan.with_changes` is the GUI's "Advanced": the named fields become fixed
 and everything that depends on them is planned again. :meth:`TrainingPlan.train_config`
-turns the plan into the :class:`~unet_engine.train_config.TrainConfig` that
-:func:`unet_engine.training.fine_tune` (``from_version="scratch"``) trains exactly.
+turns the plan into the :class:`~unet_engine.training.config.TrainConfig` that
+:func:`unet_engine.training.fine_tune.fine_tune` (``from_version="scratch"``) trains exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from unet_engine.errors import SegLoopError
 from unet_engine.planning import cost, rules
 from unet_engine.planning.fingerprint import DatasetFingerprint
-from unet_engine.train_config import TrainConfig
+from unet_engine.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,13 @@ class TrainingPlan:
         return 2 * self.context_slices + 1
 
     def model_spec(self) -> dict[str, Any]:
-        """The :class:`~unet_engine.model.ModelSpec` dict of the planned network."""
+        """The :class:`~unet_engine.model.network.ModelSpec` dict of the planned network."""
         return {"dims": self.dims, "in_channels": self.in_channels, "num_classes": self.num_classes,
                 "base_width": self.base_width, "depth": self.depth, "upsample": "transpose",
                 "context_slices": self.context_slices}
 
     def preprocessing(self) -> dict[str, Any]:
-        """The :class:`~unet_engine.preprocessing.PreprocessConfig` dict (normalisation + target spacing)."""
+        """The :class:`~unet_engine.model.preprocessing.PreprocessConfig` dict (normalisation + target spacing)."""
         return {**self.normalization, "target_spacing": None if self.target_spacing is None else list(self.target_spacing)}
 
     @property

@@ -16,7 +16,7 @@ import numpy as np
 from unet_engine.errors import SegLoopError
 from unet_engine.planning import cost
 from unet_engine.planning.fingerprint import DatasetFingerprint
-from unet_engine.preprocessing import PreprocessConfig
+from unet_engine.model.preprocessing import PreprocessConfig
 
 ANISOTROPY_2D = 3.0  # nnU-Net's threshold: spacing ratio above which the thick axis is treated apart
 MIN_BOTTLENECK_EDGE = 4  # nnU-Net pools an axis while it stays >= 4 voxels

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from unet_engine.atomic import fsync_path
-from unet_engine.checkpoint import load_card
+from unet_engine.io.atomic import fsync_path
+from unet_engine.model.checkpoint import load_card
 from unet_engine.errors import SegLoopError
 from unet_engine.paths import BUNDLED_MODELS, segloop_home
 from unet_engine.projects.names import name_key
@@ -38,8 +38,8 @@ from unet_engine.projects.project import (
     now_iso,
 )
 from unet_engine.projects.store import ProjectStore
-from unet_engine.registry import ModelRegistry
-from unet_engine.training_setup import path_run_key, run_folder
+from unet_engine.registry.versions import ModelRegistry
+from unet_engine.training.setup import path_run_key, run_folder
 
 log = logging.getLogger(__name__)
 

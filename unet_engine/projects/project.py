@@ -3,8 +3,8 @@
 Layout of ``SEGLOOP_HOME/projects/<name>/``::
 
     project.json        name, modality, label schemas (versioned), start model, settings
-    dataset/            the retraining dataset (:class:`~unet_engine.dataset.RetrainingDataset`)
-    models/             the model registry (:class:`~unet_engine.registry.ModelRegistry`)
+    dataset/            the retraining dataset (:class:`~unet_engine.data.dataset.RetrainingDataset`)
+    models/             the model registry (:class:`~unet_engine.registry.versions.ModelRegistry`)
     plan.json           the training plan of the first model (written when it is planned)
     effort_log.json     correction effort per added case (the app's chart)
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from unet_engine.atomic import atomic_write_json
-from unet_engine.checkpoint import DEFAULT_COLOURS, CARD_NAME
-from unet_engine.errors import ProjectError
+from unet_engine.io.atomic import atomic_write_json
+from unet_engine.model.checkpoint import DEFAULT_COLOURS, CARD_NAME
+from unet_engine.errors import DatasetError, ProjectError
 from unet_engine.modality import MODALITIES  # noqa: F401 (re-exported)
 from unet_engine.timestamps import now_iso  # noqa: F401 (re-exported)
 from unet_engine.modality import normalize_modality as _normalize_modality
@@ -202,14 +202,12 @@ class Project:
         return self.folder / EFFORT_FILE
 
     def registry(self, **kwargs: Any):  # noqa: ANN201 - ModelRegistry (imported lazily: torch)
-        from unet_engine.registry import ModelRegistry
+        from unet_engine.registry.versions import ModelRegistry
 
         return ModelRegistry(self.registry_root, **kwargs)
 
     def dataset(self, **kwargs: Any):  # noqa: ANN201 - RetrainingDataset
         """The project's retraining dataset (its labels brought up to the current schema)."""
-        from unet_engine.projects.schema import sync_dataset_labels
-
         return sync_dataset_labels(self, **kwargs)
 
     # ----- the plan -----------------------------------------------------------------------------
@@ -345,3 +343,33 @@ def load_project(folder: str | Path) -> Project:
         raise ProjectError(f"project.json is corrupt ({exc}); restore it from a backup or delete the project",
                            path) from None
     return project_from_dict(data, folder)
+
+
+def sync_dataset_labels(project: "Project", **dataset_kwargs: Any):  # noqa: ANN201 - RetrainingDataset
+    """Open the project's dataset, creating it when absent, and bring its labels up to the
+    project's current schema (see the module docstring)."""
+    from unet_engine.data.dataset import RetrainingDataset
+
+    folder = project.dataset_folder
+    if not (folder / "dataset.json").is_file():
+        if folder.is_dir() and any(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            raise ProjectError("the project's dataset has files but no dataset.json; restore dataset.json from a "
+                               "backup (SegLoop will not guess which cases these are)", folder)
+        return RetrainingDataset.create(folder, project.labels, name=project.name,
+                                        modality=dataset_modality(project.modality), exist_ok=True, **dataset_kwargs)
+    ds = RetrainingDataset(folder, **dataset_kwargs)
+    have, want = ds.labels, project.labels
+    extra = {k: v for k, v in have.items() if k not in want}
+    renamed = {k: (v, want[k]) for k, v in have.items() if k in want and want[k] != v}
+    if extra or renamed:
+        parts = [f"label {k} {v!r} is not a label of the project" for k, v in extra.items()]
+        parts += [f"label {k} is {a!r} in the dataset but {b!r} in the project" for k, (a, b) in renamed.items()]
+        raise ProjectError("the project's dataset disagrees with project.json: " + "; ".join(parts) +
+                           ". Restore the one that was edited by hand", folder)
+    missing = {k: v for k, v in want.items() if k not in have}
+    if missing:
+        try:
+            ds.add_labels(missing)
+        except DatasetError as exc:
+            raise ProjectError(f"could not add the project's labels to its dataset: {exc}", folder) from None
+    return ds

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from unet_engine.dataset_lock import FolderLock
-from unet_engine.errors import DatasetError, ProjectError
+from unet_engine.data.lock import FolderLock
+from unet_engine.errors import ProjectError
 from unet_engine.projects.project import (
     LabelSchema,
+    sync_dataset_labels,
     Project,
     ProjectLabel,
-    dataset_modality,
     load_project,
     make_labels,
     now_iso,
@@ -76,31 +76,3 @@ def add_labels(project: Project, labels: Any, colours: dict[int, Any] | None = N
     return current
 
 
-def sync_dataset_labels(project: Project, **dataset_kwargs: Any):  # noqa: ANN201 - RetrainingDataset
-    """Open the project's dataset, creating it when absent, and bring its labels up to the
-    project's current schema (see the module docstring)."""
-    from unet_engine.dataset import RetrainingDataset
-
-    folder = project.dataset_folder
-    if not (folder / "dataset.json").is_file():
-        if folder.is_dir() and any(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            raise ProjectError("the project's dataset has files but no dataset.json; restore dataset.json from a "
-                               "backup (SegLoop will not guess which cases these are)", folder)
-        return RetrainingDataset.create(folder, project.labels, name=project.name,
-                                        modality=dataset_modality(project.modality), exist_ok=True, **dataset_kwargs)
-    ds = RetrainingDataset(folder, **dataset_kwargs)
-    have, want = ds.labels, project.labels
-    extra = {k: v for k, v in have.items() if k not in want}
-    renamed = {k: (v, want[k]) for k, v in have.items() if k in want and want[k] != v}
-    if extra or renamed:
-        parts = [f"label {k} {v!r} is not a label of the project" for k, v in extra.items()]
-        parts += [f"label {k} is {a!r} in the dataset but {b!r} in the project" for k, (a, b) in renamed.items()]
-        raise ProjectError("the project's dataset disagrees with project.json: " + "; ".join(parts) +
-                           ". Restore the one that was edited by hand", folder)
-    missing = {k: v for k, v in want.items() if k not in have}
-    if missing:
-        try:
-            ds.add_labels(missing)
-        except DatasetError as exc:
-            raise ProjectError(f"could not add the project's labels to its dataset: {exc}", folder) from None
-    return ds

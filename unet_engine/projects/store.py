@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unet_engine.atomic import fsync_path
-from unet_engine.dataset_lock import FolderLock
+from unet_engine.io.atomic import fsync_path
+from unet_engine.data.lock import FolderLock
 from unet_engine.errors import ProjectError, SegLoopError
 from unet_engine.paths import segloop_home
 from unet_engine.projects.names import check_project_name, name_key
@@ -125,7 +125,7 @@ class ProjectStore:
         the same name for every value the model predicts (extra labels are allowed: the
         network gains outputs for them at the next fine-tune).
         """
-        from unet_engine.dataset import RetrainingDataset
+        from unet_engine.data.dataset import RetrainingDataset
 
         hook = on_step or (lambda _step: None)
         name = check_project_name(name)
@@ -221,7 +221,7 @@ def _start_card(start_model: str | Path | None):  # noqa: ANN202 - (ModelCard | 
     """``(card, source)`` of a start model: source None (empty), "default" or the checkpoint folder."""
     if start_model is None or str(start_model).strip() in ("", "empty", "none"):
         return None, None
-    from unet_engine.checkpoint import load_card
+    from unet_engine.model.checkpoint import load_card
     from unet_engine.paths import BUNDLED_MODELS
 
     if str(start_model).strip().lower() in ("default", "bundled", BUNDLED_START):
@@ -229,7 +229,7 @@ def _start_card(start_model: str | Path | None):  # noqa: ANN202 - (ModelCard | 
         if not (folder / "card.json").is_file():
             raise ProjectError("the bundled default model is missing from this installation", folder)
         return load_card(folder), "default"
-    from unet_engine.model_resolver import resolve_model_path
+    from unet_engine.registry.resolver import resolve_model_path
 
     folder = resolve_model_path(str(start_model))
     if folder.is_file():

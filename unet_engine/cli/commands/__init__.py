@@ -1,0 +1,1 @@
+"""One module per ``segloop`` subcommand (see :mod:`unet_engine.cli.main`)."""

@@ -1,1 +1,0 @@
-"""One module per ``segloop`` subcommand (see :mod:`unet_engine.cli`)."""

@@ -1,0 +1,1 @@
+"""Retraining datasets: cases on disk, their journal and lock, import and export."""

@@ -1,0 +1,1 @@
+"""Experiments built on the engine: the human-in-the-loop simulation (`segloop loop-sim`)."""

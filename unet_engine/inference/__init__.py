@@ -1,0 +1,1 @@
+"""Running a model on a volume: sliding windows, TTA, streaming partial results."""

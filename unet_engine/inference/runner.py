@@ -1,0 +1,428 @@
+"""The machinery under :func:`unet_engine.inference.predict.predict_volume`.
+
+* :func:`prepare_model`: an eval-mode, BatchNorm-folded, channels-last copy of the model on
+  the device, cached while the weights do not change (the caller's model is never touched);
+* :func:`device_image`: the image moved to the device once (in its own dtype) and
+  normalised there;
+* :func:`estimate_batch_size`: slices/windows per forward pass for the device;
+* :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA), recovering
+  from out-of-memory by halving the batch, then falling back to the CPU;
+* :func:`run_slices` (2D/2.5D) and :func:`run_patches` (3D sliding window) generators,
+  which yield progress and return an :class:`Out`: probabilities, labels and (with TTA)
+  disagreement as tensors *on the device*, on the working grid. Nothing is copied to the
+  host per batch; the caller copies what it needs once, at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unet_engine import devices
+
+from unet_engine.inference import sliding_window
+
+from unet_engine.inference import streaming
+from unet_engine.model.checkpoint import ModelCard
+from unet_engine.errors import SegLoopError
+from unet_engine.model.network import ModelSpec, UNet, fuse_for_inference, required_multiple
+from unet_engine.model.preprocessing import IntensityStats, context_indices
+from unet_engine.progress import CancelToken, Progress
+from unet_engine.inference.tta import argmax_labels, softmax_probs
+
+log = logging.getLogger(__name__)
+
+
+# ----- the prepared model and its runner ------------------------------------------------------
+
+_PREPARED: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def _weights_signature(model: nn.Module) -> tuple:
+    return tuple((t.data_ptr(), t._version, t.device.type) for t in list(model.parameters()) + list(model.buffers()))
+
+
+def _module_device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def prepare_model(model: nn.Module, device: torch.device, dims: int) -> nn.Module:
+    """An eval-mode copy of ``model`` on ``device``, BatchNorm folded, channels-last (cached).
+
+    A module that is not a :class:`UNet` is used as it is when it is already in eval mode
+    on ``device`` (else deep-copied); the caller's module is never changed.
+    """
+    key = (_weights_signature(model), str(device), dims)
+    try:
+        cached = _PREPARED.get(model)
+    except TypeError:
+        cached = None
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+    if isinstance(model, UNet):
+        prepared = fuse_for_inference(model).to(device=device, memory_format=fmt)
+    elif _module_device(model) != device or model.training:
+        prepared = copy.deepcopy(model).eval().to(device=device, memory_format=fmt)
+    else:  # another module (e.g. a wrapper) already in place: use it as it is
+        prepared = model
+    if prepared is not model:  # (caching the model itself would keep it alive forever)
+        try:
+            _PREPARED[model] = (key, prepared)
+        except TypeError:
+            pass
+    return prepared
+
+
+GPU_BATCH_VOXELS = 1 << 24  # a GPU batch holds at most ~16 M voxels (512^2 slices: 64, 128^3 windows: 8)
+
+
+def estimate_batch_size(spec: ModelSpec, sample_shape: tuple[int, ...], device: torch.device) -> int:
+    """Samples per forward pass: enough to keep the device busy, few enough to fit in memory.
+
+    On the CPU more samples only help until a batch holds ~64 K voxels per channel (small
+    slices run their deep, tiny layers inefficiently one at a time; big batches of big
+    slices fall out of cache): measured 64x48 -> 16-32, 128x128 -> 2-4, 256x256 -> 1. On a
+    GPU the batch fills at most 40 % of the free memory and ``GPU_BATCH_VOXELS`` (max 256).
+    """
+    voxels = int(np.prod(sample_shape[1:]))
+    per_sample = 4 * voxels * spec.base_width * 10  # activations + skips + temporaries, fp32
+    if device.type == "cpu":
+        budget = min(devices.available_memory_bytes(device) // 4, 1 << 30)
+        cap = max(1, min(32, (64 * 1024) // max(voxels, 1)))
+    else:
+        budget = int(devices.available_memory_bytes(device) * 0.4)
+        cap = max(1, min(256, GPU_BATCH_VOXELS // max(voxels, 1)))
+    return int(max(1, min(cap, budget // max(per_sample, 1))))
+
+
+_TORCH_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64)}
+
+
+def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> torch.Tensor:
+    """``array`` as a float32 tensor on ``device``, normalised there with ``stats`` (None: as is).
+
+    The raw array crosses to the device in its own dtype (an int16 CT: half the bytes of
+    float32); the result equals :func:`unet_engine.model.preprocessing.apply_intensity` (same
+    float32 operations, true division).
+    """
+    a = np.asarray(array)
+    if a.dtype not in _TORCH_DTYPES or not a.dtype.isnative:
+        a = a.astype(np.float32)
+    with warnings.catch_warnings():  # a read-only (memory-mapped) image: never written through
+        warnings.simplefilter("ignore", UserWarning)
+        host = torch.from_numpy(np.ascontiguousarray(a))
+    x = host.to(device)
+    x = x.to(torch.float32, copy=x.data_ptr() == host.data_ptr())  # never normalise the caller's array in place
+    if stats is None:
+        return x
+    if stats.scale == 0.0:
+        return x.zero_()
+    with np.errstate(over="ignore"):  # bounds beyond float32 become +-inf, as numpy's clip sees them
+        lo, hi, centre, scale = (np.float32(v) for v in (stats.lo, stats.hi, stats.centre, stats.scale))
+    if a.dtype.kind == "f":  # one pass, no device sync to test first
+        torch.nan_to_num_(x, nan=float(lo), posinf=float(hi), neginf=float(lo))
+    x.clamp_(torch.tensor(lo, device=device), torch.tensor(hi, device=device))
+    x.sub_(torch.tensor(centre, device=device))
+    return x.div_(torch.tensor(scale, device=device))  # a tensor, not a scalar: true division on CUDA too
+
+
+class Runner:
+    """Runs batches on the device, recovering from out-of-memory by halving, then CPU."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        dims: int,
+        batch_size: int,
+        tta: bool,
+        flip_axes: list[int] | None = None,
+        amp_dtype: torch.dtype = torch.float16,
+    ) -> None:
+        self.original = model
+        self.dims = dims
+        self.tta = tta
+        self.flip_axes = flip_axes
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.batch_size = max(1, int(batch_size))
+        self.model = prepare_model(model, device, dims)
+        self.fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+
+    def probs(self, x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Softmax ``[B, C, ...]`` float32 (and TTA disagreement) of a ``[B, C, ...]`` batch, on the device."""
+        xt = torch.as_tensor(x).to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+        if self.device.type == "cuda":
+            cudnn = torch.backends.cudnn
+            before, cudnn.benchmark = cudnn.benchmark, True  # fixed window/slice shapes: autotuned kernels pay
+            try:
+                with torch.autocast("cuda", dtype=self.amp_dtype):
+                    return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+            finally:
+                cudnn.benchmark = before
+        return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+
+    def recover_from_oom(self, exc: BaseException) -> None:
+        """Halve the batch; at batch 1 move to the CPU; on the CPU at batch 1, give up."""
+        devices.empty_cache(self.device)
+        if self.batch_size > 1:
+            self.batch_size = max(1, self.batch_size // 2)
+            log.warning("out of memory on %s; retrying with batch size %d", self.device, self.batch_size)
+            return
+        if self.device.type != "cpu":
+            log.warning("out of memory on %s even at batch size 1; falling back to the CPU", self.device)
+            self.device = torch.device("cpu")
+            self.model = prepare_model(self.original, self.device, self.dims)
+            self.batch_size = 4
+            return
+        raise SegLoopError(f"not enough memory to run the model, even one slice at a time on the CPU ({exc})") from exc
+
+
+def _oom_or_raise(runner: Runner, exc: BaseException) -> bool:
+    """Handle an exception from a batch: re-raise anything but out-of-memory; True when the
+    runner moved to another device (the job restarts there)."""
+    if not devices.is_out_of_memory(exc):
+        raise exc
+    before = runner.device
+    runner.recover_from_oom(exc)
+    return runner.device != before
+
+
+# ----- 2D / 2.5D and 3D cores -----------------------------------------------------------------
+
+
+@dataclass
+class Out:
+    """Core results on the working grid, as tensors on the device (views allowed)."""
+
+    probs: torch.Tensor  # [C, ...] float32
+    labels: torch.Tensor  # uint8 (int32 beyond 256 classes)
+    disagreement: torch.Tensor | None
+
+
+def _centred_pads(n: int, multiple: int) -> tuple[int, int]:
+    extra = (-n) % multiple
+    return extra // 2, extra - extra // 2
+
+
+def run_slices(
+    runner: Runner,
+    image: np.ndarray,
+    stats: IntensityStats | None,
+    spec: ModelSpec,
+    axis: int,
+    slab: slice,
+    cancel: CancelToken | None,
+    focus: int | None = None,
+    mapper: streaming.CellMapper | None = None,
+) -> Generator[Progress, None, Out]:
+    """2D/2.5D: slices ``slab`` along ``axis`` of ``image``; outputs are that slab, full in-plane.
+
+    The normalised volume is on the device, padded in-plane once (edge, centred as
+    :func:`unet_engine.model.preprocessing.pad_to_multiple`); each batch of slices (with their
+    2.5D neighbours) is gathered there and its probabilities written into one
+    preallocated ``[C, n, H, W]`` tensor. ``focus`` (an output position): the batch holding
+    it first, then outward; ``mapper`` turns each finished batch into partial results
+    (:mod:`unet_engine.inference.streaming`).
+    """
+    n_all = image.shape[axis]
+    plane = tuple(n for a, n in enumerate(image.shape) if a != axis)
+    indices = np.arange(n_all)[slab]
+    n = len(indices)
+    m = required_multiple(spec)
+    (ph0, ph1), (pw0, pw1) = (_centred_pads(s, m) for s in plane)
+    crop = (slice(ph0, ph0 + plane[0]), slice(pw0, pw0 + plane[1]))
+
+    def setup() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
+        moved = device_image(image, stats, runner.device).movedim(axis, 0)
+        padded = F.pad(moved[None], (pw0, pw1, ph0, ph1), mode="replicate")[0] if ph0 + ph1 + pw0 + pw1 else moved
+        probs = torch.empty((spec.num_classes, n, *plane), dtype=torch.float32, device=runner.device)
+        dis = torch.empty((n, *plane), dtype=torch.float32, device=runner.device) if runner.tta else None
+        chunks = streaming.batch_plan(n, runner.batch_size)
+        order = range(len(chunks)) if focus is None else streaming.nearest_first(chunks, focus)
+        if mapper is not None:
+            mapper.reset([list(range(n + 1)) if a == axis else [0, s] for a, s in enumerate(out_shape)])
+        return padded.contiguous(), probs, dis, [chunks[i] for i in order]
+
+    def box_probs(box: tuple[slice, ...]) -> torch.Tensor:
+        return out_probs.movedim(1, axis + 1)[(slice(None), *box)]
+
+    out_shape = tuple(n if a == axis else s for a, s in enumerate(image.shape))
+
+    padded, out_probs, out_dis, queue = setup()
+    done = 0
+    while queue:
+        if cancel is not None:
+            cancel.raise_if_cancelled("inference")
+        s0, s1 = queue[0]
+        idx = indices[s0:s1]
+        try:
+            with torch.inference_mode():
+                if spec.context_slices:
+                    ci = torch.from_numpy(context_indices(idx, n_all, spec.context_slices)).to(runner.device)
+                    batch = padded[ci]
+                else:
+                    batch = padded[int(idx[0]) : int(idx[-1]) + 1, None]
+                probs, dis = runner.probs(batch)
+                s = slice(s0, s1)
+                out_probs[:, s] = probs[(slice(None), slice(None), *crop)].transpose(0, 1)
+                if dis is not None and out_dis is not None:
+                    out_dis[s] = dis[(slice(None), *crop)]
+        except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+            if _oom_or_raise(runner, exc):
+                padded, out_probs, out_dis, queue = setup()
+                done = 0
+            else:  # a smaller batch: split this one
+                queue[:1] = streaming.batch_plan(s1 - s0, runner.batch_size, start=s0)
+            continue
+        queue.pop(0)
+        done += s1 - s0
+        box = tuple(slice(s0, s1) if a == axis else slice(0, s) for a, s in enumerate(out_shape))
+        partials = mapper([box], box_probs) if mapper is not None else []
+        yield from streaming.reports(done / n, f"{done}/{n} slices", done, n, partials)
+    with torch.inference_mode():
+        labels = argmax_labels(out_probs)
+    # back to [k, j, i] order (views; the caller copies what it needs)
+    return Out(
+        probs=out_probs.movedim(1, axis + 1),
+        labels=labels.movedim(0, axis),
+        disagreement=None if out_dis is None else out_dis.movedim(0, axis),
+    )
+
+
+WHOLE_VOLUME_FACTOR = 2.0  # one window when the volume is at most this many training patches
+WINDOW_VOXELS = {"cpu": 1 << 20, "default": 1 << 21}  # sliding-window size budget per device type
+
+
+def patch_size(card: ModelCard, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The 3D context patch for a volume of ``shape``.
+
+    The whole volume (rounded up to the network's multiple) in one window when it has at most
+    ``WHOLE_VOLUME_FACTOR`` times the voxels of the card's training patch: same labels as
+    tiling (hippocampus validation: Dice +0.0002) at ~1.4x the speed, since small volumes
+    need no padding to a bigger patch and no second window. Larger volumes: the card's
+    training patch (:func:`window_size` grows the sliding window from it). Without a
+    training patch: the whole volume, edges capped at 128.
+    """
+    m = required_multiple(card.spec)
+    whole = sliding_window.default_patch_size(shape, m)
+    ps = card.training.get("patch_size") if isinstance(card.training, dict) else None
+    if not ps:
+        return whole
+    train = tuple(max(m, int(np.ceil(int(p) / m) * m)) for p in ps)
+    fits = all(w >= s for w, s in zip(whole, shape))
+    if fits and np.prod(whole) <= WHOLE_VOLUME_FACTOR * np.prod(train):
+        return whole
+    return train
+
+
+def window_size(
+    card: ModelCard, shape: tuple[int, ...], device: torch.device, overlap: float = sliding_window.DEFAULT_OVERLAP
+) -> tuple[int, ...]:
+    """The sliding window for a volume of ``shape`` on ``device``.
+
+    The whole volume when :func:`patch_size` says so; else the training patch grown to
+    ``WINDOW_VOXELS`` (1 M voxels on the CPU, 2 M elsewhere) and spread evenly
+    (:func:`unet_engine.inference.sliding_window.grow_window`): fewer, bigger windows, each faster per
+    voxel, and less overlap recomputed.
+    """
+    patch = patch_size(card, shape)
+    if all(p >= s for p, s in zip(patch, shape)):
+        return patch
+    budget = WINDOW_VOXELS.get(device.type, WINDOW_VOXELS["default"])
+    return sliding_window.grow_window(shape, patch, required_multiple(card.spec), max(budget, int(np.prod(patch))), overlap)
+
+
+def run_patches(
+    runner: Runner,
+    image: np.ndarray,
+    stats: IntensityStats | None,
+    card: ModelCard,
+    cancel: CancelToken | None,
+    overlap: float = sliding_window.DEFAULT_OVERLAP,
+    window: tuple[int, ...] | None = None,
+    focus: tuple[int, tuple[int, ...]] | None = None,
+    mapper: streaming.CellMapper | None = None,
+) -> Generator[Progress, None, Out]:
+    """3D: Gaussian-weighted sliding window over ``image`` ``[k, j, i]``, on the device.
+
+    The normalised image is edge-padded at the end up to the window where it is smaller;
+    windows are gathered ``runner.batch_size`` at a time and blended into one preallocated
+    accumulator (:class:`unet_engine.inference.sliding_window.Blender`; with TTA the disagreement is
+    one more channel of it). ``window`` None: :func:`window_size`. ``focus`` ``(axis,
+    voxel)``: the batches covering the plane of ``axis`` through ``voxel`` first, nearest it
+    first, blended in the original order (:class:`unet_engine.inference.streaming.OrderedBlend`);
+    ``mapper`` turns each finished cell into partial results.
+    """
+    spec = card.spec
+    shape = tuple(image.shape)
+    patch = tuple(window) if window is not None else window_size(card, shape, runner.device, overlap)
+    pad = [max(0, p - s) for s, p in zip(shape, patch)]
+    work_shape = tuple(s + p for s, p in zip(shape, pad))
+    starts = sliding_window.axis_starts(work_shape, patch, overlap)
+    windows = sliding_window.grid_windows(starts, patch)
+    c = spec.num_classes
+    ax = 0 if focus is None else focus[0]
+
+    def setup() -> tuple[torch.Tensor, sliding_window.Blender, streaming.OrderedBlend | None, list[list[int]]]:
+        x = device_image(image, stats, runner.device)
+        if any(pad):
+            x = F.pad(x[None, None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")[0, 0]
+        blender = sliding_window.Blender(c + int(runner.tta), work_shape, patch, starts, runner.device)
+        ordered = None if focus is None else streaming.OrderedBlend(blender, windows)
+        groups = streaming.window_groups(windows, runner.batch_size, ax, None if focus is None else focus[1])
+        if mapper is not None:
+            mapper.reset(streaming.cuts_of(windows, shape))
+        return x, blender, ordered, groups
+
+    def box_probs(box: tuple[slice, ...]) -> torch.Tensor:
+        return blender.normalised(box)[:c]
+
+    x, blender, ordered, queue = setup()
+    done, n = 0, len(windows)
+    while queue:
+        if cancel is not None:
+            cancel.raise_if_cancelled("inference")
+        group = queue[0]
+        finished: list[tuple[int, ...]] = []
+        try:
+            with torch.inference_mode():
+                batch = torch.stack([x[windows[i]] for i in group])[:, None]
+                probs, dis = runner.probs(batch)
+                values = probs if dis is None else torch.cat([probs, dis[:, None]], dim=1)
+                if ordered is None:
+                    blender.add(values, [windows[i] for i in group])
+                else:
+                    finished = ordered.add(values, group)
+        except Exception as exc:  # noqa: BLE001
+            if _oom_or_raise(runner, exc):
+                x, blender, ordered, queue = setup()
+                done = 0
+            else:  # a smaller batch: split this one
+                queue[:1] = [group[i : i + runner.batch_size] for i in range(0, len(group), runner.batch_size)]
+            continue
+        queue.pop(0)
+        done += len(group)
+        partials = []
+        if mapper is not None and ordered is not None:
+            boxes = [tuple(slice(b.start, min(b.stop, s)) for b, s in zip(ordered.box(cell), shape)) for cell in finished]
+            partials = mapper([b for b in boxes if all(s.start < s.stop for s in b)], box_probs)
+        yield from streaming.reports(done / n, f"{done}/{n} patches", done, n, partials)
+    with torch.inference_mode():
+        acc = blender.result()[(slice(None), *(slice(0, s) for s in shape))]
+        probs = acc[:c]
+        labels = argmax_labels(probs)
+    return Out(probs=probs, labels=labels, disagreement=acc[c] if runner.tta else None)

@@ -1,0 +1,1 @@
+"""Long-running engine jobs in a process of their own: the training process (plan, fine-tune, register)."""

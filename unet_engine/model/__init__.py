@@ -1,0 +1,1 @@
+"""The U-Net, its model card and checkpoints, and the preprocessing the card describes."""

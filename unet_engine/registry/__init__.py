@@ -1,0 +1,1 @@
+"""Model versions of a project: the registry, and resolving a model name to a checkpoint."""

@@ -1,0 +1,1 @@
+"""Fine-tuning and first-model training: sampling, augmentation, losses, validation, the training process."""
