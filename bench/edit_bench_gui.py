@@ -76,7 +76,7 @@ def bench_app(app, moves: int) -> dict[str, list[float]]:
     from desktop_app.app import build_app
     from desktop_app.editing import editing_controller
     from desktop_app.settings import Settings
-    from desktop_app.viewer.intensity import intensity_stats
+    from desktop_app.state.intensity import intensity_stats
     from unet_engine.volume import Volume
 
     vol_arr, mask = make_ct()

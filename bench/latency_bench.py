@@ -111,7 +111,7 @@ def bench_gui_ops(repeats: int) -> None:
     disc = ((j - 128) ** 2 + (i - 128) ** 2 <= 60**2)[0]
     mask[19][disc] = 1
     mask[181][disc] = 1
-    from desktop_app.viewer.intensity import intensity_stats  # what the controller does after a load
+    from desktop_app.state.intensity import intensity_stats  # what the controller does after a load
 
     vol = Volume(np.zeros(shape, np.int16), (1.0, 0.8, 0.8), (0.0, 0.0, 0.0), modality="CT")
     ops = {"fill holes 3d": lambda: ed.fill_holes("3d"), "interpolate": ed.interpolate}

@@ -63,7 +63,7 @@ def wait_painted(app, items, before, limit_s: float = 2.0) -> None:
 def bench_slices(app, repeats: int) -> dict[str, list[float]]:
     from desktop_app.app import build_app
     from desktop_app.settings import Settings
-    from desktop_app.viewer.intensity import intensity_stats
+    from desktop_app.state.intensity import intensity_stats
     from unet_engine.volume import Volume
 
     vol_arr, mask = make_ct()

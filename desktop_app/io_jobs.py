@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop_app.state.scan_checks import modality_notes
-from desktop_app.viewer.intensity import IntensityStats, intensity_stats
+from desktop_app.state.intensity import IntensityStats, intensity_stats
 from unet_engine.errors import ImageDimensionError, ImageTooLargeError, SegLoopError
 from unet_engine.io.checks import out_of_memory_message
 from unet_engine.io.label_descriptions import LabelDescription

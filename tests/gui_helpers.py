@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from desktop_app.viewer.intensity import intensity_stats
+from desktop_app.state.intensity import intensity_stats
 from unet_engine.volume import Volume
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from desktop_app.viewer.intensity import intensity_stats
+from desktop_app.state.intensity import intensity_stats
 from desktop_app.viewer.slice_geometry import PLANES
 from gui_helpers import click_view, make_ct_volume, show_volume, voxel_widget_pos, zoom_on
 

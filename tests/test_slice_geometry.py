@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from desktop_app.state.geometry import view_to_kji
-from desktop_app.viewer.intensity import (
+from desktop_app.state.intensity import (
     CT_PRESETS,
     default_levels,
     drag_levels,

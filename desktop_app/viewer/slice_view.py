@@ -33,7 +33,7 @@ from desktop_app.state.document import Document
 from desktop_app.viewer.canvas import SliceCanvas
 from desktop_app.viewer.display_options import DisplayOptions
 from desktop_app.viewer.image_items import DisplayImageItem
-from desktop_app.viewer.intensity import sample_voxels
+from desktop_app.state.intensity import sample_voxels
 from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_size
 from desktop_app.viewer.slice_geometry import PlaneGeometry, plane_geometry
 from desktop_app.viewer.view_limits import pan_limits

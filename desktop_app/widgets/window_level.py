@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from desktop_app.viewer.intensity import (
+from desktop_app.state.intensity import (
     AUTO,
     CT_PRESETS,
     IntensityStats,
