@@ -23,7 +23,7 @@ from desktop_app.main_window import MainWindow
 from desktop_app.settings import Settings
 from desktop_app.state.document import Document
 from desktop_app.state.project_session import ProjectSession
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 from desktop_app.viewer.view_grid import LAYOUTS, ViewGrid
 from desktop_app.widgets.overlay_panel import OverlayPanel
 from desktop_app.widgets.window_level import WindowLevelWidget
@@ -95,7 +95,6 @@ def build_app(settings: Settings | None = None, restore_layout: bool = True, sto
     window.add_panel("Window / level", window_level, "right")
     window.add_panel("Labels", overlay_panel, "right", tabify_with="Window / level")
     window.docks["Window / level"].raise_()
-    options.setParent(window)
     controller = Controller(window, document, grid, window_level, overlay_panel, options, settings)
     editing = EditingController(window, controller, document, grid)  # tools, undo, labels, autosave (owned by window)
     learning = build_learning(window, controller, document, editing, settings, store)  # projects + learning loop

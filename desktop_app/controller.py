@@ -37,7 +37,7 @@ from desktop_app.state.label_io import descriptions
 from desktop_app.state.saved_labels import LabelConflict, labels_with_saved, saved_labels_note
 from desktop_app.state.scan_checks import ScanChecks
 from desktop_app.unsaved_mask import CLEAN, DISCARD, UnsavedMaskGuard, ask_unsaved_mask
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 from desktop_app.viewer.readout import format_readout, voxel_index
 from desktop_app.viewer.view_grid import ViewGrid
 from desktop_app.widgets.overlay_panel import OverlayPanel
@@ -104,10 +104,10 @@ class Controller(QtCore.QObject):
         a["prev_view"].triggered.connect(lambda: g.cycle_active(-1))
         a["reset_zoom"].triggered.connect(g.reset_zoom)
         for option, name in _OPTION_ACTIONS.items():
-            a[name].toggled.connect(lambda on, option=option: self.options.set(option, on))
+            a[name].toggled.connect(lambda on, option=option: setattr(self.options, option, on))
         self.options.changed.connect(self._sync_option_actions)
-        a["opacity_up"].triggered.connect(lambda: self.options.set("opacity", self.options.opacity + 0.1))
-        a["opacity_down"].triggered.connect(lambda: self.options.set("opacity", self.options.opacity - 0.1))
+        a["opacity_up"].triggered.connect(lambda: setattr(self.options, "opacity", self.options.opacity + 0.1))
+        a["opacity_down"].triggered.connect(lambda: setattr(self.options, "opacity", self.options.opacity - 0.1))
         for n in range(1, 5):
             a[f"wl_preset_{n}"].triggered.connect(lambda _=False, n=n: self.window_level.apply_preset_index(n))
         a["wl_auto"].triggered.connect(lambda: self.window_level.apply_preset_index(0))
@@ -251,7 +251,7 @@ class Controller(QtCore.QObject):
         self.document.labels.replace_all(entries)
         note = saved_labels_note(res.mask_labels, conflicts)
         self.scan_checks.record(res.volume, res.modality_notes)
-        self.document.set_image(res.volume, res.mask, mask_path=res.mask_path)
+        self.document.set_image(res.volume, res.mask, mask_path=res.mask_path, stats=res.stats)
         self.window_level.set_stats(res.stats, res.volume.modality)
         self.grid.show_plane_alone_if_flat()
         self.settings.add_recent(path)

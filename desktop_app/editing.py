@@ -384,7 +384,7 @@ class EditingController(QtCore.QObject):
         return True
 
     def _init_threshold(self, volume: Volume) -> None:
-        stats = getattr(getattr(self.controller, "window_level", None), "stats", None)
+        stats = self.document.intensity_stats
         if stats is not None:
             lo, hi = float(stats.vmin), float(stats.vmax)
         else:

@@ -41,7 +41,7 @@ from desktop_app.state.labels import Label
 from desktop_app.state.prediction import PredictionState
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.state.review import ReviewState
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 from desktop_app.viewer.slice_geometry import world_axis_assignment
 from desktop_app.widgets.inference_panel import InferencePanel
 from unet_engine.model.checkpoint import WEIGHTS_NAME, load_card
@@ -104,7 +104,7 @@ class InferenceController(QtCore.QObject):
         p, s = self.panel, self.session
         p.run_requested.connect(self.run_inference)
         p.cancel_requested.connect(self.cancel_inference)
-        p.uncertainty_toggled.connect(lambda on: self.options.set("uncertainty_visible", on))
+        p.uncertainty_toggled.connect(lambda on: setattr(self.options, "uncertainty_visible", on))
         p.next_uncertain_requested.connect(self.next_uncertain_slice)
         p.mark_reviewed_requested.connect(self.mark_slice_reviewed)
         self.options.changed.connect(self._on_option)

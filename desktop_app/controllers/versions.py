@@ -23,7 +23,7 @@ from desktop_app.state.effort import dice_text
 from desktop_app.state.document import Document
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.state.validation_info import missing_validation
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 from desktop_app.widgets.versions_panel import VersionsPanel
 from unet_engine.errors import SegLoopError
 
@@ -182,7 +182,7 @@ class VersionsController(QtCore.QObject):
             f"Dice between them: {dice}")
         if self.document.image is volume:
             self.document.set_uncertainty(res.difference)
-            self.options.set("uncertainty_visible", True)
+            self.options.uncertainty_visible = True
         self.comparison_done.emit(res)
 
     def is_busy(self) -> bool:

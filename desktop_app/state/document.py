@@ -23,6 +23,7 @@ import numpy as np
 from psygnal import Signal
 
 from desktop_app.state.geometry import BBox
+from desktop_app.state.intensity import IntensityStats
 from desktop_app.state.labels import LabelTable
 from unet_engine.volume import Volume
 
@@ -52,6 +53,7 @@ class Document:
         self.mask: np.ndarray | None = None
         self.labels = LabelTable()
         self.uncertainty: np.ndarray | None = None
+        self.intensity_stats: IntensityStats | None = None  # of the open scan (histogram, range)
         self.cursor: tuple[int, int, int] = (0, 0, 0)
         self.mask_path: Path | None = None
         self._dirty = False
@@ -59,13 +61,17 @@ class Document:
         self.labels.changed.connect(self._bump)
 
     # ----- loading -----------------------------------------------------------------------
-    def set_image(self, volume: Volume, mask: np.ndarray | None = None, mask_path: Path | None = None) -> None:
-        """Show a new scan; ``mask`` (same spatial shape) or an empty uint8 mask over it."""
+    def set_image(self, volume: Volume, mask: np.ndarray | None = None, mask_path: Path | None = None,
+                  stats: IntensityStats | None = None) -> None:
+        """Show a new scan; ``mask`` (same spatial shape) or an empty uint8 mask over it;
+        ``stats``: the scan's intensity statistics, computed by the load job (see
+        :mod:`desktop_app.state.intensity`)."""
         if mask is None:
             mask = np.zeros(volume.shape, dtype=np.uint8)
         if tuple(mask.shape) != volume.shape:
             raise ValueError(f"mask shape {mask.shape} does not match scan shape {volume.shape}")
         self.image = volume
+        self.intensity_stats = stats
         self.mask = np.ascontiguousarray(mask)
         self.mask_path = mask_path
         self.uncertainty = None

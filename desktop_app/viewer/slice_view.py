@@ -31,7 +31,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.state.document import Document
 from desktop_app.viewer.canvas import SliceCanvas
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 from desktop_app.viewer.image_items import DisplayImageItem
 from desktop_app.state.intensity import sample_voxels
 from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_size
@@ -68,7 +68,7 @@ class SliceView(QtWidgets.QFrame):
         super().__init__(parent)
         self.document = document
         self.plane = plane
-        self.options = options or DisplayOptions(self)
+        self.options = options or DisplayOptions()
         self.geometry_: PlaneGeometry | None = None
         self._shown_volume = None  # the Volume geometry_ was computed for
         self.slice_index = 0
@@ -144,6 +144,7 @@ class SliceView(QtWidgets.QFrame):
             (d.cursor_changed, self._on_cursor_changed),
             (d.uncertainty_changed, self._on_uncertainty_changed),
             (d.labels.changed, self._on_labels_changed),
+            (self.options.changed, self._apply_options),
         ):
             try:
                 sig.disconnect(slot)

@@ -17,7 +17,7 @@ from PySide6 import QtCore, QtWidgets
 
 from desktop_app.state.document import Document
 from desktop_app.state.geometry import view_to_kji
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 from desktop_app.viewer.slice_geometry import PLANES
 from desktop_app.viewer.slice_view import NAVIGATE, SliceView
 from desktop_app.viewer.surface_view import SurfaceView
@@ -39,7 +39,7 @@ class ViewGrid(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("view_grid")
         self.document = document
-        self.options = options or DisplayOptions(self)
+        self.options = options or DisplayOptions()
         self.views: dict[str, SliceView] = {p: SliceView(document, p, self.options) for p in PLANES}
         self.surface_view = SurfaceView(document, self)
         self.surface_view.hide()

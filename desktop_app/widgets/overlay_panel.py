@@ -3,7 +3,7 @@ outline drawing, and the model-uncertainty heat map toggle.
 
 Label edits go straight to the document's :class:`~desktop_app.state.labels.LabelTable`
 (rename, recolour, show/hide); the views redraw on its ``changed`` event. Drawing options
-go to the shared :class:`~desktop_app.viewer.display_options.DisplayOptions`.
+go to the shared :class:`~desktop_app.state.display.DisplayOptions`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.state.document import Document
-from desktop_app.viewer.display_options import DisplayOptions
+from desktop_app.state.display import DisplayOptions
 
 _VALUE_ROLE = QtCore.Qt.ItemDataRole.UserRole
 
@@ -48,10 +48,10 @@ class OverlayPanel(QtWidgets.QWidget):
         self.show_uncertainty = QtWidgets.QCheckBox("Show model uncertainty")
         self.show_uncertainty.setToolTip("Heat map of the model's per-voxel uncertainty (after inference)")
 
-        self.show_overlay.toggled.connect(lambda v: self.options.set("overlay_visible", v))
-        self.opacity.valueChanged.connect(lambda v: self.options.set("opacity", v / 100.0))
-        self.outline.toggled.connect(lambda v: self.options.set("outline", v))
-        self.show_uncertainty.toggled.connect(lambda v: self.options.set("uncertainty_visible", v))
+        self.show_overlay.toggled.connect(lambda v: setattr(self.options, "overlay_visible", v))
+        self.opacity.valueChanged.connect(lambda v: setattr(self.options, "opacity", v / 100.0))
+        self.outline.toggled.connect(lambda v: setattr(self.options, "outline", v))
+        self.show_uncertainty.toggled.connect(lambda v: setattr(self.options, "uncertainty_visible", v))
 
         mode = QtWidgets.QHBoxLayout()
         mode.addWidget(self.filled)

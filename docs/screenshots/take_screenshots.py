@@ -81,10 +81,10 @@ def main() -> int:
     k, j, i = parts.document.mask.nonzero()
     parts.document.set_cursor((int(k.mean()), int(j.mean()), int(i.mean())))
     grab("mr_hippocampus_3up")
-    parts.options.set("outline", True)
+    parts.options.outline = True
     parts.grid.set_layout("axial")
     grab("mr_hippocampus_axial_outline")
-    parts.options.set("outline", False)
+    parts.options.outline = False
     parts.grid.set_layout("3-up")
 
     # 3. brain MR stored LAS (NRRD) with its region label: letters stay radiological
