@@ -102,7 +102,7 @@ def test_truncated_file_is_a_clean_error(tmp_path: Path, fmt: str, keep: float |
 @pytest.mark.parametrize("cut", [1, 2, 5, 9, 12, 40])
 @pytest.mark.parametrize("fmt", sorted(BUILDERS))
 def test_last_bytes_cut_refused_or_identical(tmp_path: Path, fmt: str, cut: int) -> None:
-    """Cut at the very end: refused, or (a gzip trailer byte that teem never reads) read with
+    """Cut at the very end: refused, or (an NRRD gzip trailer byte its reader never reads) read with
     exactly the voxels of the uncut file; never altered voxels."""
     path = BUILDERS[fmt](tmp_path)
     ref = read_volume(path).array.copy()

@@ -1,4 +1,4 @@
-"""NIfTI voxel reading: both inflate paths, byte order, scaling, multi-member gzip."""
+"""NIfTI voxel reading (ISA-L inflate): same voxels as nibabel, truncation, byte order, scaling, multi-member gzip."""
 
 from __future__ import annotations
 
@@ -9,22 +9,13 @@ import numpy as np
 import pytest
 from conftest_io import FIXTURES
 
-from unet_engine.io import nifti
 from unet_engine.errors import UnsupportedImageError
 from unet_engine.io.volume_io import read_volume
 
 SPLEEN = FIXTURES / "ct_spleen_nifti" / "image.nii.gz"
 
 
-@pytest.fixture(params=["teem", "zlib"])
-def inflate(request, monkeypatch):
-    """Run a test through the fast (teem) path and through the zlib fallback."""
-    if request.param == "zlib":
-        monkeypatch.setattr(nifti, "_inflate_with_itk", lambda *a, **k: None)
-    return request.param
-
-
-def test_both_paths_read_the_same_voxels(inflate):
+def test_reads_the_same_voxels_as_nibabel():
     for rel in ("ct_spleen_nifti/image.nii.gz", "mri_spinalcord_nifti/image.nii.gz", "nifti_4d_fmri/image.nii.gz"):
         path = FIXTURES / rel
         ref = np.asanyarray(nib.load(str(path)).dataobj)
@@ -34,7 +25,7 @@ def test_both_paths_read_the_same_voxels(inflate):
         assert vol.array.dtype == expected.dtype and np.array_equal(vol.array, expected)
 
 
-def test_truncation_is_caught_by_both_paths(inflate, tmp_path):
+def test_truncation_is_caught(tmp_path):
     blob = SPLEEN.read_bytes()
     path = tmp_path / "cut.nii.gz"
     path.write_bytes(blob[: int(len(blob) * 0.9)])
@@ -47,7 +38,7 @@ def test_truncation_is_caught_by_both_paths(inflate, tmp_path):
         read_volume(path)
 
 
-def test_multi_member_gzip(inflate, tmp_path):
+def test_multi_member_gzip(tmp_path):
     raw = gzip.decompress(SPLEEN.read_bytes())
     path = tmp_path / "pigz.nii.gz"
     parts = (raw[:5000], raw[5000:300000], raw[300000:])
@@ -56,7 +47,7 @@ def test_multi_member_gzip(inflate, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [">i2", "<u2", ">f4", "<f8", "u1", "i1", "<i4"])
-def test_byte_order_and_types(inflate, tmp_path, dtype):
+def test_byte_order_and_types(tmp_path, dtype):
     data = (np.arange(3 * 4 * 5) - 20).reshape(3, 4, 5).astype(dtype if "u" not in dtype else "i8").clip(
         0 if "u" in dtype else None).astype(dtype)
     img = nib.Nifti1Image(data, np.diag([1.5, 2.0, 2.5, 1.0]),
@@ -70,7 +61,7 @@ def test_byte_order_and_types(inflate, tmp_path, dtype):
     assert np.array_equal(vol.array, data.T)
 
 
-def test_scl_slope_and_inter_applied_like_nibabel(inflate, tmp_path):
+def test_scl_slope_and_inter_applied_like_nibabel(tmp_path):
     data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
     img = nib.Nifti1Image(data, np.eye(4))
     img.header.set_slope_inter(0.5, -10.0)
