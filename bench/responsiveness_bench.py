@@ -236,7 +236,7 @@ def main() -> int:
         steps = tr.last_train.steps if tr.last_train is not None else "?"
         results.append(summary(f"fine-tune process run {run} ({steps} st, {default_train_threads()} thr)", s, secs))
     if not args.no_thread_baseline:
-        from desktop_app.learning_jobs import WorkerCancelToken
+        from unet_engine.progress import CancelToken
         from unet_engine.data.dataset import RetrainingDataset
         from unet_engine.registry.versions import ModelRegistry
         from unet_engine.training.fine_tune import fine_tune
@@ -253,7 +253,7 @@ def main() -> int:
             box["done"], box["res"] = False, None
             parts.controller.workers.start(
                 thread_job, tr.base_config.replace(num_threads=1), session.dataset_folder, session.registry.root,
-                WorkerCancelToken(), description="Fine-tuning (thread baseline)",
+                CancelToken(), description="Fine-tuning (thread baseline)",
                 on_progress=tr._on_report, on_result=lambda r: box.update(res=r),
                 on_finished=lambda: box.update(done=True))
 

@@ -3,7 +3,7 @@
 Each job gets copies of what it needs and returns a small result object; the GUI thread
 (the controllers in :mod:`desktop_app.controllers`) applies results to the document. Generator jobs yield
 :class:`~unet_engine.progress.Progress` (or training reports) for the progress bar and
-stop at the next check when their :class:`WorkerCancelToken` fires -- either because the
+stop at the next check when their :class:`~unet_engine.progress.CancelToken` fires -- either because the
 user pressed Cancel or because the worker was asked to quit (window close, shutdown),
 which also ends a *paused* fine-tuning run.
 
@@ -47,22 +47,9 @@ from unet_engine.volume import Volume
 log = logging.getLogger(__name__)
 
 
-class WorkerCancelToken(CancelToken):
-    """Cancelled when :meth:`cancel` is called or when the attached worker is asked to quit."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.worker: Any = None
-
-    @property
-    def cancelled(self) -> bool:  # type: ignore[override]
-        w = self.worker
-        return self._event.is_set() or bool(w is not None and getattr(w, "abort_requested", False))
-
-    def raise_if_cancelled(self, what: str = "job") -> None:
-        if self.cancelled:
-            self._event.set()
-            super().raise_if_cancelled(what)
+def attach_worker(token: CancelToken, worker: Any) -> None:
+    """Make ``token`` fire when ``worker`` is asked to quit (``worker.quit()``)."""
+    token.also = lambda: bool(getattr(worker, "abort_requested", False))
 
 
 def device_description(device: Any = "auto") -> str:

@@ -29,10 +29,16 @@ class Progress:
 
 
 class CancelToken:
-    """A thread-safe "please stop" flag, set by the GUI thread, polled by the worker."""
+    """A thread- and process-safe "please stop" flag: set by the GUI thread (or the parent
+    process), polled by the job. The one cancel token of the code base.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    ``event``: what holds the flag -- a fresh ``threading.Event`` by default, or e.g. a
+    ``multiprocessing`` Event the parent process sets. ``also``: another reason to stop,
+    polled with the flag (e.g. "the worker running this job was asked to quit")."""
+
+    def __init__(self, event: Any = None, *, also: Callable[[], bool] | None = None) -> None:
+        self._event = event if event is not None else threading.Event()
+        self.also = also
 
     def cancel(self) -> None:
         """Ask the job to stop at its next check."""
@@ -40,11 +46,13 @@ class CancelToken:
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        if not self._event.is_set() and self.also is not None and self.also():
+            self._event.set()
+        return bool(self._event.is_set())
 
     def raise_if_cancelled(self, what: str = "job") -> None:
         """Raise :class:`unet_engine.errors.CancelledError` when :meth:`cancel` was called."""
-        if self._event.is_set():
+        if self.cancelled:
             raise CancelledError(f"{what} cancelled")
 
 

@@ -44,6 +44,7 @@ from desktop_app.state.review import ReviewState
 from desktop_app.state.display import DisplayOptions
 from desktop_app.viewer.slice_geometry import world_axis_assignment
 from desktop_app.widgets.inference_panel import InferencePanel
+from unet_engine.progress import CancelToken
 from unet_engine.model.checkpoint import WEIGHTS_NAME, load_card
 from unet_engine.errors import SegLoopError
 from unet_engine.inference.streaming import PartialProgress
@@ -86,7 +87,7 @@ class InferenceController(QtCore.QObject):
         self.apply_labels = apply_labels
         self.review = ReviewState.empty()
         self.worker: Any = None
-        self._token: jobs.WorkerCancelToken | None = None
+        self._token: CancelToken | None = None
         self._predicted = False  # the running job's prediction was applied
         self._run_volume: Any = None  # the scan the running job segments
         self._cache: dict[tuple[str, float], tuple[Any, Any]] = {}
@@ -205,7 +206,7 @@ class InferenceController(QtCore.QObject):
             region = tuple(slice(max(0, c - h), min(n, c + h)) for c, n in zip(doc.cursor, doc.image.shape))
         weights = Path(path) / WEIGHTS_NAME
         key = (str(path), weights.stat().st_mtime if weights.exists() else 0.0)
-        token = jobs.WorkerCancelToken()
+        token = CancelToken()
         volume = doc.image
         version = self.session.version_of(path)
         self._token = token
@@ -223,7 +224,7 @@ class InferenceController(QtCore.QObject):
             on_error=lambda exc: self.ctx.job_error("Inference failed", exc, p.set_status),
             on_progress=lambda pr: self.ctx.guard("Could not show the progress", self._on_progress, pr, volume),
             on_finished=self._on_finished)
-        token.worker = worker
+        jobs.attach_worker(token, worker)
         self.worker = worker
         return worker
 

@@ -33,6 +33,7 @@ from desktop_app.controllers.context import UiContext
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.state.validation_info import completed_metrics
 from desktop_app.widgets.training_panel import TrainingPanel
+from unet_engine.progress import CancelToken
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.paths import segloop_home
 from unet_engine.projects import FIRST_MODEL_MIN_CASES
@@ -62,7 +63,7 @@ class TrainingController(QtCore.QObject):
         self.base_config = TrainConfig(**APP_TRAIN_CONFIG)
         self.worker: Any = None
         self.last_train: Any = None
-        self._token: jobs.WorkerCancelToken | None = None
+        self._token: CancelToken | None = None
         self._slot: jobs.ProcessSlot | None = None
         self._pause = threading.Event()
         self._promote = False
@@ -202,7 +203,7 @@ class TrainingController(QtCore.QObject):
         project = s.require()
         self._pause.clear()
         self._promote = promote
-        token = jobs.WorkerCancelToken()
+        token = CancelToken()
         slot = jobs.ProcessSlot()
         self._token, self._slot = token, slot
         p.reset()
@@ -222,7 +223,7 @@ class TrainingController(QtCore.QObject):
             fit_minutes=fit_minutes,
             on_result=lambda res: self.ctx.guard("Could not finish fine-tuning", self._on_trained, res),
             on_error=self._on_error, on_progress=self._on_report, on_finished=self._on_finished)
-        token.worker = worker
+        jobs.attach_worker(token, worker)
         self.worker = worker
         return worker
 

@@ -25,6 +25,7 @@ from desktop_app.state.project_session import ProjectSession
 from desktop_app.state.validation_info import missing_validation
 from desktop_app.state.display import DisplayOptions
 from desktop_app.widgets.versions_panel import VersionsPanel
+from unet_engine.progress import CancelToken
 from unet_engine.errors import SegLoopError
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class VersionsController(QtCore.QObject):
         if self.compare_worker is not None or reg is None:
             return None
         volume = doc.image
-        token = jobs.WorkerCancelToken()
+        token = CancelToken()
         vp.set_compare_text(f"Running {a} and {b} on the scan…")
 
         def finished() -> None:
@@ -168,7 +169,7 @@ class VersionsController(QtCore.QObject):
             on_error=lambda exc: self.ctx.job_error("Could not compare", exc, vp.set_compare_text),
             on_progress=lambda p: vp.set_compare_text(f"Comparing: {p.message} ({100 * p.fraction:.0f} %)"),
             on_finished=finished)
-        token.worker = worker
+        jobs.attach_worker(token, worker)
         self.compare_worker = worker
         self._update_busy()
         return worker

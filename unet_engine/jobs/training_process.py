@@ -85,26 +85,6 @@ def default_train_threads() -> int:
     return max(1, n - 1)
 
 
-class _EventCancelToken(CancelToken):
-    """A :class:`CancelToken` backed by a multiprocessing Event set in the parent."""
-
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self._mp_event = event
-
-    def cancel(self) -> None:
-        self._mp_event.set()
-
-    @property
-    def cancelled(self) -> bool:  # type: ignore[override]
-        return self._mp_event.is_set()
-
-    def raise_if_cancelled(self, what: str = "job") -> None:
-        if self._mp_event.is_set():
-            self._event.set()
-            super().raise_if_cancelled(what)
-
-
 def _watch_parent(cancel: Any, out: Any) -> None:
     """Child-side thread: if the parent process dies (GUI crash / kill), cancel the run (it saves
     its resumable state) and stop waiting for the unread queue to drain, so the child exits."""
@@ -152,7 +132,7 @@ def _child_main(config: dict[str, Any], dataset_dir: str, registry_root: str, fr
 
             cfg = fit_config_to_minutes(cfg, dataset, float(fit_minutes), registry=registry, from_version=from_version)
         gen = fine_tune(cfg, dataset=dataset, registry=registry, from_version=from_version, pause=pause,
-                        cancel=_EventCancelToken(cancel), **options)
+                        cancel=CancelToken(cancel), **options)
         while True:
             try:
                 item = next(gen)
