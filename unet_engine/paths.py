@@ -8,8 +8,6 @@ from pathlib import Path
 
 import platformdirs
 
-#: The repository root of a source checkout (loop-sim's default data folder sits beside it).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Bundled model and sample scans: package data of ``unet_engine``, found the same way in a
 #: source checkout, an editable install and an installed wheel.
 RESOURCES = Path(str(importlib.resources.files("unet_engine") / "resources"))

@@ -15,19 +15,12 @@ import sys
 from pathlib import Path
 
 
-def _default_data() -> str:
-    from unet_engine.paths import PROJECT_ROOT
-
-    return str(PROJECT_ROOT.parent / "shared" / "data" / "hippocampus")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("loop-sim", help="simulate the human-in-the-loop learning curve",
                               description="Start from a model trained on --initial cases, then for each of --rounds "
                                           "new cases: predict, count the voxels to correct, add the corrected case, "
                                           "fine-tune for --steps-per-round steps, score on a fixed held-out set.")
-    p.add_argument("--data", default=None, help="MSD task folder (imagesTr + labelsTr) or a SegLoop dataset "
-                                                "(default: ../shared/data/hippocampus)")
+    p.add_argument("--data", required=True, help="MSD task folder (imagesTr + labelsTr) or a SegLoop dataset")
     p.add_argument("--out", required=True, help="output folder (CSV, PNG, summary.json)")
     p.add_argument("--mode", choices=["finetune", "finetune-noreplay", "scratch"], default="finetune")
     p.add_argument("--compare", action="store_true", help="run all three modes")
@@ -102,7 +95,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     from unet_engine.modality import normalize_modality
     from unet_engine.training.config import TrainConfig, batch_size_for
 
-    data = args.data or _default_data()
+    data = args.data
     meta = read_msd_meta(data)
     reference = _reference(args.reference)
     card = load_card(reference) if reference and Path(reference, "card.json").is_file() else None
