@@ -2,8 +2,8 @@
 
 Run with THAT version of the code on the path, e.g.::
 
-    git worktree add /tmp/segloop_old f86f4bf
-    PYTHONPATH=/tmp/segloop_old python tests/data/legacy_home/make_legacy_home.py
+    git worktree add WORK/segloop_old f86f4bf
+    PYTHONPATH=WORK/segloop_old python tests/data/legacy_home/make_legacy_home.py
 
 It builds what the app and ``segloop train`` left in ``SEGLOOP_HOME``: the one retraining
 dataset ``datasets/default`` (three hippocampus cases from tests/data/hippocampus, one with
