@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -284,8 +285,11 @@ class InferenceController(QtCore.QObject):
         p.set_progress(1.0, "done")
         p.set_review(self.review.summary(), self.review.n_uncertain > 0)
         where = "" if res.region is None else " (region)"
-        ready = f" (slice in view after {self.stream.focus_seconds:.1f} s)" if self.stream.focus_seconds is not None else ""
-        p.set_status(f"Predicted{where} in {res.seconds:.1f} s{ready} with {version} on {res.device}. Ctrl+Z undoes it.")
+        # both times from the click (model loading included), so they compare
+        wall = time.perf_counter() - self.stream.started if self.stream.started else res.seconds
+        focus = self.stream.focus_seconds
+        ready = f" (slice in view after {focus:.1f} s)" if focus is not None and focus < wall - 0.05 else ""
+        p.set_status(f"Predicted{where} in {wall:.1f} s{ready} with {version} on {res.device}. Ctrl+Z undoes it.")
         self._predicted = True
         self.prediction_applied.emit(res)
 

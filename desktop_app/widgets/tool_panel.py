@@ -181,6 +181,7 @@ class ToolPanel(QtWidgets.QWidget):
             button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
         form.addRow(preview_row)
         form.addRow(self.preview_label)
+        self._form, self._preview_row = form, preview_row
 
         ops = QtWidgets.QGridLayout()
         ops.addWidget(self.interpolate_button, 0, 0, 1, 2)
@@ -216,8 +217,20 @@ class ToolPanel(QtWidgets.QWidget):
         self.actions[f"tool_{name}"].setChecked(True)
         changed = name != self._tool
         self._tool = name
+        self._show_tool_rows()
         if changed:
             self.tool_changed.emit(name)
+
+    def _show_tool_rows(self) -> None:
+        """Tolerance only for the tools that use it, Accept / Discard only for the preview
+        tools (or while a preview waits): the panel stays short for the brush."""
+        form = getattr(self, "_form", None)
+        if form is None:
+            return
+        form.setRowVisible(self.tolerance_slider, self._tool in ("click", "smart_brush"))
+        preview = self._tool in PREVIEW_TOOL_NAMES or self._preview_active
+        form.setRowVisible(self._preview_row, preview)
+        form.setRowVisible(self.preview_label, preview)
 
     @property
     def tolerance(self) -> float:
@@ -228,6 +241,7 @@ class ToolPanel(QtWidgets.QWidget):
         """Enable Accept / Discard while a preview waits; ``text`` says what it holds."""
         self._preview_active = bool(active)
         self.preview_label.setText(text)
+        self._show_tool_rows()
         self._update_enabled()
 
     def step_size(self, step: int) -> None:
