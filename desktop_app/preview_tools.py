@@ -26,20 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
 from PySide6 import QtCore
 
-from desktop_app.state.grow_seeds import GrowResult, SeedError, SeedGrower
+from desktop_app.state.grow_seeds import GrowResult, SeedError, SeedGrower, check_seed_labels
+from desktop_app.state.intensity import single_channel
 from desktop_app.state.preview import BACKGROUND_SEED
 from desktop_app.state.region_click import ClickError, region_from_click
 from desktop_app.state.tools import ClickRequest, ToolController
 
 log = logging.getLogger(__name__)
-
-
-def grey_image(array: np.ndarray) -> np.ndarray:
-    """The scan as one channel (the mean of RGB channels), as the tools compare it."""
-    return array if array.ndim == 3 else array.mean(axis=-1)
 
 
 class PreviewToolsController(QtCore.QObject):
@@ -78,16 +73,6 @@ class PreviewToolsController(QtCore.QObject):
         return self._grow_worker is not None or self._click_worker is not None
 
     # ----- grow from seeds ---------------------------------------------------------------
-    def _grower_for_document(self) -> SeedGrower:
-        image = self.tools.document.image
-        assert image is not None
-        limits = self.tools.brush.threshold
-        key = (id(image), limits)
-        if self._grower is None or self._grower_key != key:
-            self._grower = SeedGrower(grey_image(image.array), tuple(image.spacing), intensity_range=limits)
-            self._grower_key = key
-        return self._grower
-
     def request_grow(self) -> bool:
         """Grow the current seeds in a worker (or once the running grow ends)."""
         if self.tools.document.image is None or not self.preview.strokes:
@@ -95,22 +80,27 @@ class PreviewToolsController(QtCore.QObject):
         if self._grow_worker is not None:
             self._grow_pending = True
             return True
-        labels = self.preview.seed_labels()
-        if len(labels) < 2:
-            only = next(iter(labels))
-            self.hint = ("Now paint background seeds (Shift + drag) around the structure"
-                         if only != BACKGROUND_SEED else "Now paint seeds of a label inside the structure")
+        try:  # one label only: say what to paint next, without a worker round trip
+            check_seed_labels(self.preview.seed_labels())
+        except SeedError as exc:
+            self.hint = str(exc)
             self._update_panel()
             return False
-        grower, seeds, generation = self._grower_for_document(), self.preview.seeds(), self.preview.generation
+        image, limits = self.tools.document.image, self.tools.brush.threshold
+        key = (id(image), limits)  # one grower (and its cached feature image) per scan and limits
+        cached = self._grower if self._grower_key == key else None
+        seeds, generation = self.preview.seeds(), self.preview.generation
         self._grow_cancel = cancel = threading.Event()
         started = time.perf_counter()
 
-        def job() -> GrowResult:
-            return grower.grow(seeds, cancel=cancel.is_set)
+        def job() -> tuple[SeedGrower, GrowResult]:
+            grower = cached or SeedGrower(image.array, tuple(image.spacing), intensity_range=limits)
+            return grower, grower.grow(seeds, cancel=cancel.is_set)
 
-        def done(result: GrowResult) -> None:
-            if cancel.is_set() or result is None:
+        def done(out: tuple[SeedGrower, GrowResult]) -> None:
+            grower, result = out
+            self._grower, self._grower_key = grower, key
+            if cancel.is_set():
                 return
             self.last_update_s = time.perf_counter() - started
             if not self.preview.set_result(result.bbox, result.labels, "Grow from seeds", "seeds",
@@ -139,10 +129,9 @@ class PreviewToolsController(QtCore.QObject):
 
     def _grow_finished(self) -> None:
         self._grow_worker = None
-        if self._grow_pending and not self._grow_cancel.is_set():
-            self._grow_pending = False
+        pending, self._grow_pending = self._grow_pending, False
+        if pending and not self._grow_cancel.is_set():
             self.request_grow()
-        self._grow_pending = False
 
     # ----- click to segment --------------------------------------------------------------
     def request_click(self, request: ClickRequest, *, replace_last: bool = False) -> bool:
@@ -157,11 +146,11 @@ class PreviewToolsController(QtCore.QObject):
         before = self._snapshot() if not replace_last else (self._last_click[1] if self._last_click else None)
         self._last_click = (request, before)
         tolerance, mode, limits = self.panel.tolerance, brush.mode, brush.threshold
-        array, spacing = grey_image(image.array), tuple(image.spacing)
+        array, spacing = image.array, tuple(image.spacing)
         started = time.perf_counter()
 
         def job():
-            return region_from_click(array, request.kji, spacing, tolerance=tolerance, mode=mode,
+            return region_from_click(single_channel(array), request.kji, spacing, tolerance=tolerance, mode=mode,
                                      axis=request.axis, intensity_range=limits)
 
         def done(result) -> None:

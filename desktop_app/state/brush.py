@@ -40,6 +40,7 @@ import numpy as np
 from desktop_app.state.document import Document
 from desktop_app.state.geometry import BBox, bbox_of, bbox_union, clip_bbox, plane_axes, to_slices, view_to_kji
 from desktop_app.state.history import History, Transaction
+from desktop_app.state.intensity import single_channel
 from desktop_app.state.smart_brush import smart_footprint
 
 SHAPES = ("round", "square")
@@ -174,9 +175,7 @@ def writable(region: np.ndarray, paint_over: str, paint_over_label: int, erase: 
 def intensity_ok(document: Document, bbox: BBox, threshold: tuple[float, float]) -> np.ndarray:
     """Voxels of ``bbox`` whose image intensity lies in ``threshold`` (inclusive)."""
     assert document.image is not None
-    img = document.image.array[to_slices(bbox)]
-    if img.ndim == 4:
-        img = img.mean(axis=-1)
+    img = single_channel(document.image.array[to_slices(bbox)])
     return (img >= threshold[0]) & (img <= threshold[1])
 
 
@@ -207,6 +206,31 @@ def apply_selection(
     return changed
 
 
+class BrushPath:
+    """The voxels a stroke's brush sweeps: each point joined to the previous point of the
+    stroke on the same slice (the exact swept footprint, so fast moves leave no gaps)."""
+
+    def __init__(self, settings: BrushSettings, spacing: tuple[float, float, float], shape: tuple[int, ...]) -> None:
+        self.settings, self.spacing, self.shape = settings, spacing, shape
+        self._last: np.ndarray | None = None
+        self._last_view: tuple[int, int] | None = None
+
+    def sweep(self, axis: int, slice_index: int, row: float, col: float
+              ) -> tuple[BBox, np.ndarray, np.ndarray] | None:
+        """``(bbox, footprint, centre)`` of the brush swept from the previous point to this
+        one (``footprint`` is bool, ``bbox``-shaped), or None when it misses the volume."""
+        s = self.settings
+        r = s.radii(axis, self.spacing)
+        c = s.center(axis, view_to_kji(axis, slice_index, row, col))
+        view = (int(axis), int(slice_index))
+        p0 = self._last if (self._last is not None and self._last_view == view) else c
+        self._last, self._last_view = c, view
+        bbox = segment_bbox(p0, c, r, self.shape)
+        if bbox is None:
+            return None
+        return bbox, swept_footprint(p0, c, r, s.shape, bbox), c
+
+
 class BrushStroke:
     """One press-move-release of the brush or eraser: one undo entry."""
 
@@ -224,8 +248,7 @@ class BrushStroke:
         self.smart_tolerance = smart_tolerance  # smart brush: only voxels like the centre's
         kind = "Eraser" if erase else ("Smart brush" if smart_tolerance is not None else "Brush")
         self.txn = history.begin(f"{kind} stroke")
-        self._last: np.ndarray | None = None
-        self._last_view: tuple[int, int] | None = None
+        self.path = BrushPath(self.settings, document.image.spacing, document.mask.shape)
         self.bbox: BBox | None = None
 
     @property
@@ -239,19 +262,12 @@ class BrushStroke:
         ``document.notify_mask_changed``), or None."""
         if not self.txn.open:
             return None
-        s = self.settings
-        spacing = self.document.image.spacing  # type: ignore[union-attr]
-        r = s.radii(axis, spacing)
-        c = s.center(axis, view_to_kji(axis, slice_index, row, col))
-        view = (int(axis), int(slice_index))
-        p0 = self._last if (self._last is not None and self._last_view == view) else c
-        self._last, self._last_view = c, view
-        mask = self.document.mask
-        assert mask is not None
-        bbox = segment_bbox(p0, c, r, mask.shape)
-        if bbox is None:
+        swept = self.path.sweep(axis, slice_index, row, col)
+        if swept is None:
             return None
-        sel = swept_footprint(p0, c, r, s.shape, bbox)
+        bbox, sel, c = swept
+        s, mask = self.settings, self.document.mask
+        assert mask is not None
         rule = writable(mask[to_slices(bbox)], s.paint_over, s.paint_over_label, self.erase, s.label)
         if rule is not None:
             sel &= rule
@@ -268,9 +284,7 @@ class BrushStroke:
         """Smart brush: per slice of the dab, the footprint voxels similar to the voxel
         under the brush centre and connected to it
         (:func:`~desktop_app.state.smart_brush.smart_footprint`)."""
-        img = self.document.image.array[to_slices(bbox)]  # type: ignore[union-attr]
-        if img.ndim == 4:
-            img = img.mean(axis=-1)
+        img = single_channel(self.document.image.array[to_slices(bbox)])  # type: ignore[union-attr]
         local = [int(min(max(math.floor(centre[a] + 0.5) - bbox[a][0], 0), bbox[a][1] - bbox[a][0] - 1))
                  for a in range(3)]
         rc = tuple(local[a] for a in range(3) if a != axis)

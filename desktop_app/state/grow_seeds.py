@@ -35,7 +35,7 @@ Rules:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +43,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from desktop_app.state.geometry import BBox, bbox_shape
+from desktop_app.state.intensity import single_channel
 
 BACKGROUND = 0
 METHODS = ("watershed", "skimage_watershed", "random_walker")
@@ -56,6 +57,16 @@ _LEVELS = 256
 
 class SeedError(ValueError):
     """The seeds cannot be grown (message says what to do)."""
+
+
+def check_seed_labels(labels: Collection[int]) -> None:
+    """:class:`SeedError` unless at least two labels have seeds (a label and background, or
+    two labels): with one, nothing competes with its flood."""
+    if len(labels) == 1:
+        (only,) = labels
+        what = "background" if only == BACKGROUND else f"label {only}"
+        raise SeedError(f"only {what} has seeds: paint background seeds too (Shift+drag), or seeds of a "
+                        "second label, so the labels have something to compete with")
 
 
 class GrowCancelled(Exception):
@@ -96,8 +107,7 @@ class SeedGrower:
         sigma_mm: float = DEFAULT_SIGMA_MM,
         method: str = "watershed",
     ) -> None:
-        if image.ndim == 4:
-            image = image.mean(axis=3)
+        image = single_channel(image)
         if image.ndim != 3:
             raise ValueError(f"image must be 3D (k, j, i), got shape {image.shape}")
         if method not in METHODS:
@@ -170,11 +180,7 @@ class SeedGrower:
             limits = " inside the intensity limits" if self.intensity_range is not None and seeds else ""
             raise SeedError(f"there are no seeds{limits}: paint strokes on the structure (and background "
                             "seeds with Shift+drag) before growing")
-        if len(points) < 2:
-            (only,) = points
-            what = "background" if only == BACKGROUND else f"label {only}"
-            raise SeedError(f"only {what} has seeds: paint background seeds too (Shift+drag), or seeds of a "
-                            "second label, so the labels have something to compete with")
+        check_seed_labels(points)
         return points
 
     def _shrink_for(self, box: BBox) -> tuple[int, int, int]:

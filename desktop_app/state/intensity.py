@@ -24,6 +24,12 @@ AUTO_PERCENTILES = (0.5, 99.5)
 _MAX_SAMPLES = 2_000_000
 
 
+def single_channel(array: np.ndarray) -> np.ndarray:
+    """The scan as one value per voxel -- RGB(A) channels averaged -- as the editing tools
+    compare intensities."""
+    return array.mean(axis=-1) if array.ndim == 4 else array
+
+
 def levels_from_window(window: float, level: float) -> tuple[float, float]:
     window = max(float(window), 1e-6)
     return level - window / 2.0, level + window / 2.0

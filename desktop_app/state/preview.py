@@ -23,7 +23,7 @@ from psygnal import Signal
 
 from desktop_app.state.brush import BrushSettings, intensity_ok, writable
 from desktop_app.state.document import Document
-from desktop_app.state.geometry import BBox, bbox_intersection, bbox_of, bbox_union, slice_bbox, to_slices
+from desktop_app.state.geometry import BBox, bbox_intersection, bbox_of, bbox_offset, bbox_union, slice_bbox, to_slices
 from desktop_app.state.label_ops import MaskPatch
 
 BACKGROUND_SEED = 0
@@ -135,7 +135,7 @@ class Preview:
         filling its buffer): redraw only the views whose slice crosses it."""
         if self.bbox is not None and self.labels is not None and not self._nonzero:
             inner = bbox_intersection(bbox, self.bbox)
-            self._nonzero = inner is not None and bool(self.labels[_local(inner, self.bbox)].any())
+            self._nonzero = inner is not None and bool(self.labels[to_slices(bbox_offset(inner, self.bbox))].any())
         self.generation += 1
         self.changed.emit(bbox)
 
@@ -145,8 +145,8 @@ class Preview:
         assert union is not None
         merged = np.zeros(tuple(b - a for a, b in union), dtype=np.int64)
         if self.bbox is not None and self.labels is not None:
-            merged[_local(self.bbox, union)] = self.labels
-        region = merged[_local(bbox, union)]
+            merged[to_slices(bbox_offset(self.bbox, union))] = self.labels
+        region = merged[to_slices(bbox_offset(bbox, union))]
         region[sel] = label
         self.set_result(union, merged, description, tool)
 
@@ -170,7 +170,7 @@ class Preview:
         if inter is None:
             return None
         out = np.zeros([n for a, n in enumerate(shape) if a != axis], dtype=np.int64)
-        part = self.labels[_local(inter, self.bbox)]
+        part = self.labels[to_slices(bbox_offset(inter, self.bbox))]
         dst = tuple(slice(a, b) for ax, (a, b) in enumerate(inter) if ax != axis)
         out[dst] = np.take(part, 0, axis=axis)
         return out if out.any() else None
@@ -222,17 +222,12 @@ def accept_job(document: Document, preview: Preview, brush: BrushSettings) -> Ca
         changed = bbox_of(sel, (bbox[0][0], bbox[1][0], bbox[2][0]))
         if changed is None:
             return MaskPatch(description, 0, generation=generation)
-        local = _local(changed, bbox)
+        local = to_slices(bbox_offset(changed, bbox))
         present = tuple(int(v) for v in np.unique(labels[sel]))
         return MaskPatch(description, 0, changed, np.ascontiguousarray(sel[local]),
                          values=labels[local].astype(region.dtype), ensure_labels=present, generation=generation)
 
     return job
-
-
-def _local(inner: BBox, outer: BBox) -> tuple[slice, slice, slice]:
-    """Slices of ``inner`` inside an array covering ``outer``."""
-    return tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inner, outer))  # type: ignore[return-value]
 
 
 def _strokes_bbox(strokes: list[SeedStrokeRecord]) -> BBox | None:

@@ -14,9 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from desktop_app.state.brush import BrushSettings, intensity_ok, segment_bbox, swept_footprint
+from desktop_app.state.brush import BrushPath, BrushSettings, intensity_ok
 from desktop_app.state.document import Document
-from desktop_app.state.geometry import view_to_kji
 from desktop_app.state.preview import BACKGROUND_SEED, Preview
 
 
@@ -33,8 +32,7 @@ class SeedStroke:
         self.label = BACKGROUND_SEED if background else int(settings.label)
         if self.label != BACKGROUND_SEED and not 0 < self.label <= document.max_label_value:
             raise ValueError(f"label {self.label} does not fit the mask (1..{document.max_label_value})")
-        self._last: np.ndarray | None = None
-        self._last_view: tuple[int, int] | None = None
+        self.path = BrushPath(self.settings, document.image.spacing, document.image.shape)
         self._started = False
         self.active = True
 
@@ -42,17 +40,11 @@ class SeedStroke:
         """Seed the brush swept from the previous point; returns the voxels added."""
         if not self.active:
             return 0
-        s, image = self.settings, self.document.image
-        assert image is not None
-        r = s.radii(axis, image.spacing)
-        c = s.center(axis, view_to_kji(axis, slice_index, row, col))
-        view = (int(axis), int(slice_index))
-        p0 = self._last if (self._last is not None and self._last_view == view) else c
-        self._last, self._last_view = c, view
-        bbox = segment_bbox(p0, c, r, image.shape)
-        if bbox is None:
+        swept = self.path.sweep(axis, slice_index, row, col)
+        if swept is None:
             return 0
-        sel = swept_footprint(p0, c, r, s.shape, bbox)
+        bbox, sel, _centre = swept
+        s = self.settings
         if s.threshold is not None and self.label != BACKGROUND_SEED:
             sel &= intensity_ok(self.document, bbox, s.threshold)
         coords = np.argwhere(sel) + np.array([bbox[0][0], bbox[1][0], bbox[2][0]])
