@@ -84,23 +84,6 @@ def autosave_interval() -> float:
         return DEFAULT_AUTOSAVE_S
 
 
-class _InlineWorkers:
-    """Runs jobs at once on the calling thread (a bare embedding without a worker manager)."""
-
-    def start(self, func, *args, on_result=None, on_error=None, on_finished=None, description="", **kwargs):
-        try:
-            result = func(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller's error callback
-            if on_error is not None:
-                on_error(exc)
-        else:
-            if on_result is not None:
-                on_result(result)
-        if on_finished is not None:
-            on_finished()
-        return None
-
-
 def editing_controller(window: QtWidgets.QWidget) -> "EditingController | None":
     """The :class:`EditingController` attached to ``window`` (None when there is none)."""
     return window.findChild(EditingController, "editing_controller")
@@ -137,7 +120,7 @@ class EditingController(QtCore.QObject):
             view.layers.append(layer)
             self.preview_layers.append(layer)
         self.preview_tools = PreviewToolsController(
-            self.tools, self.tool_panel, getattr(controller, "workers", None) or _InlineWorkers(),
+            self.tools, self.tool_panel, controller.workers,
             window.show_message, self.run_patch_job, self)
         self._build_actions()
         self._connect()
