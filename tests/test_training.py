@@ -17,7 +17,8 @@ from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.progress import CancelToken, run_generator
 from unet_engine.registry.versions import ModelRegistry
 from unet_engine.training.config import AugmentConfig, TrainConfig
-from unet_engine.training.fine_tune import EpochReport, StepReport, WarmupCosine, fine_tune
+from unet_engine.training.fine_tune import EpochReport, StepReport, Trainer, fine_tune
+from unet_engine.training.schedule import LRSchedule
 
 
 def test_short_fine_tune_raises_validation_dice(tmp_path):
@@ -73,8 +74,10 @@ def test_cancel_then_resume_equals_uninterrupted_run(tmp_path, stop_step, where)
     assert resumed.weights_sha256 == full.weights_sha256  # bit-identical to the uninterrupted run
     assert resumed.curves == full.curves and resumed.steps == 12
     assert not list((tmp_path / "b" / "training").glob("*/state.json"))  # finished: state removed
-    again = run_generator(fine_tune(cfg, dataset=ds, registry=ModelRegistry(tmp_path / "c"), from_version="scratch"))
-    assert again.weights_sha256 == full.weights_sha256  # same seed, same weights
+    # same seed, same weights; also with batches made between steps instead of ahead in a thread
+    again = run_generator(fine_tune(cfg.replace(prefetch_batches=0), dataset=ds, registry=ModelRegistry(tmp_path / "c"),
+                                    from_version="scratch"))
+    assert again.weights_sha256 == full.weights_sha256
     with pytest.raises(SegLoopError, match="no saved training state"):
         run_generator(fine_tune(cfg, dataset=ds, registry=reg_b, resume=True))
 
@@ -218,21 +221,9 @@ def test_fine_tune_from_version_replays_earlier_cases(tmp_path):
     for name in ("hippocampus_221", "hippocampus_320"):
         ds.add_case(read_volume(HIPPO / "imagesTr" / f"{name}.nii.gz"),
                     read_volume(HIPPO / "labelsTr" / f"{name}.nii.gz").array, model_version=first.version)
-    import unet_engine.training.fine_tune as training
-
-    seen: dict = {}
-    real = training.ReplaySampler
-
-    class Spy(real):
-        def __init__(self, **kw):
-            seen.update(new=kw["new_ids"], old=kw["old_ids"])
-            super().__init__(**kw)
-
-    training.ReplaySampler = Spy
-    try:
-        second = run_generator(fine_tune(tiny_config(max_steps=2, steps_per_epoch=2), dataset=ds, registry=reg))
-    finally:
-        training.ReplaySampler = real
+    trainer = Trainer(tiny_config(max_steps=2, steps_per_epoch=2), dataset=ds, registry=reg)
+    seen = {"new": trainer.new_ids, "old": trainer.replayed_ids}
+    second = run_generator(trainer.run())
     new_train = {c.id for c in ds.train_cases()} - {c["id"] for c in reg.get(first.version).dataset["cases"]}
     assert set(seen["new"]) == new_train and seen["old"]
     assert second.parent == first.version and reg.get(second.version).parent == first.version
@@ -283,13 +274,44 @@ def test_kill9_during_training_keeps_previous_version_and_dataset(tmp_path):
     assert steps == [saved["step"] + 1] and saved["config"]["max_steps"] == 10_000 and saved["parent"] == v1.version
 
 
+def _schedule(deadline_s=None):
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return opt, LRSchedule(opt, warmup=4, total=20, min_ratio=0.1, deadline_s=deadline_s)
+
+
+def _rates(steps, elapsed=lambda step: 0.0, deadline_s=None):
+    """The learning rate used at each of ``steps`` optimizer steps."""
+    opt, sched = _schedule(deadline_s)
+    out = []
+    for i in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.advance(i + 1, elapsed(i + 1))
+    return out
+
+
 def test_schedule_and_config():
-    s = WarmupCosine(warmup=4, total=20, min_ratio=0.1)
-    assert [round(s(i), 3) for i in (0, 3)] == [0.25, 1.0]
-    assert s(4) == pytest.approx(1.0) and s(20) == pytest.approx(0.1) and s(12) == pytest.approx(0.55)
-    s.time_floor = 0.5  # half the time budget used: the cosine is at least half-way
-    assert s(5) == pytest.approx(0.55)
-    assert s(16) == pytest.approx(s.min_ratio + (1 - s.min_ratio) * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    lrs = _rates(21)
+    assert [round(v, 3) for v in lrs[:4]] == [0.25, 0.5, 0.75, 1.0]
+    assert lrs[4] == pytest.approx(1.0) and lrs[20] == pytest.approx(0.1) and lrs[12] == pytest.approx(0.55)
+    # half the time budget used after 5 steps: the cosine is at least half-way
+    behind = _rates(17, elapsed=lambda step: 50.0 if step >= 5 else 0.0, deadline_s=100.0)
+    assert behind[5] == pytest.approx(0.55)
+    assert behind[16] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    # a resumed schedule (through JSON) continues where it was
+    opt, sched = _schedule()
+    for i in range(7):
+        opt.step()
+        sched.advance(i + 1)
+    opt2, sched2 = _schedule()
+    opt2.load_state_dict(opt.state_dict())  # as a resumed run restores the optimizer (its rates) first
+    sched2.load_state_dict(json.loads(json.dumps(sched.state_dict())))
+    for i in range(7, 12):
+        opt.step()
+        sched.advance(i + 1)
+        opt2.step()
+        sched2.advance(i + 1)
+        assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"]) == pytest.approx(lrs[i + 1])
     cfg = TrainConfig(epochs=3, augment={"p_flip": 0.1})
     assert TrainConfig.from_json(cfg.to_json()) == cfg and cfg.augment.p_flip == 0.1
     with pytest.raises(SegLoopError, match="unknown setting"):

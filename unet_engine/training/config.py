@@ -68,6 +68,7 @@ class TrainConfig:
     foreground_fraction: float = 0.5  # share of samples centred on a labelled voxel
     cache_cases: int = 4  # decoded cases kept in memory per stream (new / replay)
     samples_per_case: int = 16  # samples drawn from a case before it leaves the working set
+    prefetch_batches: int = 2  # batches prepared ahead in a background thread (0: between steps); same results
     augment: AugmentConfig | None = None  # None: the start model's (its card), else AugmentConfig()
     # validation and early stopping (on the dataset's fixed val split)
     validate_every_epochs: int = 1
@@ -113,8 +114,8 @@ class TrainConfig:
                 raise bad(name, "must be in [0, 1]")
         if self.patch_size is not None and (len(self.patch_size) not in (2, 3) or min(self.patch_size) < 1):
             raise bad("patch_size", "must be [H, W] or [D, H, W] of positive sizes")
-        if self.warmup_steps < 0 or self.patience < 0:
-            raise SegLoopError("training config: warmup_steps and patience must be >= 0")
+        if self.warmup_steps < 0 or self.patience < 0 or self.prefetch_batches < 0:
+            raise SegLoopError("training config: warmup_steps, patience and prefetch_batches must be >= 0")
         if self.preprocessing is not None:
             from unet_engine.model.preprocessing import PreprocessConfig
 

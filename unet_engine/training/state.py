@@ -6,7 +6,8 @@ Two files in the run's folder:
   (``best.*``) and the optimizer's tensors (``opt.<param>.<name>``);
 * ``state.json``: the step, the optimizer's scalar state and param groups, the LR
   scheduler, the AMP scaler, every rank's sampler and RNG states (torch generators as
-  base64), the curves, early-stopping bookkeeping and the config.
+  base64), the run state (:class:`~unet_engine.training.run_state.RunState`: step, curves,
+  early stopping) and the config.
 
 The safetensors file gets a new name at every save and ``state.json``, written last and
 atomically, names it; the previous tensor file is removed only afterwards. A kill at any
@@ -30,7 +31,9 @@ from unet_engine.errors import SegLoopError
 log = logging.getLogger(__name__)
 
 STATE_JSON = "state.json"
-FORMAT = "segloop-train-state/1"
+FORMAT = "segloop-train-state/2"
+#: Format 1 (before the run state and torch's schedulers) is still resumed: see Trainer._restore.
+LEGACY_FORMAT = "segloop-train-state/1"
 
 
 def tensor_to_b64(t: torch.Tensor) -> str:
@@ -112,7 +115,10 @@ def load_state(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], d
     if info is None:
         raise SegLoopError("no saved training state to resume from (the last run finished, or a newer run "
                            "started since and stopped before saving its state); start a new run", folder)
-    if info.get("format") != FORMAT:
+    if info.get("format") not in (FORMAT, LEGACY_FORMAT):
+        if str(info.get("format", "")).startswith("segloop-train-state/"):
+            raise SegLoopError(f"the saved run was written by another SegLoop version ({info.get('format')}) and "
+                               "cannot be resumed by this one; start a new run", folder / STATE_JSON)
         raise SegLoopError(f"unknown training-state format {info.get('format')!r}", folder / STATE_JSON)
     path = folder / info["tensors"]
     try:
