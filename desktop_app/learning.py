@@ -58,7 +58,7 @@ def build_learning(window: MainWindow, controller: Controller, document: Documen
     """Dock the learning panels, create their controllers and open the first project."""
     ctx = UiContext(parent=window, workers=controller.workers,
                     show_error=lambda title, error: controller.show_error(title, error),
-                    show_message=lambda text, ms=5000: window.show_message(text, ms))
+                    show_message=window.show_message)
     session = ProjectSession(store or ProjectStore())
     prediction = PredictionState()
     inference_panel, training_panel, versions_panel = InferencePanel(), TrainingPanel(), VersionsPanel()

@@ -144,7 +144,8 @@ def add_case_job(project_folder: Path, volume: Volume, mask: np.ndarray, predict
     ds = project.dataset()
     folder = ds.folder
     edited = None
-    changed, dice = None, {}
+    changed: int | None = None
+    dice: dict[str, float | None] = {}
     names = {int(k): v for k, v in ds.labels.items()}
     if prediction is not None and prediction.shape == mask.shape:
         edited, changed, dice = correction_stats(prediction, mask, names)
@@ -166,7 +167,7 @@ class CompareResult:
     b: str
     difference: np.ndarray  # float32 1 where the versions disagree
     voxels_differ: int
-    dice: dict[str, float]
+    dice: dict[str, float | None]  # None: the label is in neither version's labels
 
 
 def compare_job(registry_root: Path, a: str, b: str, volume: Volume, cancel: CancelToken | None = None,

@@ -74,7 +74,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mouse_help: list[tuple[str, str]] = list(MOUSE_HELP)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
         self.panels: dict[str, QtWidgets.QWidget] = {}  # title -> the panel widget itself
-        self.actions: dict[str, QtGui.QAction] = {}
+        # deliberately shadows QWidget.actions(): the app's public name -> QAction table
+        self.actions: dict[str, QtGui.QAction] = {}  # type: ignore[assignment]
         for spec in ACTION_SPECS:
             self.add_action(spec)
         self._build_menus()

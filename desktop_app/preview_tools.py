@@ -94,7 +94,7 @@ class PreviewToolsController(QtCore.QObject):
         started = time.perf_counter()
 
         def job() -> tuple[SeedGrower, GrowResult]:
-            grower = cached or SeedGrower(image.array, tuple(image.spacing), intensity_range=limits)
+            grower = cached or SeedGrower(image.array, image.spacing, intensity_range=limits)
             return grower, grower.grow(seeds, cancel=cancel.is_set)
 
         def done(out: tuple[SeedGrower, GrowResult]) -> None:
@@ -146,7 +146,7 @@ class PreviewToolsController(QtCore.QObject):
         before = self._snapshot() if not replace_last else (self._last_click[1] if self._last_click else None)
         self._last_click = (request, before)
         tolerance, mode, limits = self.panel.tolerance, brush.mode, brush.threshold
-        array, spacing = image.array, tuple(image.spacing)
+        array, spacing = image.array, image.spacing
         started = time.perf_counter()
 
         def job():

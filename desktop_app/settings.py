@@ -8,6 +8,7 @@ geometry and dock layout.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6 import QtCore
 
@@ -25,7 +26,7 @@ class Settings:
 
     # ----- recent files --------------------------------------------------------------------
     def recent_files(self) -> list[str]:
-        value = self._qs.value("recent/files", [])
+        value: Any = self._qs.value("recent/files", [])  # a list, or one str when one file is stored
         if isinstance(value, str):
             value = [value]
         return [str(v) for v in (value or []) if v]

@@ -63,7 +63,7 @@ def test_background_write_and_round_trip(tmp_path):
     journal = Journal(doc, interval_s=0.05)
     journal.start()
     try:
-        time.sleep(0.15)
+        assert wait_for(lambda: journal.checks >= 2)
         assert journal.writes == 0  # clean document: nothing written
         edited_at = time.time()
         ctl.press(0, 2, 10, 10)
@@ -74,8 +74,8 @@ def test_background_write_and_round_trip(tmp_path):
         assert journal.writes >= 1 and journal.last_error is None
         on_disk = find_recoverable(tmp_path / "case_001.nii.gz")
         assert on_disk is not None and np.array_equal(load_recovery(on_disk), doc.mask)
-        n = journal.writes
-        time.sleep(0.2)
+        n, checked = journal.writes, journal.checks
+        assert wait_for(lambda: journal.checks >= checked + 2)
         assert journal.writes == n  # no change: no rewrite
     finally:
         journal.stop()

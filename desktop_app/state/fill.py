@@ -137,7 +137,7 @@ def fill_holes_patch(
     else:
         filled = np.empty_like(binary)
         for s in range(binary.shape[axis]):
-            idx = [slice(None)] * 3
+            idx: list[slice | int] = [slice(None)] * 3
             idx[axis] = s
             filled[tuple(idx)] = binary_fill_holes(binary[tuple(idx)])
     sel = filled & ~binary

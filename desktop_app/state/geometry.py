@@ -11,9 +11,13 @@ same convention as ``Document.mask_changed``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 BBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+# The helpers below build boxes with tuple(... for axis in 3 axes); cast() gives them the
+# fixed length mypy cannot infer from a generator.
 
 _PLANE_AXES: dict[int, tuple[int, int]] = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
 
@@ -38,19 +42,19 @@ def slice_bbox(shape: tuple[int, ...], axis: int, slice_index: int) -> BBox:
     """The bbox of one whole slice of a volume of ``shape``."""
     b = [(0, int(n)) for n in shape[:3]]
     b[axis] = (int(slice_index), int(slice_index) + 1)
-    return tuple(b)  # type: ignore[return-value]
+    return cast(BBox, tuple(b))
 
 
 def full_bbox(shape: tuple[int, ...]) -> BBox:
-    return tuple((0, int(n)) for n in shape[:3])  # type: ignore[return-value]
+    return cast(BBox, tuple((0, int(n)) for n in shape[:3]))
 
 
 def to_slices(bbox: BBox) -> tuple[slice, slice, slice]:
-    return tuple(slice(a, b) for a, b in bbox)  # type: ignore[return-value]
+    return cast("tuple[slice, slice, slice]", tuple(slice(a, b) for a, b in bbox))
 
 
 def bbox_shape(bbox: BBox) -> tuple[int, int, int]:
-    return tuple(max(0, b - a) for a, b in bbox)  # type: ignore[return-value]
+    return cast("tuple[int, int, int]", tuple(max(0, b - a) for a, b in bbox))
 
 
 def bbox_empty(bbox: BBox | None) -> bool:
@@ -63,22 +67,24 @@ def bbox_union(a: BBox | None, b: BBox | None) -> BBox | None:
         return None if bbox_empty(b) else b
     if bbox_empty(b):
         return a
-    return tuple((min(x0, y0), max(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))  # type: ignore[return-value,arg-type]
+    if a is None or b is None:  # for mypy: bbox_empty() said neither is None
+        return None
+    return cast(BBox, tuple((min(x0, y0), max(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b)))
 
 
 def bbox_intersection(a: BBox, b: BBox) -> BBox | None:
-    out = tuple((max(x0, y0), min(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
-    return None if bbox_empty(out) else out  # type: ignore[return-value]
+    out = cast(BBox, tuple((max(x0, y0), min(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b)))
+    return None if bbox_empty(out) else out
 
 
 def bbox_offset(inner: BBox, outer: BBox) -> BBox:
     """``inner`` expressed in the coordinates of the array cropped to ``outer``."""
-    return tuple((a0 - o0, a1 - o0) for (a0, a1), (o0, _) in zip(inner, outer))  # type: ignore[return-value]
+    return cast(BBox, tuple((a0 - o0, a1 - o0) for (a0, a1), (o0, _) in zip(inner, outer)))
 
 
 def clip_bbox(bbox: BBox, shape: tuple[int, ...]) -> BBox | None:
-    out = tuple((max(0, int(a)), min(int(n), int(b))) for (a, b), n in zip(bbox, shape[:3]))
-    return None if bbox_empty(out) else out  # type: ignore[return-value]
+    out = cast(BBox, tuple((max(0, int(a)), min(int(n), int(b))) for (a, b), n in zip(bbox, shape[:3])))
+    return None if bbox_empty(out) else out
 
 
 def bbox_of(mask: np.ndarray, origin: tuple[int, int, int] = (0, 0, 0)) -> BBox | None:
@@ -92,4 +98,4 @@ def bbox_of(mask: np.ndarray, origin: tuple[int, int, int] = (0, 0, 0)) -> BBox 
         if hit.size == 0:
             return None
         out.append((int(hit[0]) + origin[ax], int(hit[-1]) + 1 + origin[ax]))
-    return tuple(out)  # type: ignore[return-value]
+    return cast(BBox, tuple(out))

@@ -37,6 +37,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -44,6 +45,7 @@ from scipy import ndimage
 
 from desktop_app.state.geometry import BBox, bbox_shape
 from desktop_app.state.intensity import single_channel
+from unet_engine.volume import int3
 
 BACKGROUND = 0
 METHODS = ("watershed", "skimage_watershed", "random_walker")
@@ -154,8 +156,8 @@ class SeedGrower:
         allp = np.concatenate([p for p in points.values() if len(p)])
         lo, hi = allp.min(axis=0), allp.max(axis=0) + 1
         pad = [int(np.ceil(self.margin_mm / s)) for s in self.spacing]
-        return tuple((max(0, int(a) - m), min(int(n), int(b) + m))
-                     for a, b, m, n in zip(lo, hi, pad, self.image.shape))  # type: ignore[return-value]
+        return cast(BBox, tuple((max(0, int(a) - m), min(int(n), int(b) + m))
+                                for a, b, m, n in zip(lo, hi, pad, self.image.shape)))
 
     def clear_cache(self) -> None:
         self._cache = None
@@ -198,12 +200,12 @@ class SeedGrower:
                 break
             a = min(grow, key=lambda ax: (f[ax] * self.spacing[ax], ax))
             f[a] += 1
-        return tuple(f)  # type: ignore[return-value]
+        return int3(f)
 
     def _build_cache(self, box: BBox, shrink: tuple[int, int, int], check: Callable[[], None]) -> _Cache:
         pad = [int(np.ceil(CACHE_PAD_MM / s)) for s in self.spacing]
-        cbox: BBox = tuple((max(0, a - m), min(int(n), b + m))
-                           for (a, b), m, n in zip(box, pad, self.image.shape))  # type: ignore[assignment]
+        cbox = cast(BBox, tuple((max(0, a - m), min(int(n), b + m))
+                                for (a, b), m, n in zip(box, pad, self.image.shape)))
         crop = np.asarray(self.image[tuple(slice(a, b) for a, b in cbox)], dtype=np.float32)
         coarse = _block_mean(crop, shrink)
         inside = np.ones(coarse.shape, bool)

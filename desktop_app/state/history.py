@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from psygnal import Signal
@@ -74,7 +75,7 @@ def _encode(arr: np.ndarray) -> tuple[bytes, str]:
             lengths = np.diff(starts, append=flat.size).astype(np.uint32 if flat.size < 2**32 else np.uint64)
             vals = zlib.compress(flat[starts].tobytes(), 1)
             return struct.pack("<QB", len(vals), lengths.itemsize) + vals + zlib.compress(lengths.tobytes(), 1), "rle"
-    return zlib.compress(memoryview(raw).cast("B"), 1), "zlib"
+    return zlib.compress(raw.data.cast("B"), 1), "zlib"  # raw.data: memoryview(raw)
 
 
 def _decode(payload: bytes, codec: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -85,7 +86,7 @@ def _decode(payload: bytes, codec: str, shape: tuple[int, ...], dtype: np.dtype)
     n, width = struct.unpack_from("<QB", payload)
     head = struct.calcsize("<QB")
     vals = np.frombuffer(zlib.decompress(payload[head:head + n]), dtype=dtype)
-    lengths = np.frombuffer(zlib.decompress(payload[head + n:]), dtype=np.uint32 if width == 4 else np.uint64)
+    lengths: np.ndarray = np.frombuffer(zlib.decompress(payload[head + n:]), dtype=np.uint32 if width == 4 else np.uint64)
     return np.repeat(vals, lengths).reshape(shape)
 
 
@@ -175,7 +176,7 @@ class Transaction:
         sub = self._captured[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]
         for off in np.argwhere(sub):
             key = (int(off[0]) + c0[0], int(off[1]) + c0[1], int(off[2]) + c0[2])
-            cb = tuple((k * c, min((k + 1) * c, n)) for k, c, n in zip(key, CHUNK_SHAPE, self._mask.shape))
+            cb = cast(BBox, tuple((k * c, min((k + 1) * c, n)) for k, c, n in zip(key, CHUNK_SHAPE, self._mask.shape)))
             inter = bbox_intersection(cb, bbox)
             if inter is None:
                 continue

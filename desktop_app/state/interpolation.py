@@ -15,6 +15,8 @@ compute + :func:`~desktop_app.state.label_ops.apply_patch` on the GUI thread.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from scipy import ndimage
 
@@ -71,7 +73,7 @@ def interpolate_job(document: Document, value: int, axis: int, *, paint_over: st
         raise RuntimeError("no scan is open")
     _check_paint_over(paint_over)
     plane_axes(axis)
-    snapshot, spacing, generation = mask.copy(), tuple(document.image.spacing), document.generation
+    snapshot, spacing, generation = mask.copy(), document.image.spacing, document.generation
 
     def job() -> MaskPatch:
         patch = interpolation_patch(snapshot, value, axis, spacing, paint_over=paint_over, description=description)
@@ -108,7 +110,7 @@ def interpolation_patch(
     k0, k1 = int(keys[0]), int(keys[-1]) + 1
     box_l = [(0, 0)] * 3
     box_l[axis], box_l[ra], box_l[ca] = (k0, k1), (r0, r1), (c0, c1)
-    box: BBox = tuple(box_l)  # type: ignore[assignment]
+    box = cast(BBox, tuple(box_l))
     crop_present = present[tuple(slice(a, b) for a, b in box)]
     crop_mask = mask[tuple(slice(a, b) for a, b in box)]
     sel = np.zeros(crop_present.shape, dtype=bool)

@@ -46,7 +46,7 @@ from desktop_app.state.labels import Label, LabelTable
 from unet_engine.io.atomic import atomic_write_bytes, atomic_write_json
 from unet_engine.errors import GeometryMismatchError, SegLoopError
 from unet_engine.paths import segloop_home
-from unet_engine.volume import Volume, geometry_differences
+from unet_engine.volume import Volume, float3, geometry_differences, int3
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._saved_generation = -1  # nothing written yet: a dirty document is written
         self.writes = 0
+        self.checks = 0  # times the thread looked at the document (written or not): a progress marker
         self.last_write_s: float | None = None  # duration of the last write
         self.last_folder: Path | None = None
         self.last_error: str | None = None
@@ -176,6 +177,7 @@ class Journal:
             except Exception as exc:  # never let the autosave thread die silently
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("autosave failed")
+            self.checks += 1
 
     def _folder(self) -> Path | None:
         image = self.document.image
@@ -198,7 +200,7 @@ class Journal:
                 return False
             t0 = time.perf_counter()
             buf = mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)
-            payload = zlib.compress(memoryview(buf).cast("B"), 1)
+            payload = zlib.compress(buf.data.cast("B"), 1)  # buf.data: memoryview(buf)
             if doc.mask is not mask or doc.image is not image:
                 return False  # a new scan/mask arrived meanwhile
             folder = autosave_root(self.home) / scan_key(image.source_path, image)
@@ -249,10 +251,10 @@ def _read_info(folder: Path) -> RecoveryInfo | None:
             folder=folder,
             scan_path=Path(s["scan_path"]) if s.get("scan_path") else None,
             mask_path=Path(s["mask_path"]) if s.get("mask_path") else None,
-            shape=tuple(int(n) for n in s["shape"]),  # type: ignore[arg-type]
+            shape=int3(s["shape"]),
             dtype=str(s["dtype"]),
-            spacing=tuple(float(v) for v in s["spacing"]),  # type: ignore[arg-type]
-            origin=tuple(float(v) for v in s["origin"]),  # type: ignore[arg-type]
+            spacing=float3(s["spacing"]),
+            origin=float3(s["origin"]),
             direction=[[float(v) for v in row] for row in s["direction"]],
             saved_at=float(s["saved_at"]),
             mask_file=str(s["mask_file"]),

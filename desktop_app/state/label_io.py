@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from desktop_app.state.labels import Label, LabelTable
+from desktop_app.state.labels import Label, LabelTable, as_rgb
 from unet_engine.io.label_descriptions import (HEADER, LabelDescription, LabelFileError, format_label_descriptions,
                                             parse_label_descriptions, read_label_descriptions,
                                             write_label_descriptions)
@@ -23,13 +23,13 @@ __all__ = ["HEADER", "LabelFileError", "descriptions", "format_itksnap_labels", 
 
 def label_from_description(d: LabelDescription) -> Label:
     """A label-table entry for one description row."""
-    return Label(int(d.value), d.name, tuple(d.colour), bool(d.visible), float(d.opacity),  # type: ignore[arg-type]
+    return Label(int(d.value), d.name, as_rgb(d.colour), bool(d.visible), float(d.opacity),
                  bool(d.mesh_visible))
 
 
 def descriptions(labels: Iterable[Label]) -> list[LabelDescription]:
     """Description rows (value order) for label-table entries, e.g. to save with a mask."""
-    return [LabelDescription(lab.value, lab.name, tuple(lab.colour), lab.opacity, lab.visible,  # type: ignore[arg-type]
+    return [LabelDescription(lab.value, lab.name, as_rgb(lab.colour), lab.opacity, lab.visible,
                              lab.mesh_visible) for lab in sorted(labels, key=lambda lab: lab.value)]
 
 

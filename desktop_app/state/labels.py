@@ -7,9 +7,14 @@ in :mod:`desktop_app.state.label_ops`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, cast
 
 from psygnal import Signal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Colours for labels 1..N when neither the model card nor the user gives one (ITK-SNAP-like).
 DEFAULT_COLOURS: list[tuple[int, int, int]] = [
@@ -20,6 +25,12 @@ DEFAULT_COLOURS: list[tuple[int, int, int]] = [
 
 def default_colour(value: int) -> tuple[int, int, int]:
     return DEFAULT_COLOURS[(value - 1) % len(DEFAULT_COLOURS)]
+
+
+def as_rgb(colour: Iterable[int]) -> tuple[int, int, int]:
+    """``tuple(colour)`` (a colour given as a list, e.g. from JSON, or a tuple) typed as the
+    (r, g, b) triple it is; not checked (:func:`_colour` checks)."""
+    return cast("tuple[int, int, int]", tuple(colour))
 
 
 @dataclass
@@ -51,7 +62,7 @@ class LabelTable:
         for value, name in sorted(names.items()):
             if int(value) == 0:
                 continue
-            table.labels[int(value)] = Label(int(value), name, tuple(colours.get(int(value), default_colour(int(value)))))  # type: ignore[arg-type]
+            table.labels[int(value)] = Label(int(value), name, as_rgb(colours.get(int(value), default_colour(int(value)))))
         return table
 
     def ensure(self, values: list[int] | set[int]) -> None:
@@ -129,7 +140,7 @@ class LabelTable:
         self.changed.emit()
 
     # ----- undo support ----------------------------------------------------------------
-    def snapshot(self, values: "list[int] | set[int] | None" = None) -> LabelSnapshot:
+    def snapshot(self, values: Iterable[int] | None = None) -> LabelSnapshot:
         """Copies of the entries for ``values`` (all when None); absent values map to None."""
         keys = self.labels.keys() if values is None else values
         return {int(v): (replace(self.labels[v]) if v in self.labels else None) for v in keys}
@@ -162,7 +173,7 @@ class LabelTable:
     def __contains__(self, value: object) -> bool:
         return value in self.labels
 
-    def lut(self, size: int = 256, opacity: float = 1.0) -> "list[tuple[int, int, int, int]]":
+    def lut(self, size: int = 256, opacity: float = 1.0) -> np.ndarray:
         """RGBA lookup table indexed by label value; hidden labels and 0 are transparent."""
         import numpy as np
 
@@ -171,11 +182,11 @@ class LabelTable:
             if 0 < lab.value < size and lab.visible:
                 table[lab.value, :3] = lab.colour
                 table[lab.value, 3] = int(round(255 * opacity * lab.opacity))
-        return table  # type: ignore[return-value]
+        return table
 
 
 def _colour(colour: "tuple[int, int, int] | list[int]") -> tuple[int, int, int]:
     c = tuple(int(v) for v in colour)
     if len(c) != 3 or any(not 0 <= v <= 255 for v in c):
         raise ValueError(f"a colour is three integers 0..255, got {colour!r}")
-    return c  # type: ignore[return-value]
+    return c

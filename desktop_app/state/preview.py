@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from psygnal import Signal
@@ -42,7 +43,7 @@ def coords_bbox(coords: np.ndarray) -> BBox | None:
     if len(coords) == 0:
         return None
     lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
-    return tuple((int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    return cast(BBox, tuple((int(a), int(b)) for a, b in zip(lo, hi)))
 
 
 class Preview:
@@ -202,8 +203,9 @@ def accept_job(document: Document, preview: Preview, brush: BrushSettings) -> Ca
     generation = document.generation
     if not preview.has_result:
         return lambda: MaskPatch(description, 0, generation=generation)
-    bbox, labels = preview.bbox, preview.labels.copy()  # type: ignore[union-attr]
-    assert bbox is not None
+    bbox, labels = preview.bbox, preview.labels
+    assert bbox is not None and labels is not None  # has_result
+    labels = labels.copy()
     top = int(labels.max())
     if top > document.max_label_value:
         raise ValueError(f"label {top} does not fit the mask (1..{document.max_label_value})")

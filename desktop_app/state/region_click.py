@@ -22,11 +22,14 @@ way: grow such structures from seeds (:mod:`desktop_app.state.grow_seeds`).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from desktop_app.state.geometry import BBox, plane_axes
+from unet_engine.volume import int3
 
 MODES = ("2d", "3d")
 DEFAULT_MAX_VOXELS = 2_000_000  # 3D click ~0.5-1 s on 2 busy cores
@@ -68,7 +71,7 @@ def region_from_click(
         raise ValueError(f"tolerance must be between 0 and 1, got {tolerance}")
     if image.ndim != 3:
         raise ValueError(f"image must be 3D (k, j, i), got shape {image.shape}")
-    seed = tuple(int(round(float(v))) for v in kji)
+    seed = int3(round(float(v)) for v in kji)
     if not all(0 <= s < n for s, n in zip(seed, image.shape)):
         raise ClickError(f"the click {seed} is outside the scan {tuple(image.shape)}: click inside the image")
     value = float(image[seed])
@@ -78,7 +81,7 @@ def region_from_click(
                          "or widen the limits")
     box = click_box(image.shape, seed, spacing, mode=mode, axis=axis, box_mm=box_mm, max_voxels=max_voxels)
     crop = np.asarray(image[tuple(slice(a, b) for a, b in box)], dtype=np.float32)
-    local = tuple(s - a for s, (a, _) in zip(seed, box))
+    local = int3(s - a for s, (a, _) in zip(seed, box))
     region = _grow(crop, local, spacing, tolerance, smoothing_mm)
     if intensity_range is not None:
         region &= (crop >= intensity_range[0]) & (crop <= intensity_range[1])
@@ -95,10 +98,10 @@ def click_box(shape: tuple[int, ...], seed: tuple[int, int, int], spacing: tuple
         half = [max(int(n) for n in shape[:3])] * 3
         half[axis] = 0
     while True:
-        box = tuple((max(0, c - h), min(int(n), c + h + 1)) for c, h, n in zip(seed, half, shape))
+        box = cast(BBox, tuple((max(0, c - h), min(int(n), c + h + 1)) for c, h, n in zip(seed, half, shape)))
         size = int(np.prod([b - a for a, b in box]))
         if size <= max_voxels or max(half) <= 1:
-            return box  # type: ignore[return-value]
+            return box
         half = [max(1, int(h * 0.8)) if h > 0 else 0 for h in half]
 
 
@@ -131,7 +134,7 @@ def _structure(shape: tuple[int, ...]) -> np.ndarray:
     st = ndimage.generate_binary_structure(3, 1)
     for a, n in enumerate(shape):
         if n == 1:
-            idx = [slice(None)] * 3
+            idx: list[slice | list[int]] = [slice(None)] * 3
             idx[a] = [0, 2]
             st[tuple(idx)] = False
     return st

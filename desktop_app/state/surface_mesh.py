@@ -25,12 +25,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
 from skimage import measure
 
-from desktop_app.state.geometry import BBox, bbox_empty, bbox_union, clip_bbox
+from desktop_app.state.geometry import BBox, bbox_empty, bbox_union, clip_bbox, to_slices
+from unet_engine.volume import int3
 
 #: The grid marching cubes sees per label stays under this many cells (a 512 x 512 x 300
 #: body outline is reduced by 3 along each axis; a spleen or a hippocampus is not reduced).
@@ -95,7 +97,7 @@ def label_bboxes(mask: np.ndarray, values: set[int] | None = None,
         value = index + 1
         if slices is None or (values is not None and value not in values):
             continue
-        out[value] = tuple((s.start + o, s.stop + o) for s, o in zip(slices, origin))  # type: ignore[assignment]
+        out[value] = cast(BBox, tuple((s.start + o, s.stop + o) for s, o in zip(slices, origin)))
     return out
 
 
@@ -168,7 +170,7 @@ def label_mesh(
     if np.linalg.det(m) > 0:
         faces = faces[:, ::-1]
     return LabelMesh(int(value), xyz.astype(np.float32), np.ascontiguousarray(faces),
-                     n_world.astype(np.float32), tuple((int(a), int(b)) for a, b in bbox), int(step))  # type: ignore[arg-type]
+                     n_world.astype(np.float32), cast(BBox, tuple((int(a), int(b)) for a, b in bbox)), int(step))
 
 
 def build_meshes(mask: np.ndarray, affine: np.ndarray, values: set[int] | None = None,
@@ -252,15 +254,16 @@ class SurfaceMeshes:
         if bbox is None:
             self._full = True
             return
-        box = tuple((int(a), int(b)) for a, b in bbox)
-        if bbox_empty(box):  # type: ignore[arg-type]
+        box = cast(BBox, tuple((int(a), int(b)) for a, b in bbox))
+        if bbox_empty(box):
             return
-        self._dirty.append(box)  # type: ignore[arg-type]
+        self._dirty.append(box)
         if len(self._dirty) > _MAX_DIRTY_BOXES:  # a long burst of dabs: one box is enough
             union: BBox | None = None
             for b in self._dirty:
                 union = bbox_union(union, b)
-            self._dirty = [union]  # type: ignore[list-item]
+            assert union is not None  # a union of non-empty boxes
+            self._dirty = [union]
 
     def plan(self, mask: np.ndarray | None, affine: np.ndarray) -> MeshJob | None:
         """The job covering every change since the last plan (None: nothing to do)."""
@@ -284,8 +287,9 @@ class SurfaceMeshes:
         # the crop holds each affected label's old voxels (its cached bbox) and new ones (the edits)
         for v in values:
             area = bbox_union(area, self.bboxes.get(v))
-        crop = mask[tuple(slice(a, b) for a, b in area)].copy()
-        return MeshJob(self.epoch, crop, tuple(a for a, _ in area), affine, values, dict(self.params))  # type: ignore[arg-type]
+        assert area is not None  # a union with a non-empty box
+        crop = mask[to_slices(area)].copy()
+        return MeshJob(self.epoch, crop, int3(a for a, _ in area), affine, values, dict(self.params))
 
     def apply(self, update: MeshUpdate) -> set[int] | None:
         """Store a job's result; the values whose mesh changed, or None when it is stale."""

@@ -64,6 +64,7 @@ from desktop_app.state.label_ops import (
     merge_labels,
     merge_labels_job,
 )
+from unet_engine.volume import int3
 
 __all__ = ["TOOLS", "BrushSettings", "ClickRequest", "ToolController"]
 
@@ -129,8 +130,8 @@ class ToolController:
         if self._tool == "fill":
             return self.fill_at(axis, slice_index, row, col, erase=erase)
         if self._tool == "click":
-            kji = tuple(int(round(v)) for v in view_to_kji(axis, slice_index, row, col))
-            self.requested.emit("click", ClickRequest(int(axis), kji, self.brush.label, erase))  # type: ignore[arg-type]
+            kji = int3(round(v) for v in view_to_kji(axis, slice_index, row, col))
+            self.requested.emit("click", ClickRequest(int(axis), kji, self.brush.label, erase))
             return None
         if self._tool == "seeds":
             self._stroke = SeedStroke(self.document, self.preview, self.brush, background=erase)

@@ -26,6 +26,8 @@ class DisplayImageItem(pg.ImageItem):
     ``False`` for overlays with transparency.
     """
 
+    qimage: QtGui.QImage | None  # set by pyqtgraph's render()
+
     def __init__(self, opaque: bool, **kwargs) -> None:
         kwargs.setdefault("axisOrder", "row-major")
         self._opaque = opaque

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import astuple
+from typing import cast
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -30,6 +31,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from desktop_app.state.geometry import plane_axes, view_to_kji
 from desktop_app.state.tools import ToolController
 from desktop_app.viewer.slice_view import SliceView
+from unet_engine.volume import float3
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +135,9 @@ class ViewInteraction(QtCore.QObject):
     def eventFilter(self, obj: QtCore.QObject, ev: QtCore.QEvent) -> bool:  # noqa: N802 - Qt API
         t = ev.type()
         if t == QtCore.QEvent.Type.MouseButtonPress:
-            self._press_modifiers = ev.modifiers()  # type: ignore[attr-defined]
+            self._press_modifiers = cast(QtGui.QMouseEvent, ev).modifiers()
         elif t in (QtCore.QEvent.Type.KeyPress, QtCore.QEvent.Type.ShortcutOverride):
-            if ev.key() == QtCore.Qt.Key.Key_Escape and self.tools.stroke_active:  # type: ignore[attr-defined]
+            if cast(QtGui.QKeyEvent, ev).key() == QtCore.Qt.Key.Key_Escape and self.tools.stroke_active:
                 if t == QtCore.QEvent.Type.ShortcutOverride:
                     ev.accept()  # Esc cancels the stroke even if some action uses it as a shortcut
                     return False
@@ -208,13 +210,14 @@ class ViewInteraction(QtCore.QObject):
     def update_cursor(self) -> None:
         """Redraw the outline at the last hovered point (after a settings change too)."""
         g, doc, tools = self.view.geometry_info, self.tools.document, self.tools
-        show = (self.cursor_enabled and self.painting and self._last_hover is not None and g is not None
-                and doc.image is not None and tools.tool in BRUSH_CURSOR_TOOLS)
-        if not show:
+        hover, image = self._last_hover, doc.image
+        show = (self.cursor_enabled and self.painting and hover is not None and g is not None
+                and image is not None and tools.tool in BRUSH_CURSOR_TOOLS)
+        if not show or hover is None or g is None or image is None:
             self.cursor.hide()
             return
-        axis, index, row, col = self._last_hover  # type: ignore[misc]
-        if axis != g.axis:  # type: ignore[union-attr]
+        axis, index, row, col = hover
+        if axis != g.axis:
             self.cursor.hide()
             return
         brush = tools.brush
@@ -223,13 +226,13 @@ class ViewInteraction(QtCore.QObject):
         except ValueError:
             self.cursor.hide()
             return
-        spacing = tuple(doc.image.spacing)  # type: ignore[union-attr]
+        spacing = image.spacing
         key = (astuple(brush)[:3], axis, spacing, g)
         if key != self.cursor._key:
-            self.cursor.setPath(self._outline_path(brush.footprint_2d(axis, spacing)))  # type: ignore[arg-type]
+            self.cursor.setPath(self._outline_path(brush.footprint_2d(axis, spacing)))
             self.cursor._key = key
         centre = brush.center(axis, view_to_kji(axis, index, row, col))
-        x, y = g.crosshair_mm(tuple(centre))  # type: ignore[union-attr]
+        x, y = g.crosshair_mm(float3(centre))
         self.cursor.setPos(x, y)
         erase = tools.tool == "eraser" or bool(QtWidgets.QApplication.keyboardModifiers() & ERASE_MODIFIER)
         lab = doc.labels.labels.get(brush.label)
@@ -263,8 +266,9 @@ class ViewInteraction(QtCore.QObject):
         if not self.cursor.isVisible() or self._last_hover is None:
             return None
         axis, index, row, col = self._last_hover
-        brush, doc = self.tools.brush, self.tools.document
-        fp = brush.footprint_2d(axis, tuple(doc.image.spacing))  # type: ignore[union-attr]
+        brush, image = self.tools.brush, self.tools.document.image
+        assert image is not None  # the outline shows only over a scan
+        fp = brush.footprint_2d(axis, image.spacing)
         c = brush.center(axis, view_to_kji(axis, index, row, col))
         ra, ca = plane_axes(axis)
         o_r, o_c = c[ra] - (fp.shape[0] - 1) / 2.0, c[ca] - (fp.shape[1] - 1) / 2.0

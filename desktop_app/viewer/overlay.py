@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 
-def lut_size(values: "list[int] | set[int] | dict", minimum: int = 256) -> int:
+def lut_size(values: Iterable[int], minimum: int = 256) -> int:
     """Rows a label LUT needs so every value in ``values`` indexes it and the last row
     (where :func:`label_rgba` clips unknown large values) stays transparent."""
     top = max((int(v) for v in values), default=0)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from unet_engine.volume import int3
+
 
 def voxel_index(kji: tuple[float, float, float], shape: tuple[int, int, int]) -> tuple[int, int, int] | None:
     """Nearest voxel ``(k, j, i)`` of a continuous index, or None outside the volume."""
-    idx = tuple(int(np.floor(v + 0.5)) for v in kji)
+    idx = int3(np.floor(v + 0.5) for v in kji)
     if any(not 0 <= v < n for v, n in zip(idx, shape)):
         return None
-    return idx  # type: ignore[return-value]
+    return idx
 
 
 def format_value(value) -> str:

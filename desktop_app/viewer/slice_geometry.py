@@ -27,6 +27,7 @@ from itertools import permutations
 import numpy as np
 
 from desktop_app.state.geometry import plane_axes
+from unet_engine.volume import int3
 
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 
@@ -56,7 +57,7 @@ def world_axis_assignment(direction: np.ndarray) -> tuple[int, int, int]:
     for perm in permutations(range(3)):  # perm[w] = array axis for world axis w
         score = sum(d[w, perm[w]] for w in range(3))
         if score > best_score + 1e-9:
-            best, best_score = perm, score  # type: ignore[assignment]
+            best, best_score = int3(perm), score
     return best
 
 

@@ -37,6 +37,7 @@ from desktop_app.state.intensity import sample_voxels
 from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_size
 from desktop_app.viewer.slice_geometry import PlaneGeometry, plane_geometry
 from desktop_app.viewer.view_limits import pan_limits
+from unet_engine.volume import Volume, int3
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class SliceView(QtWidgets.QFrame):
         self.plane = plane
         self.options = options or DisplayOptions()
         self.geometry_: PlaneGeometry | None = None
-        self._shown_volume = None  # the Volume geometry_ was computed for
+        self._shown_volume: Volume | None = None  # the Volume geometry_ was computed for
         self.slice_index = 0
         self.left_button_mode = NAVIGATE
         self.levels: tuple[float, float] = (0.0, 1.0)
@@ -176,7 +177,7 @@ class SliceView(QtWidgets.QFrame):
             return
         kji = list(self.document.cursor)
         kji[g.axis] = int(index)
-        self.document.set_cursor(tuple(kji))  # type: ignore[arg-type]
+        self.document.set_cursor(int3(kji))
 
     def step_slice(self, steps: int) -> None:
         self.set_slice(self.slice_index + int(steps))
@@ -242,8 +243,10 @@ class SliceView(QtWidgets.QFrame):
             return
         (axis, index, row, col), (drow, dcol) = hit
         if self.left_button_mode == NAVIGATE:
-            kji = self.geometry_.kji(index, drow, dcol)  # type: ignore[union-attr]
-            self.document.set_cursor(tuple(int(np.floor(v + 0.5)) for v in kji))  # type: ignore[arg-type]
+            g = self.geometry_
+            assert g is not None  # _display_point() found a point
+            kji = g.kji(index, drow, dcol)
+            self.document.set_cursor(int3(np.floor(v + 0.5) for v in kji))
             return
         signal = {"press": self.voxel_pressed, "drag": self.voxel_dragged, "release": self.voxel_released}[kind]
         signal.emit(axis, index, row, col)
@@ -369,9 +372,9 @@ class SliceView(QtWidgets.QFrame):
         u, g = self.document.uncertainty, self.geometry_
         show = self.options.uncertainty_visible and u is not None and g is not None and self._ready()
         self.uncertainty_item.setVisible(bool(show))
-        if not show:
+        if not show or u is None or g is None:
             return
-        data = g.extract(u, self.slice_index)  # type: ignore[union-attr]
+        data = g.extract(u, self.slice_index)
         self.uncertainty_item.setImage(data, autoLevels=False, levels=(0.0, self._uncertainty_max))
         self.redraws["uncertainty"] += 1
 

@@ -25,13 +25,18 @@ from __future__ import annotations
 import logging
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
+from superqt.utils import WorkerBase
 
 from desktop_app.state.document import Document
 from desktop_app.state.surface_mesh import LabelMesh, MeshJob, MeshUpdate, SurfaceMeshes
 from desktop_app.workers import WorkerManager
+
+if TYPE_CHECKING:
+    import pyqtgraph.opengl as gl  # imported when the view is first shown
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +110,14 @@ class SurfaceView(QtWidgets.QFrame):
         self.document = document
         self.surfaces = SurfaceMeshes()
         self.workers = WorkerManager(self)
-        self.gl_view = None  # pyqtgraph.opengl.GLViewWidget once shown with OpenGL
+        self.gl_view: gl.GLViewWidget | None = None  # once shown with OpenGL
         self.unavailable_reason: str | None = None
-        self.items: dict[int, object] = {}  # label value -> GLMeshItem
+        self.items: dict[int, gl.GLMeshItem] = {}  # by label value
         self.builds = 0  # finished rebuilds (tests / bench)
         self.last_build_seconds = 0.0
         self._box_item = None
         self._gl_tried = False
-        self._worker = None
+        self._worker: WorkerBase | None = None
         self._reset_camera_pending = True
         self._debounce = QtCore.QTimer(self)
         self._debounce.setSingleShot(True)
@@ -271,17 +276,19 @@ class SurfaceView(QtWidgets.QFrame):
     def _set_item(self, value: int, mesh: LabelMesh | None) -> None:
         import pyqtgraph.opengl as gl
 
+        view = self.gl_view
+        assert view is not None  # the callers check
         item = self.items.get(value)
         if mesh is None:
             if item is not None:
-                self.gl_view.removeItem(item)
+                view.removeItem(item)
                 del self.items[value]
             return
         data = _mesh_data(mesh)
         if item is None:
             item = gl.GLMeshItem(meshdata=data, smooth=True, shader=_headlight_shader(), glOptions="opaque")
             self.items[value] = item
-            self.gl_view.addItem(item)
+            view.addItem(item)
         else:
             item.setMeshData(meshdata=data)
         self._style_item(value)

@@ -46,13 +46,14 @@ class EffortChart(QtWidgets.QWidget):
     def refresh(self) -> None:
         self.plot.clear()
         self.legend.clear()
-        recs = sorted(self.log.records(), key=lambda r: r.time) if self.log is not None else []
-        if not recs:
+        log = self.log
+        recs = sorted(log.records(), key=lambda r: r.time) if log is not None else []
+        if log is None or not recs:
             self.summary.setText("No corrected cases yet: run the model, correct, then 'Add to training set'.")
             return
         order = {id(r): n + 1 for n, r in enumerate(recs)}
         parts = []
-        for n, (version, rs) in enumerate(self.log.by_version().items()):
+        for n, (version, rs) in enumerate(log.by_version().items()):
             colour = _COLOURS[n % len(_COLOURS)]
             xs = np.array([order.get(id(r), k + 1) for k, r in enumerate(rs)], float)
             ys = np.array([r.voxels_changed for r in rs], float)

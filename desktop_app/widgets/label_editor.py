@@ -63,7 +63,9 @@ class LabelEditor(QtWidgets.QWidget):
         self.runner: Callable[..., bool] | None = None
         self.last_dir = str(Path.home())
 
-        self.tree = QtWidgets.QTreeWidget(objectName="label_tree")
+        # PySide6 sets Qt properties given as constructor keywords (objectName=...); its stubs
+        # do not list them, hence the type: ignore on those calls
+        self.tree = QtWidgets.QTreeWidget(objectName="label_tree")  # type: ignore[call-arg]
         self.tree.setColumnCount(3)
         self.tree.setHeaderLabels(["Value", "Name", "Show"])
         self.tree.setRootIsDecorated(False)
@@ -96,13 +98,13 @@ class LabelEditor(QtWidgets.QWidget):
              lambda: self.export_labels()),
         )
         for n, (name, text, tip, slot) in enumerate(specs):
-            btn = QtWidgets.QPushButton(text, objectName=f"label_{name}_button")
+            btn = QtWidgets.QPushButton(text, objectName=f"label_{name}_button")  # type: ignore[call-overload]
             btn.setToolTip(tip)
             btn.clicked.connect(lambda _=False, slot=slot: slot())
             self.buttons[name] = btn
             grid.addWidget(btn, n // 3, n % 3)
 
-        self.active_label = QtWidgets.QLabel("", objectName="active_label")
+        self.active_label = QtWidgets.QLabel("", objectName="active_label")  # type: ignore[call-overload]
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.active_label)
@@ -138,17 +140,22 @@ class LabelEditor(QtWidgets.QWidget):
                 item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsEditable | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(COL_SHOW, QtCore.Qt.CheckState.Checked if lab.visible else QtCore.Qt.CheckState.Unchecked)
                 self.tree.addTopLevelItem(item)
-            item = self._item(active)
-            if item is not None:
-                self.tree.setCurrentItem(item)
+            current = self._item(active)
+            if current is not None:
+                self.tree.setCurrentItem(current)
         finally:
             self._filling = False
         self._update_active_text()
         self._update_enabled()
 
+    def _row(self, n: int) -> QtWidgets.QTreeWidgetItem:
+        item = self.tree.topLevelItem(n)
+        assert item is not None  # n < topLevelItemCount()
+        return item
+
     def _item(self, value: int) -> QtWidgets.QTreeWidgetItem | None:
         for n in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(n)
+            item = self._row(n)
             if int(item.data(COL_VALUE, _VALUE_ROLE)) == int(value):
                 return item
         return None
@@ -158,7 +165,7 @@ class LabelEditor(QtWidgets.QWidget):
         return None if item is None else int(item.data(COL_VALUE, _VALUE_ROLE))
 
     def values(self) -> list[int]:
-        return [int(self.tree.topLevelItem(n).data(COL_VALUE, _VALUE_ROLE)) for n in range(self.tree.topLevelItemCount())]
+        return [int(self._row(n).data(COL_VALUE, _VALUE_ROLE)) for n in range(self.tree.topLevelItemCount())]
 
     def set_active(self, value: int) -> None:
         """Make ``value`` the painting label (selects its row when listed)."""

@@ -15,7 +15,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.state.label_io import read_itksnap_labels
-from desktop_app.state.labels import default_colour
+from desktop_app.state.labels import as_rgb, default_colour
 from desktop_app.widgets.label_editor import LABEL_FILE_FILTER, swatch_icon
 from unet_engine.errors import SegLoopError
 
@@ -118,12 +118,12 @@ class NewProjectDialog(QtWidgets.QDialog):
         used = {int(v) for v, _n, _c in self.labels() if str(v).strip().isdigit()}
         if value is None:
             value = next(v for v in range(1, 65536) if v not in used)
-        colour = tuple(colour) if colour is not None else default_colour(int(value))  # type: ignore[assignment]
+        rgb = as_rgb(colour) if colour is not None else default_colour(int(value))
         r = self.table.rowCount()
         self.table.insertRow(r)
         self.table.setItem(r, 0, QtWidgets.QTableWidgetItem(str(value)))
         self.table.setItem(r, 1, QtWidgets.QTableWidgetItem(name if name is not None else f"Label {value}"))
-        self._set_colour(r, colour)  # type: ignore[arg-type]
+        self._set_colour(r, rgb)
         return r
 
     def _set_colour(self, row: int, colour: tuple[int, int, int]) -> None:
@@ -142,8 +142,9 @@ class NewProjectDialog(QtWidgets.QDialog):
         """Rows as typed: ``(value text, name, colour)`` (the store validates them)."""
         out = []
         for r in range(self.table.rowCount()):
-            value = self.table.item(r, 0).text().strip() if self.table.item(r, 0) else ""
-            name = self.table.item(r, 1).text().strip() if self.table.item(r, 1) else ""
+            value_item, name_item = self.table.item(r, 0), self.table.item(r, 1)
+            value = value_item.text().strip() if value_item else ""
+            name = name_item.text().strip() if name_item else ""
             colour_item = self.table.item(r, 2)
             colour = colour_item.data(_COLOUR_ROLE) if colour_item is not None else None
             out.append((value, name, tuple(colour) if colour else None))
@@ -174,7 +175,9 @@ class NewProjectDialog(QtWidgets.QDialog):
     def _cell_double_clicked(self, row: int, column: int) -> None:
         if column != 2:
             return
-        current = self.table.item(row, 2).data(_COLOUR_ROLE) or (255, 0, 0)
+        item = self.table.item(row, 2)
+        assert item is not None  # add_label_row() fills every cell
+        current = item.data(_COLOUR_ROLE) or (255, 0, 0)
         colour = QtWidgets.QColorDialog.getColor(QtGui.QColor(*current), self, "Label colour")
         if colour.isValid():
             self._set_colour(row, (colour.red(), colour.green(), colour.blue()))

@@ -54,6 +54,8 @@ class PlanDialog(QtWidgets.QDialog):
 
     changes_requested = QtCore.Signal(dict)
     start_requested = QtCore.Signal(object)  # the TrainingPlan shown
+    # the Depth field; the name deliberately shadows QPaintDevice.depth() (tests use it)
+    depth: QtWidgets.QSpinBox  # type: ignore[assignment]
 
     def __init__(self, project_name: str, cases: int, val_cases: int, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -142,14 +144,16 @@ class PlanDialog(QtWidgets.QDialog):
         self.start_button.clicked.connect(lambda: self.plan is not None and self.start_requested.emit(self.plan))
         self.cancel_button.clicked.connect(self.reject)
         self._touched: set[str] = set()  # fields the user changed (fixed even when back to the planned value)
-        for name, w in (("minutes", self.minutes), ("base_width", self.base_width), ("depth", self.depth),
-                        ("batch_size", self.batch), ("max_steps", self.steps)):
-            w.valueChanged.connect(lambda _v, n=name: self._edited(n))
-            w.lineEdit().textEdited.connect(lambda _t, n=name: self._edited(n))  # typed, even the same value
-        for name, w in (("dims", self.kind), ("normalization", self.norm)):
-            w.currentIndexChanged.connect(lambda _i, n=name: self._edited(n))
-        for name, w in (("patch_size", self.patch), ("target_spacing", self.spacing)):
-            w.textEdited.connect(lambda _t, n=name: self._edited(n))
+        for name, spin in (("minutes", self.minutes), ("base_width", self.base_width), ("depth", self.depth),
+                           ("batch_size", self.batch), ("max_steps", self.steps)):
+            spin.valueChanged.connect(lambda _v, n=name: self._edited(n))
+            line = spin.lineEdit()
+            assert line is not None  # a spin box has its line edit
+            line.textEdited.connect(lambda _t, n=name: self._edited(n))  # typed, even the same value
+        for name, combo in (("dims", self.kind), ("normalization", self.norm)):
+            combo.currentIndexChanged.connect(lambda _i, n=name: self._edited(n))
+        for name, field in (("patch_size", self.patch), ("target_spacing", self.spacing)):
+            field.textEdited.connect(lambda _t, n=name: self._edited(n))
         self._loading = False
         self._busy = False
         self.resize(760, 620)

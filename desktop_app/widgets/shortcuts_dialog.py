@@ -63,7 +63,8 @@ class ShortcutsDialog(QtWidgets.QDialog):
 
     def _fitting_width(self, content_width: int) -> int:
         """Dialog width that shows every column whole (within the screen's width)."""
-        margins = self.layout().contentsMargins() if self.layout() is not None else QtCore.QMargins(11, 11, 11, 11)
+        lay = self.layout()
+        margins = lay.contentsMargins() if lay is not None else QtCore.QMargins(11, 11, 11, 11)
         width = (content_width + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth()
                  + margins.left() + margins.right() + 8)
         screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
@@ -71,7 +72,9 @@ class ShortcutsDialog(QtWidgets.QDialog):
         return max(560, min(width, limit))
 
     def rows(self) -> list[tuple[str, str, str]]:
-        return [
-            tuple(self.table.item(r, c).text() for c in range(3))  # type: ignore[misc]
-            for r in range(self.table.rowCount())
-        ]
+        return [(self._text(r, 0), self._text(r, 1), self._text(r, 2)) for r in range(self.table.rowCount())]
+
+    def _text(self, row: int, col: int) -> str:
+        item = self.table.item(row, col)
+        assert item is not None  # every cell is filled when the dialog is built
+        return item.text()

@@ -58,7 +58,8 @@ class ToolPanel(QtWidgets.QWidget):
         self._syncing = False
         self._busy = False
         self._preview_active = False
-        self.actions: dict[str, QtGui.QAction] = {}
+        # deliberately shadows QWidget.actions(), like MainWindow.actions: name -> QAction
+        self.actions: dict[str, QtGui.QAction] = {}  # type: ignore[assignment]
         self._build()
         self.sync_from_brush()
         self.set_tool("navigate")
@@ -107,37 +108,39 @@ class ToolPanel(QtWidgets.QWidget):
             act.triggered.connect(signal)
             self.actions[name] = act
 
-        self.shape_combo = QtWidgets.QComboBox(objectName="brush_shape")
+        # PySide6 sets Qt properties given as constructor keywords (objectName=..., decimals=...);
+        # its stubs do not list them, hence the type: ignore on those calls
+        self.shape_combo = QtWidgets.QComboBox(objectName="brush_shape")  # type: ignore[call-arg]
         self.shape_combo.addItem("Round", "round")
         self.shape_combo.addItem("Square", "square")
-        self.size_spin = QtWidgets.QDoubleSpinBox(objectName="brush_size", decimals=1, minimum=0.5,
+        self.size_spin = QtWidgets.QDoubleSpinBox(objectName="brush_size", decimals=1, minimum=0.5,  # type: ignore[call-arg]
                                                   maximum=MAX_SIZE, singleStep=1.0)
         self.size_spin.setToolTip("Brush diameter ([ and ] change it)")
-        self.unit_combo = QtWidgets.QComboBox(objectName="brush_unit")
+        self.unit_combo = QtWidgets.QComboBox(objectName="brush_unit")  # type: ignore[call-arg]
         self.unit_combo.addItem("voxels", "voxel")
         self.unit_combo.addItem("mm", "mm")
         size_row = QtWidgets.QHBoxLayout()
         size_row.addWidget(self.size_spin, 1)
         size_row.addWidget(self.unit_combo)
-        self.mode_2d = QtWidgets.QRadioButton("2D (this slice)", objectName="brush_2d")
-        self.mode_3d = QtWidgets.QRadioButton("3D (sphere)", objectName="brush_3d")
+        self.mode_2d = QtWidgets.QRadioButton("2D (this slice)", objectName="brush_2d")  # type: ignore[call-overload]
+        self.mode_3d = QtWidgets.QRadioButton("3D (sphere)", objectName="brush_3d")  # type: ignore[call-overload]
         mode_row = QtWidgets.QHBoxLayout()
         mode_row.addWidget(self.mode_2d)
         mode_row.addWidget(self.mode_3d)
-        self.paint_over_combo = QtWidgets.QComboBox(objectName="paint_over")
+        self.paint_over_combo = QtWidgets.QComboBox(objectName="paint_over")  # type: ignore[call-arg]
         for value, text in _PAINT_OVER:
             self.paint_over_combo.addItem(text, value)
         self.paint_over_combo.setToolTip("Which voxels the brush, eraser and fill may change")
-        self.paint_over_label = QtWidgets.QComboBox(objectName="paint_over_label")
+        self.paint_over_label = QtWidgets.QComboBox(objectName="paint_over_label")  # type: ignore[call-arg]
         over_row = QtWidgets.QHBoxLayout()
         over_row.addWidget(self.paint_over_combo, 1)
         over_row.addWidget(self.paint_over_label, 1)
 
-        self.threshold_check = QtWidgets.QCheckBox("Only intensities in", objectName="threshold_enabled")
+        self.threshold_check = QtWidgets.QCheckBox("Only intensities in", objectName="threshold_enabled")  # type: ignore[call-overload]
         self.threshold_check.setToolTip("Threshold paint: only voxels whose scan intensity is in [low, high]")
-        self.threshold_low = QtWidgets.QDoubleSpinBox(objectName="threshold_low", decimals=1,
+        self.threshold_low = QtWidgets.QDoubleSpinBox(objectName="threshold_low", decimals=1,  # type: ignore[call-arg]
                                                       minimum=-1e9, maximum=1e9, singleStep=10.0)
-        self.threshold_high = QtWidgets.QDoubleSpinBox(objectName="threshold_high", decimals=1,
+        self.threshold_high = QtWidgets.QDoubleSpinBox(objectName="threshold_high", decimals=1,  # type: ignore[call-arg]
                                                        minimum=-1e9, maximum=1e9, singleStep=10.0)
         thr_row = QtWidgets.QHBoxLayout()
         thr_row.addWidget(self.threshold_low, 1)
@@ -153,26 +156,26 @@ class ToolPanel(QtWidgets.QWidget):
         form.addRow(self.threshold_check)
         form.addRow("", thr_row)
 
-        self.interpolate_button = QtWidgets.QPushButton("Interpolate slices", objectName="interpolate_button")
+        self.interpolate_button = QtWidgets.QPushButton("Interpolate slices", objectName="interpolate_button")  # type: ignore[call-overload]
         self.interpolate_button.setToolTip("Fill the slices between the drawn slices of the active label "
                                            "(along the active view's axis); one undo step")
-        self.fill_holes_button = QtWidgets.QPushButton("Fill holes", objectName="fill_holes_button")
+        self.fill_holes_button = QtWidgets.QPushButton("Fill holes", objectName="fill_holes_button")  # type: ignore[call-overload]
         self.fill_holes_button.setToolTip("Fill the holes of the active label; one undo step")
-        self.fill_holes_mode = QtWidgets.QComboBox(objectName="fill_holes_mode")
+        self.fill_holes_mode = QtWidgets.QComboBox(objectName="fill_holes_mode")  # type: ignore[call-arg]
         self.fill_holes_mode.addItem("in 3D", "3d")
         self.fill_holes_mode.addItem("per slice", "2d")
-        self.tolerance_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, objectName="tolerance")
+        self.tolerance_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, objectName="tolerance")  # type: ignore[call-overload]
         self.tolerance_slider.setRange(0, 100)
         self.tolerance_slider.setValue(50)
         self.tolerance_slider.setToolTip("How different from the clicked voxel (click) or the brush centre "
                                          "(smart brush) a voxel may be and still be included")
         self.tolerance_slider.valueChanged.connect(lambda v: self.tolerance_changed.emit(v / 100.0))
         form.addRow("Tolerance", self.tolerance_slider)
-        self.preview_label = QtWidgets.QLabel("", objectName="preview_status")
+        self.preview_label = QtWidgets.QLabel("", objectName="preview_status")  # type: ignore[call-overload]
         self.preview_label.setWordWrap(True)
-        self.accept_button = QtWidgets.QToolButton(objectName="preview_accept")
+        self.accept_button = QtWidgets.QToolButton(objectName="preview_accept")  # type: ignore[call-arg]
         self.accept_button.setDefaultAction(self.actions["preview_accept"])
-        self.discard_button = QtWidgets.QToolButton(objectName="preview_discard")
+        self.discard_button = QtWidgets.QToolButton(objectName="preview_discard")  # type: ignore[call-arg]
         self.discard_button.setDefaultAction(self.actions["preview_discard"])
         preview_row = QtWidgets.QHBoxLayout()
         preview_row.addWidget(self.accept_button, 1)
@@ -195,12 +198,12 @@ class ToolPanel(QtWidgets.QWidget):
         lay.addLayout(ops)
         lay.addStretch(1)
 
-        for w in (self.shape_combo, self.unit_combo, self.paint_over_combo, self.paint_over_label):
-            w.currentIndexChanged.connect(self._apply)
-        for w in (self.size_spin, self.threshold_low, self.threshold_high):
-            w.valueChanged.connect(self._apply)
-        for w in (self.mode_2d, self.mode_3d, self.threshold_check):
-            w.toggled.connect(self._apply)
+        for combo in (self.shape_combo, self.unit_combo, self.paint_over_combo, self.paint_over_label):
+            combo.currentIndexChanged.connect(self._apply)
+        for spin in (self.size_spin, self.threshold_low, self.threshold_high):
+            spin.valueChanged.connect(self._apply)
+        for toggle in (self.mode_2d, self.mode_3d, self.threshold_check):
+            toggle.toggled.connect(self._apply)
         self.unit_combo.currentIndexChanged.connect(self._on_unit_changed)
         self.interpolate_button.clicked.connect(self.interpolate_requested)
         self.fill_holes_button.clicked.connect(

@@ -61,8 +61,12 @@ class UnknownLabelsDialog(QtWidgets.QDialog):
 
     def labels(self) -> dict[int, str]:
         """``{value: name}`` as shown (names possibly edited)."""
-        return {int(self.table.item(r, 0).text()): self.table.item(r, 1).text().strip()
-                for r in range(self.table.rowCount())}
+        return {int(self._text(r, 0)): self._text(r, 1).strip() for r in range(self.table.rowCount())}
+
+    def _text(self, row: int, col: int) -> str:
+        item = self.table.item(row, col)
+        assert item is not None  # every cell is filled when the dialog is built
+        return item.text()
 
     def colours(self) -> dict[int, tuple[int, int, int]]:
         return dict(self._colours)

@@ -105,12 +105,14 @@ class VersionsPanel(QtWidgets.QWidget):
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         for r in range(self.table.rowCount()):
-            if self.table.item(r, 1).text() in selected:
+            if self.version_at(r) in selected:
                 self.table.selectRow(r)
         self._update_buttons()
 
     def version_at(self, row: int) -> str:
-        return str(self.table.item(row, 1).text())
+        item = self.table.item(row, 1)
+        assert item is not None  # refresh() fills every cell
+        return str(item.text())
 
     def row_of(self, version: str) -> int:
         for r in range(self.table.rowCount()):

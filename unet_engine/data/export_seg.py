@@ -32,7 +32,7 @@ from unet_engine.errors import SegLoopError
 from unet_engine.io.checks import is_dicom_file
 from unet_engine.io.label_descriptions import default_colour
 from unet_engine.progress import Progress
-from unet_engine.volume import geometry_differences
+from unet_engine.volume import geometry_differences, int3
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def export_dicom_seg(dataset: RetrainingDataset, out_folder: str | Path, *,
     if out.exists() and not out.is_dir():
         raise SegLoopError("the output exists and is not a folder", out)
     colours = dict(colours or {})
-    labels = {v: (name, tuple(colours.get(v, default_colour(v)))) for v, name in dataset.labels.items()}
+    labels = {v: (name, int3(colours.get(v, default_colour(v)))) for v, name in dataset.labels.items()}
     report = SegExportReport(out)
     made_folder = False
     total = len(kinds)

@@ -54,7 +54,7 @@ from unet_engine.inference.predict import predict_volume
 from unet_engine.metrics import dice_or_none, mean_defined, surface_to_redraw, voxels_beyond_tolerance
 from unet_engine.progress import run_generator
 from unet_engine.registry.versions import ModelRegistry
-from unet_engine.training.config import TrainConfig
+from unet_engine.training.config import AugmentConfig, TrainConfig
 from unet_engine.training.fine_tune import fine_tune
 from unet_engine.volume import Volume
 
@@ -295,7 +295,8 @@ class LoopSimulation:
     def _train_config(self, steps: int, lr: float, seed: int, replay: float) -> TrainConfig:
         return TrainConfig(max_steps=int(steps), steps_per_epoch=max(1, int(steps)), batch_size=self.cfg.batch_size,
                            lr=lr, warmup_steps=min(20, max(1, steps // 10)), patience=0, replay_ratio=replay,
-                           model_spec=dict(self.cfg.model_spec), augment=dict(self.cfg.augment), seed=seed,
+                           model_spec=dict(self.cfg.model_spec), augment=AugmentConfig.from_dict(self.cfg.augment),
+                           seed=seed,
                            patch_size=list(self.cfg.patch_size) if self.cfg.patch_size else None,
                            preprocessing=self.cfg.preprocessing, cache_cases=self.cfg.cache_cases,
                            samples_per_case=self.cfg.samples_per_case,
@@ -437,13 +438,15 @@ class LoopSimulation:
         ds.add_case(image, ref, edited=wrong, model_version=version, reviewer="loop-sim", case_id=case.id,
                     source_path=case.image)
         seed = self.cfg.seed + 1000 * r
+        round_steps, lr_round = self.cfg.steps_per_round, self.cfg.lr_round
+        assert round_steps is not None and lr_round is not None  # validate() and _apply_plan() set them
         t_train = time.perf_counter()
         if mode == "scratch":
-            cfg = self._train_config(self.cfg.steps_per_round, self.cfg.lr_initial, seed, 0.0)
+            cfg = self._train_config(round_steps, self.cfg.lr_initial, seed, 0.0)
             new_version, steps = self._train(ds, reg, "scratch", cfg)
         else:
             replay = self.cfg.replay_ratio if mode == "finetune" else 0.0
-            cfg = self._train_config(self.cfg.steps_per_round, self.cfg.lr_round, seed, replay)
+            cfg = self._train_config(round_steps, lr_round, seed, replay)
             new_version, steps = self._train(ds, reg, version, cfg)
         train_s = time.perf_counter() - t_train
         round_s = time.perf_counter() - t_round

@@ -21,7 +21,7 @@ import warnings
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -73,9 +73,10 @@ def prepare_model(model: nn.Module, device: torch.device, dims: int) -> nn.Modul
         return cached[1]
     fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
     if isinstance(model, UNet):
-        prepared = fuse_for_inference(model).to(device=device, memory_format=fmt)
+        # Module.to takes memory_format (torch's documented signature); its type overloads omit it
+        prepared = fuse_for_inference(model).to(device=device, memory_format=fmt)  # type: ignore[call-overload]
     elif _module_device(model) != device or model.training:
-        prepared = copy.deepcopy(model).eval().to(device=device, memory_format=fmt)
+        prepared = copy.deepcopy(model).eval().to(device=device, memory_format=fmt)  # type: ignore[call-overload]
     else:  # another module (e.g. a wrapper) already in place: use it as it is
         prepared = model
     if prepared is not model:  # (caching the model itself would keep it alive forever)
@@ -290,7 +291,7 @@ def run_slices(
             continue
         queue.pop(0)
         done += s1 - s0
-        box = tuple(slice(s0, s1) if a == axis else slice(0, s) for a, s in enumerate(out_shape))
+        box = cast(streaming.Region, tuple(slice(s0, s1) if a == axis else slice(0, s) for a, s in enumerate(out_shape)))
         partials = mapper([box], box_probs) if mapper is not None else []
         yield from streaming.reports(done / n, f"{done}/{n} slices", done, n, partials)
     with torch.inference_mode():
@@ -418,7 +419,8 @@ def run_patches(
         done += len(group)
         partials = []
         if mapper is not None and ordered is not None:
-            boxes = [tuple(slice(b.start, min(b.stop, s)) for b, s in zip(ordered.box(cell), shape)) for cell in finished]
+            boxes = [cast(streaming.Region, tuple(slice(b.start, min(b.stop, s)) for b, s in zip(ordered.box(cell), shape)))
+                     for cell in finished]
             partials = mapper([b for b in boxes if all(s.start < s.stop for s in b)], box_probs)
         yield from streaming.reports(done / n, f"{done}/{n} patches", done, n, partials)
     with torch.inference_mode():

@@ -183,12 +183,12 @@ class Blender:
         """The blended ``[C, *shape]`` tensor (the accumulator itself, normalised in place)."""
         if self.single:
             return self.acc
-        sk, sj, si = self.sums if len(self.sums) == 3 else (None, None, None)
-        if sk is None:  # generic n-D: one broadcast product
+        if len(self.sums) != 3:  # generic n-D: one broadcast product
             norm = self.sums[0]
             for s in self.sums[1:]:
                 norm = norm[..., None] * s
             return self.acc.div_(norm)
+        sk, sj, si = self.sums
         plane = sj[:, None] * si[None, :]
         for k0 in range(0, self.shape[0], chunk):
             k1 = min(self.shape[0], k0 + chunk)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_engine.errors import ImageDimensionError, ImageTooLargeError, InvalidVoxelDataError, UnsupportedImageError
+from unet_engine.volume import Volume
 
 #: largest expansion ratio of a deflate stream (zlib / gzip): a compressed file can never
 #: hold more than about this many times its own size.
@@ -434,16 +435,16 @@ def check_memory(path: Path, shape: tuple[int, ...], bytes_per_voxel: int) -> No
                                  f"crop / downsample the scan)", path)
 
 
-def validate_volume(volume: object, path: Path | None, allow_nonfinite: bool = False) -> None:
+def validate_volume(volume: Volume, path: Path | None, allow_nonfinite: bool = False) -> None:
     """The one check between reading a volume and using it (CLI, GUI, dataset, training):
     non-empty shape, real voxel type, finite positive spacing, orthonormal direction,
     finite intensities (NaN/Inf: see :func:`handle_nonfinite`) that preprocessing's
     float32 can hold. Raises a :class:`SegLoopError` subclass naming the file."""
-    array = volume.array  # type: ignore[attr-defined]
+    array = volume.array
     if array.size == 0 or any(int(s) <= 0 for s in array.shape):
         raise ImageDimensionError(f"the image is empty (shape {tuple(array.shape)})", path)
     check_voxel_type(array.dtype, path)
-    check_geometry(volume.spacing, volume.direction, path)  # type: ignore[attr-defined]
+    check_geometry(volume.spacing, volume.direction, path)
     if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize > 4:
         biggest = 0.0
         for s in slabs(array):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pydicom
@@ -31,7 +32,7 @@ import SimpleITK as sitk
 from unet_engine.errors import DicomSeriesError, InvalidVoxelDataError, SegLoopError, UnsupportedImageError
 from unet_engine.io.checks import check_budget, check_input_file, short_reason
 from unet_engine.io.itk_io import ITK_ERRORS, array_from_itk, component_bytes, read_itk_volume
-from unet_engine.volume import Volume
+from unet_engine.volume import Volume, float3
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,9 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
             raise DicomSeriesError(f"{s.path.name} has no ImagePositionPatient/ImageOrientationPatient, so the "
                                    f"slices cannot be put in order", folder)
     _check_orientation(first, folder)
+    orientation = cast(np.ndarray, first.orientation)  # not None: every slice was checked above
     for s in slices[1:]:
-        if not np.allclose(s.orientation, first.orientation, atol=1e-4, rtol=0):  # type: ignore[arg-type]
+        if not np.allclose(cast(np.ndarray, s.orientation), orientation, atol=1e-4, rtol=0):
             raise DicomSeriesError(f"slices of one series are oriented differently: {s.path.name} vs "
                                    f"{first.path.name} (ImageOrientationPatient "
                                    f"{_fmt(s.orientation)} vs {_fmt(first.orientation)})", folder)
@@ -254,12 +256,14 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
         if (a is None) != (b is None) or (a is not None and b is not None and not np.allclose(a, b, atol=1e-4)):
             raise DicomSeriesError(f"slices of one series have different pixel spacing: {s.path.name} "
                                    f"({s.pixel_spacing}) vs {first.path.name} ({first.pixel_spacing})", folder)
-    row, col = first.orientation[:3], first.orientation[3:]  # type: ignore[index]
+    row, col = orientation[:3], orientation[3:]
     normal = np.cross(row, col)
     normal /= np.linalg.norm(normal)
-    proj = np.array([float(s.position @ normal) for s in slices])  # type: ignore[operator]
+    positions = [cast(np.ndarray, s.position) for s in slices]  # every slice was checked above
+    proj = np.array([float(p @ normal) for p in positions])
     order = np.argsort(proj, kind="stable")
     ordered = [slices[i] for i in order]
+    ordered_positions = [positions[i] for i in order]
     proj = proj[order]
     gaps = np.diff(proj)
     for n, g in enumerate(gaps):
@@ -278,7 +282,7 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
         m = int(round(g / step))
         if m >= 2 and abs(g - m * step) <= tol * m:
             where = ", ".join(f"{proj[n] + q * step:.2f} mm" for q in range(1, min(m, 4)))
-            xyz = a.position + step * normal  # type: ignore[operator]
+            xyz = ordered_positions[n] + step * normal
             note = f"; {len(skipped)} unreadable file(s) were skipped: {', '.join(p.name for p in skipped[:5])}" \
                 if skipped else ""
             raise DicomSeriesError(
@@ -289,9 +293,9 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
         raise DicomSeriesError(f"uneven slice spacing: {g:.3g} mm between {a.path.name} and {b.path.name}, "
                                f"{step:.3g} mm elsewhere; SegLoop will not stretch the slices onto a regular grid",
                                folder)
-    base = ordered[0].position
-    in_plane = max(float(np.linalg.norm((s.position - base) - (p - proj[0]) * normal))  # type: ignore[operator]
-                   for s, p in zip(ordered, proj))
+    base = ordered_positions[0]
+    in_plane = max(float(np.linalg.norm((pos - base) - (p - proj[0]) * normal))
+                   for pos, p in zip(ordered_positions, proj))
     ps = _floats(first.pixel_spacing, 2)
     if in_plane > max(1e-3, 0.1 * (float(ps.min()) if ps is not None else 1.0)):
         angle = float(np.degrees(np.arctan2(in_plane, proj[-1] - proj[0])))
@@ -303,7 +307,8 @@ def check_series(slices: list[DicomSlice], folder: Path, skipped: list[Path] | N
 
 def _check_orientation(s: DicomSlice, where: Path) -> None:
     """ImageOrientationPatient: two unit, orthogonal cosines; PixelSpacing: finite, positive."""
-    row, col = s.orientation[:3], s.orientation[3:]  # type: ignore[index]
+    assert s.orientation is not None  # callers check it first
+    row, col = s.orientation[:3], s.orientation[3:]
     nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
     if not (abs(nr - 1) < 0.01 and abs(nc - 1) < 0.01 and abs(float(row @ col)) < 0.01):
         raise DicomSeriesError(f"{s.path.name} has a degenerate ImageOrientationPatient {_fmt(s.orientation)}: the row "
@@ -336,7 +341,9 @@ def _read_stack(ordered: list[DicomSlice], step: float, folder: Path, max_voxels
     if array.ndim == 4 and array.shape[-1] == 4:
         array = np.ascontiguousarray(array[..., :3])
     array = _narrow(array)
-    row, col = first.orientation[:3], first.orientation[3:]  # type: ignore[index]
+    # check_series refused a slice without ImageOrientationPatient or ImagePositionPatient
+    orientation, position = cast(np.ndarray, first.orientation), cast(np.ndarray, first.position)
+    row, col = orientation[:3], orientation[3:]
     normal = np.cross(row, col)
     normal /= np.linalg.norm(normal)
     sx, sy = image.GetSpacing()[:2]
@@ -345,7 +352,7 @@ def _read_stack(ordered: list[DicomSlice], step: float, folder: Path, max_voxels
         raise DicomSeriesError("the reader's in-plane axes disagree with ImageOrientationPatient", folder)
     direction = np.stack([normal, col / np.linalg.norm(col), row / np.linalg.norm(row)], axis=1)
     return Volume(array=array, spacing=(float(step), float(sy), float(sx)),
-                  origin=tuple(float(v) for v in first.position),  # type: ignore[union-attr]
+                  origin=float3(position),
                   direction=direction, modality=_MODALITIES.get(first.modality, "unknown"), source_path=folder)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from unet_engine.errors import GeometryMismatchError, SegLoopError, UnsupportedImageError
 from unet_engine.io.checks import is_dicom_file
 from unet_engine.io.label_descriptions import LabelDescription, clean_name, default_colour
-from unet_engine.volume import Volume
+from unet_engine.volume import Volume, int3
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _on_grid(like: Volume, positions: list[np.ndarray]) -> list[int] | None:
     return ks
 
 
-def label_dtype(max_value: int) -> type:
+def label_dtype(max_value: int) -> type[np.uint8] | type[np.uint16]:
     return np.uint8 if max_value < 256 else np.uint16
 
 
@@ -262,10 +262,10 @@ def _segment_labels(seg, numbers: list[int], stack: np.ndarray | None, path: Pat
         lab = item.get("RecommendedDisplayCIELabValue")
         if lab is not None:
             try:
-                colour = tuple(int(c) for c in hd.color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True))
+                colour = int3(hd.color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True))
             except Exception:  # noqa: BLE001 - a bad colour is not worth refusing the mask
                 pass
-        labels.append(LabelDescription(number, name, colour))  # type: ignore[arg-type]
+        labels.append(LabelDescription(number, name, colour))
         if stack is not None and not stack[..., n].any():
             warnings.append(f"{path}: segment {number} {name!r} is empty on this scan; its label is kept")
     for w in warnings:

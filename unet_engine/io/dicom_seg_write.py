@@ -33,7 +33,7 @@ from unet_engine.io.dicom_seg import scan_series
 from unet_engine.errors import GeometryMismatchError, SegLoopError, SourceOverwriteError
 from unet_engine.io.checks import is_dicom_file, label_array
 from unet_engine.io.label_descriptions import LabelDescription, clean_name, default_colour
-from unet_engine.volume import Volume
+from unet_engine.volume import Volume, int3
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _descriptions(labels: SegLabels | None) -> dict[int, LabelDescription]:
                 out[v] = LabelDescription(v, entry, default_colour(v))
             else:
                 name, rgb = entry
-                out[v] = LabelDescription(v, str(name), tuple(int(c) for c in rgb))  # type: ignore[arg-type]
+                out[v] = LabelDescription(v, str(name), int3(rgb))
     else:
         for d in labels:
             out[int(d.value)] = d

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from unet_engine.errors import ImageDimensionError, InvalidVoxelDataError, UnsupportedImageError
 from unet_engine.io.checks import check_budget, check_geometry, pick_time_index, short_reason
-from unet_engine.volume import Volume, direction_from_itk, direction_to_itk
+from unet_engine.volume import Volume, direction_from_itk, direction_to_itk, float3
 
 #: what SimpleITK raises: RuntimeError, or UnicodeDecodeError when ITK's message quotes raw bytes
 ITK_ERRORS = (RuntimeError, UnicodeDecodeError)
@@ -103,8 +103,8 @@ def geometry_from_itk(dim: int, spacing: tuple[float, ...], origin: tuple[float,
         return (float(k_spacing), float(spacing[1]), float(spacing[0])), (origin[0], origin[1], 0.0), \
             direction_from_itk(d.reshape(-1))
     d = np.asarray(direction, dtype=np.float64).reshape(dim, dim)[:3, :3]
-    return (float(spacing[2]), float(spacing[1]), float(spacing[0])), tuple(float(o) for o in origin[:3]), \
-        direction_from_itk(d.reshape(-1))  # type: ignore[return-value]
+    return (float(spacing[2]), float(spacing[1]), float(spacing[0])), float3(origin[:3]), \
+        direction_from_itk(d.reshape(-1))
 
 
 def volume_layout(reader: sitk.ImageFileReader, path: Path, volume_index: int | None,

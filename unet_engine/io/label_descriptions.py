@@ -32,6 +32,7 @@ from pathlib import Path
 from unet_engine.io.atomic import atomic_write_bytes
 from unet_engine.errors import SegLoopError
 from unet_engine.io.checks import full_suffix
+from unet_engine.volume import int3
 
 #: ``<mask name without its format suffix>`` + this = the mask's label description file
 SIDECAR_SUFFIX = ".label_description.txt"
@@ -152,7 +153,7 @@ def _parse_line(line: str, raw: str, lineno: int, source: str | Path | None) -> 
                              f"numbers: {raw!r}", source)
     try:
         value = int(fields[0])
-        rgb = tuple(_whole(f) for f in fields[1:4])
+        rgb = int3(_whole(f) for f in fields[1:4])
         alpha = float(fields[4]) if len(fields) > 4 else 1.0
         vis, msh = (_whole(fields[n]) != 0 if len(fields) > n else True for n in (5, 6))
     except ValueError:
@@ -163,7 +164,7 @@ def _parse_line(line: str, raw: str, lineno: int, source: str | Path | None) -> 
         raise LabelFileError(f"line {lineno}: a colour component is out of 0..255 in {raw!r}", source)
     if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
         raise LabelFileError(f"line {lineno}: the opacity must be 0..1, got {fields[4]}", source)
-    return LabelDescription(value, name, rgb, alpha, vis, msh)  # type: ignore[arg-type]
+    return LabelDescription(value, name, rgb, alpha, vis, msh)
 
 
 def _whole(text: str) -> int:

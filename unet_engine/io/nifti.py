@@ -25,9 +25,11 @@ import logging
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from isal import igzip
@@ -37,7 +39,7 @@ from unet_engine.errors import ImageDimensionError, InvalidVoxelDataError, Unsup
 from unet_engine.io.checks import (FLOAT32_MAX, check_budget, check_geometry, check_stored_size, check_voxel_type,
                                   pick_time_index, short_reason)
 from unet_engine.io.itk_io import geometry_from_itk, info_reader, itk_warnings_off
-from unet_engine.volume import Volume
+from unet_engine.volume import Volume, int3
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def _layout(img: nib.Nifti1Image, path: Path, volume_index: int | None
             ) -> tuple[tuple[int, int, int], int, int, int]:
     """((ni, nj, nk), volumes, components, volume to read) from the header's dims."""
     shape = tuple(int(s) for s in img.header.get_data_shape())
-    spatial = (shape + (1, 1, 1))[:3]
+    spatial = int3((shape + (1, 1, 1))[:3])
     n_t = shape[3] if len(shape) > 3 else 1
     n_c = int(np.prod(shape[4:])) if len(shape) > 4 else 1
     if len(shape) > 5 and any(s > 1 for s in shape[5:]):
@@ -100,15 +102,21 @@ def _layout(img: nib.Nifti1Image, path: Path, volume_index: int | None
     t = pick_time_index(n_t, shape, volume_index, path) or 0
     if n_t <= 1 and volume_index not in (None, 0):
         raise ImageDimensionError(f"volume_index {volume_index} given but the image holds a single volume", path)
-    return spatial, n_t, n_c, t  # type: ignore[return-value]
+    return spatial, n_t, n_c, t
 
 
-def _read_exact(fobj: object, out: np.ndarray, path: Path, chunk: int = _CHUNK) -> None:
+class _ReadsInto(Protocol):
+    """A binary file that reads into a caller's buffer (a plain file, an igzip stream)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _read_exact(fobj: _ReadsInto, out: np.ndarray, path: Path, chunk: int = _CHUNK) -> None:
     """Fill the uint8 array ``out`` from the file ``fobj`` (positioned), ``chunk`` bytes a step."""
-    view = memoryview(out)
+    view = out.data  # memoryview(out)
     pos, total = 0, out.nbytes
     while pos < total:
-        n = fobj.readinto(view[pos:pos + chunk])  # type: ignore[attr-defined]
+        n = fobj.readinto(view[pos:pos + chunk])
         if not n:
             break
         pos += n
@@ -162,7 +170,7 @@ def read_nifti(path: Path, *, max_voxels: int, volume_index: int | None = None
     itemsize = disk_dtype.itemsize * n_c
     check_budget(path, (ni, nj, nk), itemsize, max_voxels)
     vol_bytes = ni * nj * nk * itemsize
-    proxy = img.dataobj
+    proxy = cast(ArrayProxy, img.dataobj)  # a file-backed image: its data is an ArrayProxy
     offset = int(proxy.offset)
     compressed = path.name.lower().endswith(".gz")
     check_stored_size(path, vol_bytes * n_t, compressed=compressed,
@@ -257,7 +265,8 @@ def _scale(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     use = slope_a.dtype
     if np.can_cast(inter_a, use):
         inter_a = inter_a.astype(use)
-    return apply_read_scaling(raw, slope_a.astype(use), inter_a)
+    # nibabel annotates slope / inter as scalars but passes these 0-d arrays itself (ArrayProxy._get_scaled)
+    return apply_read_scaling(raw, slope_a.astype(use), inter_a)  # type: ignore[arg-type]
 
 
 def _warn_if_forms_disagree(path: Path, img: nib.Nifti1Image, spacing: tuple[float, float, float],
@@ -285,7 +294,7 @@ def _source_header(like: Volume) -> nib.Nifti1Header | None:
         return None
     try:
         with _quiet_nibabel():
-            img = nib.load(str(src))
+            img = cast(nib.Nifti1Image, nib.load(str(src)))  # a .nii / .nii.gz name (Nifti2Image is a subclass)
         with itk_warnings_off():  # reading the scan warned about its forms already
             reader = info_reader(Path(src), "NiftiImageIO")
     except (UnsupportedImageError, *_READ_ERRORS):

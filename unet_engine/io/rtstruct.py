@@ -27,7 +27,7 @@ from unet_engine.io.dicom_seg import (POSITION_TOL_MM, ImportedLabelMap, _refuse
                                    scan_series)
 from unet_engine.errors import GeometryMismatchError, SegLoopError, UnsupportedImageError
 from unet_engine.io.label_descriptions import LabelDescription, clean_name, default_colour
-from unet_engine.volume import Volume
+from unet_engine.volume import Volume, int3
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ def _read_dataset(path: Path):
 
 def _roi_labels(ds) -> tuple[list[int], tuple[LabelDescription, ...]]:
     """ROI numbers in file order and their labels 1..N (names, colours)."""
-    colours = {}
+    colours: dict[int, tuple[int, int, int]] = {}
     for rc in ds.get("ROIContourSequence", []):
         col = rc.get("ROIDisplayColor")
         if col is not None and len(col) == 3:
             try:
-                colours[int(rc.ReferencedROINumber)] = tuple(max(0, min(255, int(c))) for c in col)
+                colours[int(rc.ReferencedROINumber)] = int3(max(0, min(255, int(c))) for c in col)
             except (TypeError, ValueError):
                 pass
     numbers, labels = [], []
@@ -60,7 +60,7 @@ def _roi_labels(ds) -> tuple[list[int], tuple[LabelDescription, ...]]:
         number = int(roi.ROINumber)
         numbers.append(number)
         name = clean_name(str(roi.get("ROIName", "") or "")).strip() or f"ROI {number}"
-        labels.append(LabelDescription(value, name, colours.get(number, default_colour(value))))  # type: ignore[arg-type]
+        labels.append(LabelDescription(value, name, colours.get(number, default_colour(value))))
     return numbers, tuple(labels)
 
 

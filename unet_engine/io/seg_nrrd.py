@@ -17,6 +17,7 @@ import numpy as np
 
 from unet_engine.io.checks import slabs
 from unet_engine.io.label_descriptions import LabelDescription, clean_name, default_colour
+from unet_engine.volume import int3
 
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_")
 
@@ -105,4 +106,4 @@ def _colour(text: str | None, value: int) -> tuple[int, int, int]:
         parts = []
     if len(parts) != 3 or not all(0.0 <= p <= 1.0 for p in parts):
         return default_colour(value)
-    return tuple(round(p * 255) for p in parts)  # type: ignore[return-value]
+    return int3(round(p * 255) for p in parts)

@@ -36,6 +36,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -202,9 +203,10 @@ def _image_check(array: np.ndarray) -> Callable[[Path], str | None]:
 def _nifti_size_problem(path: Path, gz: bool) -> str | None:
     """Short data in a written NIfTI: file size (.nii) or the gzip trailer's length (.nii.gz)."""
     import nibabel as nib
+    from nibabel.arrayproxy import ArrayProxy
 
-    img = nib.load(str(path))
-    want = int(img.dataobj.offset) + int(np.prod(img.shape, dtype=np.int64)) * img.get_data_dtype().itemsize
+    img = cast(nib.Nifti1Image, nib.load(str(path)))  # a .nii / .nii.gz name (Nifti2Image is a subclass)
+    want = int(cast(ArrayProxy, img.dataobj).offset) + int(np.prod(img.shape, dtype=np.int64)) * img.get_data_dtype().itemsize
     if not gz:
         size = path.stat().st_size
         return None if size >= want else f"only {size} of {want} bytes were written"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,9 @@ def required_multiple(spec: ModelSpec) -> int:
     return 2**spec.depth
 
 
-def _layers(dims: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module], type[nn.Module]]:
+def _layers(dims: int) -> tuple[type[nn.Conv2d] | type[nn.Conv3d], type[nn.BatchNorm2d] | type[nn.BatchNorm3d],
+                                type[nn.MaxPool2d] | type[nn.MaxPool3d],
+                                type[nn.ConvTranspose2d] | type[nn.ConvTranspose3d]]:
     if dims == 2:
         return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ConvTranspose2d
     return nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.ConvTranspose3d
@@ -130,6 +132,7 @@ class Up(nn.Module):
         conv, _, _, tconv = _layers(dims)
         self.mode = mode
         self.interp = "bilinear" if dims == 2 else "trilinear"
+        self.up: nn.Module
         if mode == "transpose":
             self.up = tconv(cin, cout, kernel_size=2, stride=2)
         else:
@@ -218,7 +221,7 @@ def with_more_classes(model: UNet, num_classes: int) -> UNet:
     new.load_state_dict(state, strict=False)
     with torch.no_grad():
         new.head.weight[:old] = model.head.weight
-        new.head.bias[:old] = model.head.bias
+        cast(torch.Tensor, new.head.bias)[:old] = cast(torch.Tensor, model.head.bias)  # the head is built with a bias
     return new
 
 
@@ -238,9 +241,11 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     for module in fused.modules():
         if isinstance(module, DoubleConv):
             for conv_i, bn_i in ((0, 1), (3, 4)):
-                conv, bn = module[conv_i], module[bn_i]
+                bn = module[bn_i]
                 if isinstance(bn, nn.Identity):
                     continue
-                module[conv_i] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+                # DoubleConv's layout: a convolution followed by its BatchNorm
+                conv = cast("nn.Conv2d | nn.Conv3d", module[conv_i])
+                module[conv_i] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, cast("nn.BatchNorm2d | nn.BatchNorm3d", bn))
                 module[bn_i] = nn.Identity()
     return fused

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from unet_engine.errors import SegLoopError
 from unet_engine.modality import MODALITIES, normalize_modality  # noqa: F401 (re-exported)
+from unet_engine.volume import float3, int3
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,14 @@ class DatasetFingerprint:
 
     @property
     def median_spacing(self) -> tuple[float, float, float]:
-        return tuple(float(v) for v in np.median(self.spacings, axis=0))  # type: ignore[return-value]
+        return float3(np.median(self.spacings, axis=0))
 
     @property
     def median_shape(self) -> tuple[int, int, int]:
-        return tuple(int(round(v)) for v in np.median(self.shapes, axis=0))  # type: ignore[return-value]
+        return int3(round(v) for v in np.median(self.shapes, axis=0))
 
     def spacing_percentile(self, q: float) -> tuple[float, float, float]:
-        return tuple(float(v) for v in np.percentile(self.spacings, q, axis=0))  # type: ignore[return-value]
+        return float3(np.percentile(self.spacings, q, axis=0))
 
     def median_shape_at(self, target: tuple[float | None, ...] | None) -> tuple[int, int, int]:
         """Median grid after resampling every case to ``target`` spacing (None entries: native)."""
@@ -93,7 +94,7 @@ class DatasetFingerprint:
         sizes = []
         for c in self.cases:
             sizes.append([n if t is None else n * s / t for n, s, t in zip(c.shape, c.spacing, target)])
-        return tuple(max(1, int(round(v))) for v in np.median(np.array(sizes), axis=0))  # type: ignore[return-value]
+        return int3(max(1, int(round(v))) for v in np.median(np.array(sizes), axis=0))
 
     def fg_extent_at(self, target: tuple[float | None, ...] | None, q: float = 90.0) -> tuple[int, int, int] | None:
         """The ``q``-th percentile over cases of the labelled region's extent, in voxels at ``target``."""
@@ -105,7 +106,7 @@ class DatasetFingerprint:
             ext.append([n if tt is None else n * s / tt for n, s, tt in zip(c.fg_extent, c.spacing, t)])
         if not ext:
             return None
-        return tuple(max(1, int(np.ceil(v))) for v in np.percentile(np.array(ext), q, axis=0))  # type: ignore[return-value]
+        return int3(max(1, int(np.ceil(v))) for v in np.percentile(np.array(ext), q, axis=0))
 
     @property
     def label_totals(self) -> dict[int, int]:
@@ -174,7 +175,7 @@ def _header_lr_axis(path: Any) -> int | None:
     try:
         import nibabel as nib
 
-        affine = nib.load(name).affine  # RAS, columns for nibabel's axes (i, j, k)
+        affine = cast(nib.Nifti1Image, nib.load(name)).affine  # RAS, columns for nibabel's axes (i, j, k)
     except Exception as exc:  # noqa: BLE001 - unreadable header: fall back to reading the volume
         log.debug("no header orientation for %s: %s", name, exc)
         return None
@@ -199,7 +200,7 @@ def _label_extent(label: np.ndarray) -> list[int] | None:
     return out
 
 
-def _header_label_extent(path: Any) -> list[int] | None | bool:
+def _header_label_extent(path: Any) -> list[int] | None | Literal[False]:
     """The labelled extent read with nibabel (engine order); False when the file is not NIfTI."""
     name = str(path)
     if not name.endswith((".nii", ".nii.gz")):
@@ -207,7 +208,7 @@ def _header_label_extent(path: Any) -> list[int] | None | bool:
     try:
         import nibabel as nib
 
-        arr = np.asarray(nib.load(name).dataobj)
+        arr = np.asarray(cast(nib.Nifti1Image, nib.load(name)).dataobj)
     except Exception as exc:  # noqa: BLE001 - unreadable: fall back to the engine's reader
         log.debug("cannot read %s with nibabel: %s", name, exc)
         return False

@@ -19,7 +19,7 @@ from typing import Any
 from unet_engine.errors import SegLoopError
 from unet_engine.planning import cost, rules
 from unet_engine.planning.fingerprint import DatasetFingerprint
-from unet_engine.training.config import TrainConfig
+from unet_engine.training.config import AugmentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class TrainingPlan:
             max_steps=self.max_steps, steps_per_epoch=max(1, self.steps_per_epoch), max_minutes=self.minutes,
             batch_size=self.batch_size, lr=self.lr, warmup_steps=min(50, max(1, self.max_steps // 20)), patience=0,
             model_spec=self.model_spec(), preprocessing=self.preprocessing(), patch_size=list(self.patch_size),
-            augment=dict(self.augment), cache_cases=self.cache_cases, samples_per_case=self.samples_per_case,
+            augment=AugmentConfig.from_dict(self.augment), cache_cases=self.cache_cases,
+            samples_per_case=self.samples_per_case,
             validate_at_start=False, val_max_cases=self.val_max_cases, device=self.device, num_threads=self.threads,
             checkpoint_every_steps=max(50, self.max_steps // 20))
         return cfg.replace(**overrides) if overrides else cfg
@@ -119,7 +120,8 @@ class TrainingPlan:
         cfg = TrainConfig(
             max_steps=steps, steps_per_epoch=steps, batch_size=self.batch_size, lr=self.finetune_lr,
             warmup_steps=min(20, max(1, steps // 10)), patience=0, replay_ratio=0.5, model_spec=self.model_spec(),
-            preprocessing=self.preprocessing(), patch_size=list(self.patch_size), augment=dict(self.augment),
+            preprocessing=self.preprocessing(), patch_size=list(self.patch_size),
+            augment=AugmentConfig.from_dict(self.augment),
             cache_cases=self.cache_cases, samples_per_case=self.samples_per_case, validate_at_start=False,
             val_max_cases=self.val_max_cases, device=self.device, num_threads=self.threads,
             checkpoint_every_steps=max(50, steps // 4))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ CONTEXT_MIN_SLICES = 5  # 2.5D (one neighbour slice each side) when volumes have
 MIN_STEPS = 20  # fewer is refused: no network learns anything in 20 steps
 
 
-def _mm(values: tuple[float | None, ...] | list[float | None]) -> str:
+def _mm(values: Sequence[float | None]) -> str:
     return " x ".join("native" if v is None else f"{v:.3g}" for v in values) + " mm"
 
 
@@ -64,9 +65,9 @@ def choose_target_spacing(fp: DatasetFingerprint, dims: int) -> tuple[list[float
     if med[ax] > ANISOTROPY_2D * min(others):
         p10 = fp.spacing_percentile(10)[ax]
         med[ax] = max(p10, max(others))
-        return med, (f"median spacing, except the thick axis {'kji'[ax]}: its 10th percentile {p10:.3g} mm "
-                     "(nnU-Net's rule for anisotropic 3D data)")
-    return med, f"median spacing of the {len(fp.cases)} case(s) {_mm(med)}"
+        return list(med), (f"median spacing, except the thick axis {'kji'[ax]}: its 10th percentile {p10:.3g} mm "
+                           "(nnU-Net's rule for anisotropic 3D data)")
+    return list(med), f"median spacing of the {len(fp.cases)} case(s) {_mm(med)}"
 
 
 def depth_for(edges: list[int], dims: int) -> int:

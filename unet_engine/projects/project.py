@@ -32,6 +32,7 @@ from unet_engine.modality import MODALITIES  # noqa: F401 (re-exported)
 from unet_engine.timestamps import now_iso  # noqa: F401 (re-exported)
 from unet_engine.modality import normalize_modality as _normalize_modality
 from unet_engine.paths import BUNDLED_MODELS
+from unet_engine.volume import int3
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class ProjectLabel:
 
 def _rgb(colour: Any, value: int) -> tuple[int, int, int]:
     if colour is None:
-        return tuple(DEFAULT_COLOURS[(value - 1) % 10 + 1])  # type: ignore[return-value]
+        return int3(DEFAULT_COLOURS[(value - 1) % 10 + 1])
     c = [int(x) for x in colour][:3]
     if len(c) != 3 or not all(0 <= x <= 255 for x in c):
         raise ProjectError(f"label {value}: colour must be three values 0..255, got {colour!r}")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import logging
 import os
@@ -92,7 +93,7 @@ class ProjectStore:
         """The readable projects, sorted by name."""
         return [e.project for e in self.entries() if e.project is not None]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:  # builtins.: `list` in this class body is the method above
         return [f.name for f in self._folders()]
 
     def find(self, name: str) -> Path | None:
@@ -140,8 +141,9 @@ class ProjectStore:
         if card is not None:
             check_model_labels({x.value: x.name for x in table}, card, source)
         with self.lock.hold():
-            if self.exists(name):
-                raise ProjectError(f"a project named {self.find(name).name!r} already exists; choose another name",
+            existing = self.find(name)
+            if existing is not None:
+                raise ProjectError(f"a project named {existing.name!r} already exists; choose another name",
                                    self.root)
             tmp = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex[:12]}"
             tmp.mkdir(parents=True)

@@ -203,8 +203,8 @@ def parent_batch_size(training: dict[str, Any] | None) -> int | None:
     """
     config = (training or {}).get("config") or {}
     try:
-        size = int(config.get("batch_size"))
-    except (TypeError, ValueError):
+        size = int(config["batch_size"])
+    except (KeyError, TypeError, ValueError):
         return None
     return size if size >= 1 else None
 

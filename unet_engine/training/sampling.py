@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -204,8 +204,8 @@ class PatchExtractor:
                 pads.append(0)
         return starts, pads
 
-    def _crop(self, a: np.ndarray | None, starts: list[int], pads: list[int], lead: int, mode: str
-              ) -> np.ndarray | None:
+    def _crop(self, a: np.ndarray | None, starts: list[int], pads: list[int], lead: int,
+              mode: Literal["edge", "constant"]) -> np.ndarray | None:
         """Cut the window; pad past the volume with ``mode`` ("edge" for images, "constant" else)."""
         if a is None:
             return None
@@ -242,6 +242,7 @@ class PatchExtractor:
                 ) -> Sample:
         img_c = self._crop(img, starts, pads, 1, "edge")
         lab_c = self._crop(lab, starts, pads, 0, "constant")
+        assert img_c is not None and lab_c is not None  # cut from arrays, not None
         ed_c = self._crop(ed, starts, pads, 0, "constant")
         weight = self._weights(lab.shape, starts, pads, ed_c)
         return Sample(img_c.astype(np.float32, copy=False), lab_c.astype(np.uint8, copy=False), weight)

@@ -15,12 +15,13 @@ from torch import nn
 
 from unet_engine.model.checkpoint import CARD_NAME, ModelCard, load_card, load_checkpoint
 from unet_engine.errors import SegLoopError
-from unet_engine.model.network import ModelSpec, build_model, required_multiple, with_more_classes
+from unet_engine.model.network import ModelSpec, UNet, build_model, required_multiple, with_more_classes
 from unet_engine.paths import BUNDLED_MODELS
 from unet_engine.model.preprocessing import PreprocessConfig, as_config, resampled_shape, slice_axis_for_spacing
 from unet_engine.registry.versions import ModelRegistry
 from unet_engine.inference.sliding_window import default_patch_size
 from unet_engine.training.config import TrainConfig
+from unet_engine.volume import float3
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def fit_to_dataset(start: StartPoint, dataset: Any) -> StartPoint:
     if need > start.card.spec.num_classes:
         log.info("the dataset has labels up to %d; adding outputs to the %d-class start model", need - 1,
                  start.card.spec.num_classes)
+        assert isinstance(start.model, UNet), "start models are built by build_model"
         start.model = with_more_classes(start.model, need)
         card = ModelCard.from_dict(start.card.to_dict())
         card.spec = start.model.spec
@@ -191,7 +193,7 @@ def patch_size_for(config: TrainConfig, spec: ModelSpec, card: ModelCard, cases:
     planes: list[tuple[int, int]] = []
     for c in cases:
         shape = tuple(int(n) for n in c.shape)
-        spacing = tuple(float(s) for s in c.spacing)
+        spacing = float3(c.spacing)
         if len(shape) != 3:
             continue
         work = resampled_shape(shape, spacing, target) if target is not None else shape

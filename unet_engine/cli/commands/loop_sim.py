@@ -13,6 +13,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from unet_engine.experiments.loop_sim import RoundRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -124,8 +128,8 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
         labels = project_labels
     elif card is not None:
         labels = {k: v for k, v in card.labels.items() if k != 0}
-    elif msd_labels(meta):
-        labels = msd_labels(meta)
+    elif from_msd := msd_labels(meta):
+        labels = from_msd
     else:
         raise SegLoopError("loop-sim: pass --labels (e.g. 1=anterior,2=posterior) when there is no reference model")
     if card is not None and {k: v for k, v in card.labels.items() if k != 0} != labels:
@@ -143,11 +147,12 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imp
     spec = {**spec, "num_classes": max(labels) + 1}
     dims = int(spec.get("dims", 2))
     augment = {"flip_axes": [1] if dims == 2 else [2]}  # left-right only (A/P labels)
-    same_dims = card is not None and card.spec.dims == dims
+    same_dims = card if card is not None and card.spec.dims == dims else None  # the reference model, of these dims
     patch = _patch_size(args.patch_size)
-    if patch is None and same_dims and dims == 3 and card.training.get("patch_size"):
-        patch = [int(v) for v in card.training["patch_size"]]
-    batch = batch_size_for(TrainConfig(batch_size=args.batch_size), dims, card.training if same_dims else None)
+    if patch is None and same_dims is not None and dims == 3 and same_dims.training.get("patch_size"):
+        patch = [int(v) for v in same_dims.training["patch_size"]]
+    batch = batch_size_for(TrainConfig(batch_size=args.batch_size), dims,
+                           same_dims.training if same_dims is not None else None)
     return LoopSimConfig(data=data, labels=labels,
                          modes=list(MODES) if args.compare else [args.mode], initial=args.initial, rounds=args.rounds,
                          holdout=args.holdout, initial_steps=args.initial_steps,
@@ -261,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"loop-sim: {len(sim.initial)} initial + {len(sim.stream)} streamed cases, {len(sim.holdout)} held out; "
           f"modes {', '.join(cfg.modes)}", file=sys.stderr)
     reference = None
-    records = []
+    records: list[RoundRecord] = []
     try:
         for rec in sim.run():
             if not records and cfg.plan_summary:
