@@ -201,7 +201,7 @@ def walkthrough(w: Walk, minutes: float, ft_minutes: int) -> dict[str, Any]:
     w.log(f"app open on project {p.session.name!r}")
 
     # 1. File > New project
-    p.window.actions["new_project"].trigger()
+    p.window.named_actions["new_project"].trigger()
     dlg = p.projects.new_dialog
     w.QTest.keyClicks(dlg.name_edit, "ACDC heart")
     assert dlg.modality.currentData() == "MR" and dlg.start_combo.currentData() == "empty"

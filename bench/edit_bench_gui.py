@@ -156,7 +156,7 @@ def bench_app(app, moves: int) -> dict[str, list[float]]:
     for _ in range(min(moves, ed.history.undo_count)):
         before = [axial.overlay_item.qimage]
         t0 = time.perf_counter()
-        parts.window.actions["undo"].trigger()
+        parts.window.named_actions["undo"].trigger()
         wait_painted(app, [axial.overlay_item], before)
         samples.append((time.perf_counter() - t0) * 1e3)
     out["Undo stroke (Ctrl+Z action) -> repainted"] = samples

@@ -1,9 +1,9 @@
 """The window's actions, declared once: name, text, shortcuts, menu group, checkable.
 
-The main window builds QActions from :data:`ACTION_SPECS` into ``MainWindow.actions``;
+The main window builds QActions from :data:`ACTION_SPECS` into ``MainWindow.named_actions``;
 the controller connects them; Help > Shortcuts lists them from the QActions themselves.
 Other panels add their own actions with :func:`make_action` and register them in
-``MainWindow.actions`` so they show up in the shortcuts dialog too.
+``MainWindow.named_actions`` so they show up in the shortcuts dialog too.
 """
 
 from __future__ import annotations

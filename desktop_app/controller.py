@@ -90,7 +90,7 @@ class Controller(QtCore.QObject):
 
     # ----- wiring ------------------------------------------------------------------------
     def _connect(self) -> None:
-        a, g, w = self.window.actions, self.grid, self.window
+        a, g, w = self.window.named_actions, self.grid, self.window
         a["open_scan"].triggered.connect(lambda: self.open_scan_dialog())
         a["open_dicom"].triggered.connect(lambda: self.open_dicom_dialog())
         a["open_mask"].triggered.connect(lambda: self.open_mask_dialog())
@@ -129,7 +129,7 @@ class Controller(QtCore.QObject):
 
     def _sync_option_actions(self, name: str) -> None:
         if name in _OPTION_ACTIONS:
-            action = self.window.actions[_OPTION_ACTIONS[name]]
+            action = self.window.named_actions[_OPTION_ACTIONS[name]]
             action.blockSignals(True)
             action.setChecked(bool(getattr(self.options, name)))
             action.blockSignals(False)
@@ -137,7 +137,7 @@ class Controller(QtCore.QObject):
     def _update_enabled(self) -> None:
         has = self.document.has_image
         for name in ("open_mask", "save_mask", "save_mask_as"):
-            self.window.actions[name].setEnabled(has)
+            self.window.named_actions[name].setEnabled(has)
 
     def _update_title(self) -> None:
         vol = self.document.image
@@ -378,7 +378,7 @@ class Controller(QtCore.QObject):
 
     # ----- help / lifetime ---------------------------------------------------------------
     def show_shortcuts(self) -> ShortcutsDialog:
-        dlg = ShortcutsDialog(self.window.actions, self.window, mouse=self.window.mouse_help)
+        dlg = ShortcutsDialog(self.window.named_actions, self.window, mouse=self.window.mouse_help)
         dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         return dlg

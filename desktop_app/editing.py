@@ -129,10 +129,10 @@ class EditingController(QtCore.QObject):
     # ----- wiring ------------------------------------------------------------------------
     def _build_actions(self) -> None:
         w = self.window
-        self.undo_action = w.actions.get("undo") or self._new_action("undo", "Undo", ("Ctrl+Z",))
-        self.redo_action = w.actions.get("redo") or self._new_action("redo", "Redo", ("Ctrl+Shift+Z", "Ctrl+Y"))
-        for name, act in self.tool_panel.actions.items():
-            if name not in w.actions:
+        self.undo_action = w.named_actions.get("undo") or self._new_action("undo", "Undo", ("Ctrl+Z",))
+        self.redo_action = w.named_actions.get("redo") or self._new_action("redo", "Redo", ("Ctrl+Shift+Z", "Ctrl+Y"))
+        for name, act in self.tool_panel.named_actions.items():
+            if name not in w.named_actions:
                 w.add_action(act, name)
         mouse_help = getattr(w, "mouse_help", None)  # Help > Shortcuts lists these too
         if isinstance(mouse_help, list):
@@ -143,7 +143,7 @@ class EditingController(QtCore.QObject):
             for name in ("tool_navigate", "tool_brush", "tool_eraser", "tool_fill", "tool_smart_brush", "tool_seeds",
                          "tool_click", "tool_lasso", "preview_accept", "preview_discard", "brush_smaller",
                          "brush_larger"):
-                edit.addAction(self.tool_panel.actions[name])
+                edit.addAction(self.tool_panel.named_actions[name])
 
     def _new_action(self, name: str, text: str, keys: tuple[str, ...]) -> QtGui.QAction:
         act = QtGui.QAction(text, self.window)

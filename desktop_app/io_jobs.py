@@ -16,8 +16,8 @@ import numpy as np
 
 from desktop_app.state.scan_checks import modality_notes
 from desktop_app.state.intensity import IntensityStats, intensity_stats
-from unet_engine.errors import ImageDimensionError, ImageTooLargeError, SegLoopError
-from unet_engine.io.checks import out_of_memory_message
+from unet_engine.errors import ImageDimensionError, SegLoopError
+from unet_engine.io.checks import memory_errors_named
 from unet_engine.io.label_descriptions import LabelDescription
 from unet_engine.io.mask_labels import MaskLabels
 from unet_engine.volume import Volume
@@ -78,7 +78,7 @@ def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedSc
     from unet_engine.io.volume_io import read_volume
 
     t0 = time.perf_counter()
-    try:
+    with memory_errors_named(path, "opening this scan"):  # a dialog naming the scan, not a traceback
         volume = read_volume(path)
         check_displayable(volume, path)
         if mask_path is not None:
@@ -88,8 +88,6 @@ def load_scan(path: str | Path, mask_path: str | Path | None = None) -> LoadedSc
             mask, mask_labels = np.zeros(volume.shape, dtype=np.uint8), MaskLabels()
         stats = intensity_stats(volume.array)
         notes = modality_notes(volume)
-    except MemoryError:  # a dialog that names the scan, not "Unexpected error" and a traceback
-        raise ImageTooLargeError(out_of_memory_message("opening this scan"), path) from None
     seconds = time.perf_counter() - t0
     log.info("opened %s %s in %.2f s", path, volume.shape, seconds)
     return LoadedScan(volume, mask, Path(mask_path) if mask_path is not None else None, stats, seconds, notes,

@@ -74,7 +74,7 @@ def build_learning(window: MainWindow, controller: Controller, document: Documen
     training = TrainingController(ctx, session, training_panel, parent=window)
     first_model = FirstModelController(ctx, session, training, training_panel, parent=window)
     versions = VersionsController(ctx, document, controller.options, session, versions_panel, parent=window)
-    projects = ProjectController(ctx, session, settings, document, switcher, window.project_menu, window.actions,
+    projects = ProjectController(ctx, session, settings, document, switcher, window.project_menu, window.named_actions,
                                  controller.set_default_labels, window.set_project_title,
                                  controller.unsaved.resolve, controller.discard_mask_changes,
                                  parent=window)

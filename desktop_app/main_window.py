@@ -3,8 +3,8 @@
 Behaviour lives in :mod:`desktop_app.controller`; the window only builds widgets and
 exposes them:
 
-* ``actions``: every QAction by name (see :mod:`desktop_app.actions`); connect to
-  ``actions["undo"]`` etc. and add your own with :meth:`MainWindow.add_action`.
+* ``named_actions``: every QAction by name (see :mod:`desktop_app.actions`); connect to
+  ``named_actions["undo"]`` etc. and add your own with :meth:`MainWindow.add_action`.
 * :meth:`add_panel` docks a panel (Tools, Inference, Training, Dataset, Model versions...).
 * ``files_dropped(paths, as_mask)``: files dropped on the window (Shift = as mask).
 * ``close_guard``: a callable returning False to veto closing (unsaved mask).
@@ -74,8 +74,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mouse_help: list[tuple[str, str]] = list(MOUSE_HELP)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
         self.panels: dict[str, QtWidgets.QWidget] = {}  # title -> the panel widget itself
-        # deliberately shadows QWidget.actions(): the app's public name -> QAction table
-        self.actions: dict[str, QtGui.QAction] = {}  # type: ignore[assignment]
+        # the app's name -> QAction table (QWidget.actions() stays Qt's list)
+        self.named_actions: dict[str, QtGui.QAction] = {}
         for spec in ACTION_SPECS:
             self.add_action(spec)
         self._build_menus()
@@ -104,7 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.view_grid.addAction(action)
         else:
             self.addAction(action)  # shortcuts work even with the menu bar hidden
-        self.actions[name] = action
+        self.named_actions[name] = action
         return action
 
     def _build_menus(self) -> None:
@@ -123,10 +123,10 @@ class MainWindow(QtWidgets.QMainWindow):
                     self.project_menu = menu.addMenu("S&witch project")
                     self.project_menu.setObjectName("project_menu")
                 else:
-                    menu.addAction(self.actions[name])
+                    menu.addAction(self.named_actions[name])
         layouts = QtGui.QActionGroup(self)
         for name in ("layout_3up", "layout_4up", "layout_axial", "layout_coronal", "layout_sagittal"):
-            layouts.addAction(self.actions[name])
+            layouts.addAction(self.named_actions[name])
 
     def _build_toolbar(self) -> None:
         self.toolbar = self.addToolBar("Main")
@@ -136,7 +136,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if name == "-":
                 self.toolbar.addSeparator()
             else:
-                self.toolbar.addAction(self.actions[name])
+                self.toolbar.addAction(self.named_actions[name])
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()

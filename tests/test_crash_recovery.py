@@ -203,10 +203,10 @@ def test_sigkill_then_restart_restores_the_autosaved_strokes(segloop_app, _seglo
     for n in must:  # the exact voxels of those strokes
         assert np.all(mask[refs[n] > 0] == 1)
     assert parts.document.dirty
-    assert parts.window.actions["undo"].text() == f"Undo {RESTORE_DESCRIPTION}"
-    parts.window.actions["undo"].trigger()  # restoring was one undoable step
+    assert parts.window.named_actions["undo"].text() == f"Undo {RESTORE_DESCRIPTION}"
+    parts.window.named_actions["undo"].trigger()  # restoring was one undoable step
     assert not parts.document.mask.any()
-    parts.window.actions["redo"].trigger()
+    parts.window.named_actions["redo"].trigger()
     np.testing.assert_array_equal(parts.document.mask, refs[matches[0]])
 
 
@@ -241,7 +241,7 @@ def test_declined_recovery_is_discarded_and_save_or_close_clear_the_snapshot(seg
     doc.mark_saved(tmp_path / "mask.nii.gz")  # skip the unsaved-changes question
     open_and_wait(parts, SCAN)
     assert len(asked) == 1 and find_recoverable(SCAN) is None
-    assert not doc.mask.any() and not parts.window.actions["undo"].isEnabled()
+    assert not doc.mask.any() and not parts.window.named_actions["undo"].isEnabled()
     # opening another scan drops this scan's snapshot (its edits were discarded)
     ed.tools.press(0, K, 20, 20)
     ed.tools.release()

@@ -63,7 +63,7 @@ def test_dock_buttons_and_status_are_visible_without_scrolling(qtbot, window_140
 
 def test_shortcuts_dialog_shows_every_column_whole(qtbot, window_1400x900):
     parts = window_1400x900
-    parts.window.actions["shortcuts"].trigger()
+    parts.window.named_actions["shortcuts"].trigger()
     dlg = parts.window.findChild(QtWidgets.QDialog, "shortcuts_dialog")
     assert dlg is not None
     qtbot.waitExposed(dlg)

@@ -107,7 +107,7 @@ def test_app_builds_with_editing_panels_and_actions(segloop_app):
     ed = editing_controller(parts.window)
     assert isinstance(ed, EditingController)
     assert {"Tools", "Label editor"} <= set(parts.window.docks)
-    a = parts.window.actions
+    a = parts.window.named_actions
     # the viewer's placeholder actions are reused, not duplicated
     assert ed.undo_action is a["undo"] and ed.redo_action is a["redo"]
     assert [s.toString() for s in a["redo"].shortcuts()] == ["Ctrl+Shift+Z", "Ctrl+Y"]
@@ -144,8 +144,8 @@ def test_brush_stroke_by_mouse_paints_the_tool_controller_voxels(segloop_app, qt
     np.testing.assert_array_equal(doc.mask, want)
     assert doc.cursor == cursor_before  # paint mode: the left button does not move the crosshair
     assert 1 in doc.labels  # the painted value got a table entry (and a colour)
-    assert parts.window.actions["undo"].text() == "Undo Brush stroke"
-    assert parts.window.actions["undo"].isEnabled()
+    assert parts.window.named_actions["undo"].text() == "Undo Brush stroke"
+    assert parts.window.named_actions["undo"].isEnabled()
     assert ed.history.undo_count == 1  # one stroke = one undo entry
     # the overlay of the view shows the new voxels
     lut = np.asarray(doc.labels.lut(size=256))
@@ -216,7 +216,7 @@ def test_eraser_tool_and_shift_drag_erase(segloop_app, qtbot):
     want = reference(parts, start, [(0, pts, True)], ed.tools.brush)
     assert (want != start).sum() > 20
     np.testing.assert_array_equal(doc.mask, want)
-    assert parts.window.actions["undo"].text() == "Undo Eraser stroke"
+    assert parts.window.named_actions["undo"].text() == "Undo Eraser stroke"
     # the eraser tool
     use_tool(ed, "eraser")
     start = doc.mask.copy()
@@ -255,13 +255,13 @@ def test_fill_tool_click_fills_the_region(segloop_app, qtbot):
     np.testing.assert_array_equal(doc.mask, want)
     assert (doc.mask[k] == 2).sum() > 0.5 * doc.mask[k].size
     np.testing.assert_array_equal(doc.mask[k] == 1, start[k] == 1)  # spleen untouched
-    assert parts.window.actions["undo"].text() == "Undo Fill"
+    assert parts.window.named_actions["undo"].text() == "Undo Fill"
 
 
 def test_undo_redo_by_actions_and_shortcuts(segloop_app, qtbot):
     parts = segloop_app
     ed = open_scan(parts)
-    doc, a = parts.document, parts.window.actions
+    doc, a = parts.document, parts.window.named_actions
     view = parts.grid.views["axial"]
     s = view.slice_index
     use_tool(ed, "brush")
@@ -361,15 +361,15 @@ def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_p
     le.buttons["merge"].click()
     wait_op(qtbot, ed)
     assert 2 not in doc.labels and (doc.mask == 1).sum() == n1 + n2 and ed.tools.brush.label == 1
-    assert parts.window.actions["undo"].text() == "Undo Merge Lesion into Spleen"
-    parts.window.actions["undo"].trigger()
+    assert parts.window.named_actions["undo"].text() == "Undo Merge Lesion into Spleen"
+    parts.window.named_actions["undo"].trigger()
     assert doc.labels[2].name == "Lesion" and (doc.mask == 2).sum() == n2
     le.set_active(1)
     le.buttons["delete"].click()
     wait_op(qtbot, ed)
     assert 1 not in doc.labels and not (doc.mask == 1).any() and le.values() == [2]
     assert ed.tools.brush.label == 2
-    parts.window.actions["undo"].trigger()
+    parts.window.named_actions["undo"].trigger()
     assert doc.labels[1].name == "Spleen" and (doc.mask == 1).sum() == n1
     # export / import ITK-SNAP label descriptions
     out = tmp_path / "labels.txt"
@@ -402,8 +402,8 @@ def test_interpolate_and_fill_holes_buttons(segloop_app, qtbot):
     ed.tool_panel.interpolate_button.click()
     wait_op(qtbot, ed)
     assert all(doc.mask[k].any() for k in range(4, 11)) and not doc.mask[3].any()
-    assert parts.window.actions["undo"].isEnabled()
-    parts.window.actions["undo"].trigger()
+    assert parts.window.named_actions["undo"].isEnabled()
+    parts.window.named_actions["undo"].trigger()
     assert not doc.mask[7].any()
     # punch a one-voxel hole with the eraser, then fill holes per slice
     k = 4
@@ -417,4 +417,4 @@ def test_interpolate_and_fill_holes_buttons(segloop_app, qtbot):
     ed.tool_panel.fill_holes_button.click()
     wait_op(qtbot, ed)
     assert doc.mask[k, 60, 62] == 1 and (doc.mask[k] == 1).sum() == before + 1
-    assert parts.window.actions["undo"].text().startswith("Undo Fill holes")
+    assert parts.window.named_actions["undo"].text().startswith("Undo Fill holes")

@@ -86,8 +86,8 @@ def test_interpolate_button_runs_in_worker_and_matches_sync(segloop_app, qtbot):
     assert tp.interpolate_button.isEnabled() and tp.fill_holes_button.isEnabled()
     np.testing.assert_array_equal(doc.mask, expected)
     assert ed.history.undo_count == n_undo + 1
-    assert parts.window.actions["undo"].text() == "Undo Interpolate label 1"
-    parts.window.actions["undo"].trigger()
+    assert parts.window.named_actions["undo"].text() == "Undo Interpolate label 1"
+    parts.window.named_actions["undo"].trigger()
     np.testing.assert_array_equal(doc.mask, before)
 
 
@@ -109,8 +109,8 @@ def test_fill_holes_button_runs_in_worker_and_matches_sync(segloop_app, qtbot):
     assert ed.op_running and not tp.fill_holes_button.isEnabled()
     wait_op(qtbot, ed)
     np.testing.assert_array_equal(doc.mask, expected)
-    assert parts.window.actions["undo"].text() == "Undo Fill holes in label 1"
-    parts.window.actions["undo"].trigger()
+    assert parts.window.named_actions["undo"].text() == "Undo Fill holes in label 1"
+    parts.window.named_actions["undo"].trigger()
     np.testing.assert_array_equal(doc.mask, before)
 
 
@@ -131,7 +131,7 @@ def test_label_delete_and_merge_run_in_worker(segloop_app, qtbot):
     wait_op(qtbot, ed)
     np.testing.assert_array_equal(doc.mask, expected)
     assert 2 not in doc.labels and ed.tools.brush.label == 1 and le.buttons["delete"].isEnabled()
-    parts.window.actions["undo"].trigger()
+    parts.window.named_actions["undo"].trigger()
     np.testing.assert_array_equal(doc.mask, before)
     assert 2 in doc.labels
     expected = reference(doc, lambda d, h: delete_label(d, h, 1))
@@ -140,8 +140,8 @@ def test_label_delete_and_merge_run_in_worker(segloop_app, qtbot):
     wait_op(qtbot, ed)
     np.testing.assert_array_equal(doc.mask, expected)
     assert 1 not in doc.labels and ed.tools.brush.label == 2
-    assert parts.window.actions["undo"].text().startswith("Undo Delete label")
-    parts.window.actions["undo"].trigger()
+    assert parts.window.named_actions["undo"].text().startswith("Undo Delete label")
+    parts.window.named_actions["undo"].trigger()
     np.testing.assert_array_equal(doc.mask, before)
     assert 1 in doc.labels
 

@@ -65,7 +65,7 @@ def _type_label(qtbot, table, row, name):
 
 
 def _new_project(qtbot, parts):
-    parts.window.actions["new_project"].trigger()  # File > New project...
+    parts.window.named_actions["new_project"].trigger()  # File > New project...
     dlg = parts.projects.new_dialog
     qtbot.keyClicks(dlg.name_edit, "Hippo renamed")
     assert dlg.modality.currentData() == "MR" and dlg.start_combo.currentData() == "empty"
@@ -107,7 +107,7 @@ def _shrink_plan(qtbot, dlg):
     while dlg.kind.currentIndex() > 0:
         qtbot.keyClick(dlg.kind, QtCore.Qt.Key.Key_Up)  # "2D" is the first choice
     _type(qtbot, dlg.base_width, "4")
-    _type(qtbot, dlg.depth, "2")
+    _type(qtbot, dlg.depth_field, "2")
     _type(qtbot, dlg.patch, "32 x 48")
     _type(qtbot, dlg.batch, "2")
     _type(qtbot, dlg.steps, "200")

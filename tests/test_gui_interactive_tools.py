@@ -70,7 +70,7 @@ def seed_spleen(parts, qtbot, spleen) -> None:
 
 
 def test_tools_have_shortcuts_and_no_clash(segloop_app):
-    a = segloop_app.window.actions
+    a = segloop_app.window.named_actions
     for name, k in (("tool_smart_brush", "S"), ("tool_seeds", "G"), ("tool_click", "C"), ("tool_lasso", "L")):
         assert a[name].shortcut().toString() == k
     assert [s.toString() for s in a["preview_accept"].shortcuts()] == ["Return", "Enter"]
@@ -88,7 +88,7 @@ def test_grow_from_seeds_preview_accept_undo(segloop_app, qtbot, spleen):
     seed_spleen(parts, qtbot, spleen)
     preview = ed.tools.preview
     assert preview.has_result, ed.tool_panel.preview_label.text()
-    assert not doc.mask.any() and not parts.window.actions["undo"].isEnabled()  # only a preview
+    assert not doc.mask.any() and not parts.window.named_actions["undo"].isEnabled()  # only a preview
     layer = ed.preview_layers[0]
     assert layer.item.isVisible() and layer.redraws > 0
     assert "preview in" in ed.tool_panel.preview_label.text()
@@ -96,9 +96,9 @@ def test_grow_from_seeds_preview_accept_undo(segloop_app, qtbot, spleen):
     settle(parts)
     ref = spleen[0]
     assert dice(doc.mask == 1, ref) > 0.5  # seeds on one slice: the grown spleen overlaps the reference
-    assert parts.window.actions["undo"].text() == "Undo Grow from seeds"
-    assert not preview.active and not ed.tool_panel.actions["preview_accept"].isEnabled()
-    parts.window.actions["undo"].trigger()
+    assert parts.window.named_actions["undo"].text() == "Undo Grow from seeds"
+    assert not preview.active and not ed.tool_panel.named_actions["preview_accept"].isEnabled()
+    parts.window.named_actions["undo"].trigger()
     assert not doc.mask.any()
 
 
@@ -118,7 +118,7 @@ def test_discard_and_cancel_leave_the_mask_as_it_was(segloop_app, qtbot, spleen)
     settle(parts)
     assert not ed.tools.preview.active
     np.testing.assert_array_equal(doc.mask, start)
-    assert not parts.window.actions["undo"].isEnabled()
+    assert not parts.window.named_actions["undo"].isEnabled()
 
 
 def test_grow_with_seeds_of_one_label_asks_for_background(segloop_app, qtbot, spleen):
@@ -156,7 +156,7 @@ def test_click_to_segment_and_tolerance(segloop_app, qtbot, spleen):
     got = doc.mask == 1
     assert got[centre] and not got[:k].any() and not got[k + 1:].any()  # 2D brush mode: this slice
     assert dice(got[k], ref[k]) > 0.85
-    assert parts.window.actions["undo"].text() == "Undo Click to segment"
+    assert parts.window.named_actions["undo"].text() == "Undo Click to segment"
 
 
 def test_a_refused_click_says_why_and_changes_nothing(segloop_app, qtbot, spleen):
@@ -188,9 +188,9 @@ def test_lasso_by_mouse_fills_and_undoes(segloop_app, qtbot):
     drag(qtbot, view, [(k, 20, 20), (k, 20, 60), (k, 60, 60), (k, 60, 20)])
     assert (doc.mask[k, 22:59, 22:59] == 1).all() and not doc.mask[k, :18].any()
     assert not doc.mask[k - 1].any()
-    assert parts.window.actions["undo"].text() == "Undo Lasso fill"
+    assert parts.window.named_actions["undo"].text() == "Undo Lasso fill"
     assert not ed.interactions["axial"].lasso_path.isVisible()
-    parts.window.actions["undo"].trigger()
+    parts.window.named_actions["undo"].trigger()
     assert not doc.mask.any()
     drag(qtbot, view, [(k, 20, 20), (k, 20, 60)])  # two points: refused, nothing drawn
     assert not doc.mask.any()
@@ -209,4 +209,4 @@ def test_smart_brush_by_mouse_stays_inside_the_spleen(segloop_app, qtbot, spleen
     painted = doc.mask[k] == 1
     assert painted[centre[1:]]
     assert (painted & ~ref[k]).sum() < 0.2 * painted.sum()
-    assert parts.window.actions["undo"].text() == "Undo Smart brush stroke"
+    assert parts.window.named_actions["undo"].text() == "Undo Smart brush stroke"

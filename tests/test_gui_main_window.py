@@ -26,7 +26,7 @@ def test_menus_actions_and_placeholders(segloop_app):
         texts = menu_texts(w.menus[title])
         for entry in entries:
             assert entry in texts, (title, entry, texts)
-    a = w.actions
+    a = w.named_actions
     assert a["save_mask"].shortcut().toString() == "Ctrl+S"
     assert [s.toString() for s in a["undo"].shortcuts()] == ["Ctrl+Z"]
     assert [s.toString() for s in a["redo"].shortcuts()][0] == "Ctrl+Shift+Z"
@@ -39,11 +39,11 @@ def test_menus_actions_and_placeholders(segloop_app):
 
 def test_shortcuts_dialog_is_generated_from_the_actions(segloop_app):
     w, c = segloop_app.window, segloop_app.controller
-    w.actions["toggle_overlay"].setShortcut(QtGui.QKeySequence("Ctrl+Alt+O"))
+    w.named_actions["toggle_overlay"].setShortcut(QtGui.QKeySequence("Ctrl+Alt+O"))
     dlg = c.show_shortcuts()
     rows = dlg.rows()
     texts = {(r[1], r[2]) for r in rows}
-    for act in w.actions.values():
+    for act in w.named_actions.values():
         for seq in act.shortcuts():
             name = act.text().replace("&", "").rstrip(".").strip()
             assert any(t == name and seq.toString(QtGui.QKeySequence.SequenceFormat.NativeText) in k
@@ -64,7 +64,7 @@ def test_add_panel_docks_a_widget_and_lists_it(segloop_app):
     act.setShortcut("Ctrl+R")
     act.setProperty("group", "Inference")
     w.add_action(act, name="run_model")
-    assert w.actions["run_model"] is act
+    assert w.named_actions["run_model"] is act
     # however many panels are docked, the window still fits a 1366x768 laptop screen
     assert w.minimumSizeHint().height() <= 768 and w.minimumSizeHint().width() <= 1366
 

@@ -159,7 +159,7 @@ def test_save_mask_formats_and_never_over_the_scan(segloop_app, tmp_path):
     # Ctrl+S writes to the current mask file
     doc.mask[k, j, i] = 1
     doc.notify_mask_changed(((k, k + 1), (j, j + 1), (i, i + 1)))
-    parts.window.actions["save_mask"].trigger()
+    parts.window.named_actions["save_mask"].trigger()
     assert parts.controller.workers.wait_idle(10_000) and not doc.dirty
     assert read_mask(tmp_path / "c.seg.nrrd", like=doc.image)[k, j, i] == 1
     # the source scan is never overwritten

@@ -242,7 +242,7 @@ def test_the_open_project_cannot_be_deleted_another_goes_to_the_trash(qtbot, seg
     parts = segloop_app
     parts.session.store.create("Old project", modality="US", labels={1: "cyst"})
     parts.projects.refresh_list()
-    parts.window.actions["delete_project"].trigger()
+    parts.window.named_actions["delete_project"].trigger()
     dlg = parts.projects.delete_dialog
     assert dlg is not None and dlg.combo.currentText() == "Old project"  # not the open one by default
     dlg.select("Hippocampus (MRI)")
@@ -263,7 +263,7 @@ def test_the_open_project_cannot_be_deleted_another_goes_to_the_trash(qtbot, seg
 
 
 def _new_project_dialog(parts):
-    parts.window.actions["new_project"].trigger()
+    parts.window.named_actions["new_project"].trigger()
     dlg = parts.projects.new_dialog
     assert dlg is not None and dlg.isVisible()
     return dlg

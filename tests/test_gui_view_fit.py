@@ -77,7 +77,7 @@ def test_thin_slab_views_open_fitted_and_reset_zoom_refits(segloop_app, qtbot):
         assert (vp.width() / r.width()) == pytest.approx(vp.height() / r.height(), rel=0.02)
         zoom_on(view, (10, 256, 256), voxels=8)
         assert not shows_whole_slice(view)
-    parts.window.actions["reset_zoom"].trigger()
+    parts.window.named_actions["reset_zoom"].trigger()
     qtbot.waitUntil(lambda: all(shows_whole_slice(views[p]) for p in THIN), timeout=3000)
 
 
@@ -98,5 +98,5 @@ def test_zoom_out_reaches_the_whole_slice_in_any_view_shape(segloop_app, qtbot):
     parts.grid.set_layout("sagittal")
     view = parts.grid.views["sagittal"]
     view.setFixedWidth(160)
-    parts.window.actions["reset_zoom"].trigger()
+    parts.window.named_actions["reset_zoom"].trigger()
     qtbot.waitUntil(lambda: shows_whole_slice(view), timeout=3000)

@@ -95,8 +95,8 @@ def test_wheel_keys_and_slider_change_the_slice(segloop_app, qtbot):
     assert doc.cursor[0] == k0 + 1
     np.testing.assert_array_equal(axial.image_item.image, axial.geometry_info.extract(vol.array, k0 + 1))
     parts.grid.set_active("axial")
-    parts.window.actions["slice_prev"].trigger()
-    parts.window.actions["slice_next_10"].trigger()
+    parts.window.named_actions["slice_prev"].trigger()
+    parts.window.named_actions["slice_next_10"].trigger()
     assert doc.cursor[0] == min(k0 + 10, vol.shape[0] - 1)
     parts.window.activateWindow()
     axial.canvas.setFocus()
@@ -114,7 +114,7 @@ def test_wheel_keys_and_slider_change_the_slice(segloop_app, qtbot):
     QtWidgets.QApplication.sendEvent(axial.canvas.viewport(), zoom)
     after = axial.viewbox.viewRange()
     assert after[0][1] - after[0][0] < before[0][1] - before[0][0]
-    parts.window.actions["reset_zoom"].trigger()
+    parts.window.named_actions["reset_zoom"].trigger()
 
 
 def test_right_drag_changes_window_and_level(segloop_app, qtbot):
@@ -135,9 +135,9 @@ def test_right_drag_changes_window_and_level(segloop_app, qtbot):
     lo, hi = view.image_item.levels
     assert (hi - lo) == pytest.approx(w1, rel=1e-3)
     assert parts.window_level.preset == ""
-    parts.window.actions["wl_preset_3"].trigger()  # lung
+    parts.window.named_actions["wl_preset_3"].trigger()  # lung
     assert parts.grid.views["axial"].image_item.levels.tolist() == [-1350.0, 150.0]
-    parts.window.actions["wl_auto"].trigger()
+    parts.window.named_actions["wl_auto"].trigger()
     assert parts.window_level.levels == pytest.approx(intensity_stats(vol.array).auto_levels)
 
 
@@ -199,7 +199,7 @@ def test_overlay_options_outline_opacity_visibility_and_uncertainty(segloop_app)
     vol, mask = make_ct_volume()
     show_volume(parts, vol, mask)
     axial = parts.grid.views["axial"]
-    a = parts.window.actions
+    a = parts.window.named_actions
     a["toggle_outline"].trigger()
     assert parts.options.outline and parts.overlay_panel.outline.isChecked()
     img = axial.overlay_item.image
@@ -234,7 +234,7 @@ def test_layouts_and_view_cycling(segloop_app):
     parts = segloop_app
     vol, mask = make_ct_volume()
     show_volume(parts, vol, mask)
-    a, grid = parts.window.actions, parts.grid
+    a, grid = parts.window.named_actions, parts.grid
     a["layout_coronal"].trigger()
     assert grid.layout_name == "coronal" and grid.views["coronal"].isVisible()
     assert not grid.views["axial"].isVisible()

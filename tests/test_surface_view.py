@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_offscreen_has_no_opengl_and_the_4up_view_says_why(segloop_app, qtbot):
     parts = segloop_app
     assert "offscreen" in opengl_unavailable_reason()
-    grid, a = parts.grid, parts.window.actions
+    grid, a = parts.grid, parts.window.named_actions
     sv = grid.surface_view
     assert not sv.isVisible()  # 3-up stays the default: nothing 3D is built
     vol, mask = make_ct_volume()

@@ -54,8 +54,6 @@ class PlanDialog(QtWidgets.QDialog):
 
     changes_requested = QtCore.Signal(dict)
     start_requested = QtCore.Signal(object)  # the TrainingPlan shown
-    # the Depth field; the name deliberately shadows QPaintDevice.depth() (tests use it)
-    depth: QtWidgets.QSpinBox  # type: ignore[assignment]
 
     def __init__(self, project_name: str, cases: int, val_cases: int, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,7 +96,7 @@ class PlanDialog(QtWidgets.QDialog):
         for text, _d, _c in _KINDS:
             self.kind.addItem(text)
         self.base_width = _spin("plan_base_width", 4, 64)
-        self.depth = _spin("plan_depth", 1, 6)
+        self.depth_field = _spin("plan_depth", 1, 6)
         self.patch = QtWidgets.QLineEdit()
         self.patch.setObjectName("plan_patch")
         self.batch = _spin("plan_batch", 1, 256)
@@ -111,7 +109,7 @@ class PlanDialog(QtWidgets.QDialog):
             self.norm.addItem(text, key)
         self.steps = _spin("plan_steps", 20, 10_000_000)
         self.steps.setToolTip("Training steps; setting them replaces the time budget")
-        for label, w in (("Network", self.kind), ("Base width", self.base_width), ("Depth", self.depth),
+        for label, w in (("Network", self.kind), ("Base width", self.base_width), ("Depth", self.depth_field),
                          ("Patch (voxels)", self.patch), ("Batch", self.batch), ("Target spacing (mm)", self.spacing),
                          ("Normalisation", self.norm), ("Steps", self.steps)):
             w.setMaximumWidth(300)
@@ -144,7 +142,7 @@ class PlanDialog(QtWidgets.QDialog):
         self.start_button.clicked.connect(lambda: self.plan is not None and self.start_requested.emit(self.plan))
         self.cancel_button.clicked.connect(self.reject)
         self._touched: set[str] = set()  # fields the user changed (fixed even when back to the planned value)
-        for name, spin in (("minutes", self.minutes), ("base_width", self.base_width), ("depth", self.depth),
+        for name, spin in (("minutes", self.minutes), ("base_width", self.base_width), ("depth", self.depth_field),
                            ("batch_size", self.batch), ("max_steps", self.steps)):
             spin.valueChanged.connect(lambda _v, n=name: self._edited(n))
             line = spin.lineEdit()
@@ -170,7 +168,7 @@ class PlanDialog(QtWidgets.QDialog):
             self.kind.setCurrentIndex(next(i for i, (_t, d, c) in enumerate(_KINDS)
                                            if d == plan.dims and c == min(1, plan.context_slices)))
             self.base_width.setValue(plan.base_width)
-            self.depth.setValue(plan.depth)
+            self.depth_field.setValue(plan.depth)
             self.patch.setText(format_sizes(plan.patch_size))
             self.batch.setValue(plan.batch_size)
             self.spacing.setText(format_sizes(plan.target_spacing))
@@ -191,7 +189,7 @@ class PlanDialog(QtWidgets.QDialog):
         _text, dims, context = _KINDS[self.kind.currentIndex()]
         if "dims" in t or dims != p.dims or context != min(1, p.context_slices):
             out["dims"], out["context_slices"] = dims, context
-        for name, w in (("base_width", self.base_width), ("depth", self.depth), ("batch_size", self.batch)):
+        for name, w in (("base_width", self.base_width), ("depth", self.depth_field), ("batch_size", self.batch)):
             if name in t or w.value() != getattr(p, name):
                 out[name] = int(w.value())
         if "patch_size" in t or self.patch.text().strip().lower() != format_sizes(p.patch_size).lower():

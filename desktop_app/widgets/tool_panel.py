@@ -6,7 +6,7 @@ one-shot "Interpolate slices" / "Fill holes" buttons (disabled by
 
 The panel edits a :class:`~desktop_app.state.brush.BrushSettings` in place and emits
 ``settings_changed()``; the chosen tool is announced with ``tool_changed(name)``.
-Keyboard shortcuts live on the panel's QActions (:attr:`ToolPanel.actions`): N navigate,
+Keyboard shortcuts live on the panel's QActions (:attr:`ToolPanel.named_actions`): N navigate,
 B brush, E eraser, F fill, S smart brush, G grow from seeds, C click to segment, L lasso,
 ``[`` / ``]`` brush size, Enter accept and Esc discard a preview; the editing controller
 registers them with the window.
@@ -58,8 +58,8 @@ class ToolPanel(QtWidgets.QWidget):
         self._syncing = False
         self._busy = False
         self._preview_active = False
-        # deliberately shadows QWidget.actions(), like MainWindow.actions: name -> QAction
-        self.actions: dict[str, QtGui.QAction] = {}  # type: ignore[assignment]
+        # name -> QAction, like MainWindow.named_actions
+        self.named_actions: dict[str, QtGui.QAction] = {}
         self._build()
         self.sync_from_brush()
         self.set_tool("navigate")
@@ -82,7 +82,7 @@ class ToolPanel(QtWidgets.QWidget):
             act.setProperty("group", "Tools")
             act.triggered.connect(lambda _=False, name=name: self.set_tool(name))
             self.tool_group.addAction(act)
-            self.actions[f"tool_{name}"] = act
+            self.named_actions[f"tool_{name}"] = act
             btn = QtWidgets.QToolButton()
             btn.setDefaultAction(act)
             btn.setObjectName(f"tool_button_{name}")
@@ -97,7 +97,7 @@ class ToolPanel(QtWidgets.QWidget):
             act.setShortcut(QtGui.QKeySequence(key))
             act.setProperty("group", "Tools")
             act.triggered.connect(lambda _=False, step=step: self.step_size(step))
-            self.actions[name] = act
+            self.named_actions[name] = act
         for name, text, keys, signal in (("preview_accept", "Accept preview", ("Return", "Enter"), self.accept_requested),
                                          ("preview_discard", "Discard preview", ("Esc",), self.discard_requested)):
             act = QtGui.QAction(text, self)
@@ -106,7 +106,7 @@ class ToolPanel(QtWidgets.QWidget):
             act.setProperty("group", "Tools")
             act.setEnabled(False)
             act.triggered.connect(signal)
-            self.actions[name] = act
+            self.named_actions[name] = act
 
         # PySide6 sets Qt properties given as constructor keywords (objectName=..., decimals=...);
         # its stubs do not list them, hence the type: ignore on those calls
@@ -174,9 +174,9 @@ class ToolPanel(QtWidgets.QWidget):
         self.preview_label = QtWidgets.QLabel("", objectName="preview_status")  # type: ignore[call-overload]
         self.preview_label.setWordWrap(True)
         self.accept_button = QtWidgets.QToolButton(objectName="preview_accept")  # type: ignore[call-arg]
-        self.accept_button.setDefaultAction(self.actions["preview_accept"])
+        self.accept_button.setDefaultAction(self.named_actions["preview_accept"])
         self.discard_button = QtWidgets.QToolButton(objectName="preview_discard")  # type: ignore[call-arg]
-        self.discard_button.setDefaultAction(self.actions["preview_discard"])
+        self.discard_button.setDefaultAction(self.named_actions["preview_discard"])
         preview_row = QtWidgets.QHBoxLayout()
         preview_row.addWidget(self.accept_button, 1)
         preview_row.addWidget(self.discard_button, 1)
@@ -217,7 +217,7 @@ class ToolPanel(QtWidgets.QWidget):
     def set_tool(self, name: str) -> None:
         if name not in TOOL_NAMES:
             raise ValueError(f"tool must be one of {TOOL_NAMES}, got {name!r}")
-        self.actions[f"tool_{name}"].setChecked(True)
+        self.named_actions[f"tool_{name}"].setChecked(True)
         changed = name != self._tool
         self._tool = name
         self._show_tool_rows()
@@ -342,8 +342,8 @@ class ToolPanel(QtWidgets.QWidget):
     def _update_enabled(self) -> None:
         for w in (self.interpolate_button, self.fill_holes_button, self.fill_holes_mode):
             w.setEnabled(not self._busy)
-        self.actions["preview_accept"].setEnabled(self._preview_active and not self._busy)
-        self.actions["preview_discard"].setEnabled(self._preview_active)
+        self.named_actions["preview_accept"].setEnabled(self._preview_active and not self._busy)
+        self.named_actions["preview_discard"].setEnabled(self._preview_active)
         self.paint_over_label.setEnabled(self.paint_over_combo.currentData() == "label")
         on = self.threshold_check.isChecked()
         self.threshold_low.setEnabled(on)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -420,6 +421,19 @@ def out_of_memory_message(doing: str) -> str:
     have = usable_memory_bytes()
     room = f" (SegLoop may use about {have / 2**30:.1f} GiB now)" if have is not None else ""
     return (f"ran out of memory {doing}{room}; close other programs, or crop / downsample the scan")
+
+
+@contextmanager
+def memory_errors_named(path: str | Path, doing: str, before: Callable[[], object] | None = None) -> Iterator[None]:
+    """Turn a :class:`MemoryError` inside the block into an :class:`ImageTooLargeError` that names
+    ``path`` and what was being done ("reading this image"); ``before`` runs first (e.g. to end a
+    progress line)."""
+    try:
+        yield
+    except MemoryError:
+        if before is not None:
+            before()
+        raise ImageTooLargeError(out_of_memory_message(doing), Path(path)) from None
 
 
 def check_memory(path: Path, shape: tuple[int, ...], bytes_per_voxel: int) -> None:

@@ -44,13 +44,12 @@ import SimpleITK as sitk
 from unet_engine.io.atomic import atomic_path, check_written, fsync_path, write_failed
 from unet_engine.io.dicom import read_dicom_file, read_dicom_series
 from unet_engine.io.dicom_seg import dicom_object_kind, read_dicom_seg
-from unet_engine.errors import (FileAccessError, GeometryMismatchError, ImageDimensionError, ImageTooLargeError,
-                                InvalidVoxelDataError,
+from unet_engine.errors import (FileAccessError, GeometryMismatchError, ImageDimensionError, InvalidVoxelDataError,
                                 SegLoopError, SourceOverwriteError, UnsupportedImageError, WriteFailedError,
                                 os_reason)
 from unet_engine.io.image2d import read_image2d
 from unet_engine.io.checks import (WRITE_SUFFIXES, check_budget, check_input_file, check_text_header_size,
-                                   full_suffix, handle_nonfinite, image_format, label_array, out_of_memory_message,
+                                   full_suffix, handle_nonfinite, image_format, label_array, memory_errors_named,
                                    validate_volume)
 from unet_engine.io.itk_io import (array_from_itk, component_bytes, image_from_array, info_reader, itk_warnings_off,
                                 read_itk_volume, volume_layout, write_itk)
@@ -78,13 +77,12 @@ def read_volume(path: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS, allow
     """
     path = Path(path).expanduser()
     try:
-        return _read_volume(path, max_voxels=max_voxels, allow_nonfinite=allow_nonfinite, volume_index=volume_index)
+        with memory_errors_named(path, "reading this image"):
+            return _read_volume(path, max_voxels=max_voxels, allow_nonfinite=allow_nonfinite, volume_index=volume_index)
     except SegLoopError:
         raise
     except OSError as exc:
         raise FileAccessError.from_os_error(exc, path) from None
-    except MemoryError:
-        raise ImageTooLargeError(out_of_memory_message("reading this image"), path) from None
 
 
 def _read_volume(path: Path, *, max_voxels: int, allow_nonfinite: bool, volume_index: int | None) -> Volume:

@@ -24,10 +24,10 @@ import numpy as np
 from unet_engine.cli.commands.progress import ProgressBar
 from unet_engine.cli.commands.targets import add_project_option, modality_problem, no_model_error, one_of, open_project
 from unet_engine.devices import DEVICE_CHOICES, set_cpu_threads
-from unet_engine.errors import ImageTooLargeError, SegLoopError
+from unet_engine.errors import SegLoopError
 from unet_engine.inference.predict import Prediction, predict_volume
 from unet_engine.registry.resolver import load_model_for_inference
-from unet_engine.io.checks import full_suffix, out_of_memory_message
+from unet_engine.io.checks import full_suffix, memory_errors_named
 from unet_engine.metrics import label_volume_ml
 from unet_engine.progress import run_generator
 from unet_engine.volume import Volume
@@ -99,15 +99,11 @@ def run(args: argparse.Namespace) -> int:
     volume = read_volume(args.input)
     warn_modality("predict", volume, project, args.input)
     bar = ProgressBar("predict")
-    try:
+    with memory_errors_named(args.input, "segmenting this scan", before=bar.end_line):
         pred = run_generator(
             predict_volume(model, card, volume, tta=args.tta, device=args.device, batch_size=args.batch_size),
             lambda p: bar.update(p.fraction, p.message),
         )
-    except MemoryError:
-        if sys.stderr.isatty():
-            print(file=sys.stderr)  # end the progress line before the error line
-        raise ImageTooLargeError(out_of_memory_message("segmenting this scan"), args.input) from None
     bar.close(f"{pred.seconds:.1f}s on {pred.device}")
     out = write_mask(pred.labels, volume, args.output, labels=card.labels)
     if project is not None:

@@ -33,6 +33,12 @@ class ProgressBar:
                 self.stream.write(line + "\n")
                 self.stream.flush()
 
+    def end_line(self) -> None:
+        """End a terminal's progress line, so that an error message starts on its own line."""
+        if self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def close(self, message: str = "done") -> None:
         self.update(1.0, message)
         if self._tty:
