@@ -29,6 +29,10 @@ How it is fast (see ``bench/full_size_bench.py``, ``bench/gpu_bench.py``, ``benc
   it, and at batch 1 the job restarts on the CPU.
 * View first (``focus=``): the work nearest the voxel in view runs first and finished parts
   stream out as final labels (:mod:`unet_engine.inference.streaming`; ``bench/streaming_bench.py``).
+* Models that resample (the card's ``target_spacing``): the image is resampled on the device
+  slab by slab (only the part a ``region`` needs), and the probabilities come back slab by
+  slab straight into labels and entropy; the full-resolution probabilities are built only
+  when a caller reads them (:mod:`unet_engine.inference.resampling`; ``bench/resample_bench.py``).
 
 The caller's model is never modified (moved, fused or switched to eval mode): the job
 works on a prepared copy, cached while the weights do not change.
@@ -48,10 +52,10 @@ from torch import nn
 from unet_engine import devices
 from unet_engine.model.checkpoint import ModelCard
 from unet_engine.errors import SegLoopError
-from unet_engine.inference.tta import finalize
 from unet_engine.inference.runner import (  # noqa: F401 - estimate_batch_size / prepare_model re-exported
     Out,
     Runner,
+    device_image,
     estimate_batch_size,
     patch_size,
     prepare_model,
@@ -61,14 +65,13 @@ from unet_engine.inference.runner import (  # noqa: F401 - estimate_batch_size /
 )
 from unet_engine.model.preprocessing import (
     IntensityStats,
-    apply_intensity,
     image_array,
     intensity_stats,
-    resample_back,
-    resample_to_spacing,
+    resampled_shape,
     slice_axis_for_spacing,
 )
 from unet_engine.progress import CancelToken, Progress, run_generator
+from unet_engine.inference.resampling import BackProjection, Resampler, resample_image
 from unet_engine.inference.sliding_window import DEFAULT_OVERLAP
 from unet_engine.inference.streaming import CellMapper, PartialLabels, PartialProgress  # noqa: F401 - re-exported
 from unet_engine.inference.tta import entropy_map, flip_axes_for
@@ -88,12 +91,14 @@ class Prediction:
     with ``labels``. Probabilities and disagreement stay on the device where inference ran
     until first read (then copied to the host once); the uncertainty is computed there
     from them on first read. :meth:`probabilities_tensor` gives the device tensor itself.
+    For a model that resamples, ``resampled`` holds them on the model's grid and they are
+    brought to the input grid slab by slab on first read (the uncertainty comes computed).
     """
 
     def __init__(
         self,
         labels: np.ndarray,
-        probabilities: torch.Tensor | np.ndarray,
+        probabilities: torch.Tensor | np.ndarray | None,
         device: str,
         seconds: float,
         *,
@@ -103,14 +108,18 @@ class Prediction:
         batch_size: int = 0,
         probabilities_dtype: Any = np.float16,
         window: tuple[int, ...] | None = None,
+        resampled: BackProjection | None = None,
     ) -> None:
+        if probabilities is None and resampled is None:
+            raise ValueError("a Prediction needs probabilities or a resampled back projection")
         self.labels = labels
         self.device = device
         self.seconds = seconds
         self.region = region  # where these arrays lie in the input volume; None = all of it
         self.batch_size = batch_size
         self.window = window  # the 3D sliding window used (None: 2D model)
-        self._probs = torch.as_tensor(probabilities)
+        self._resampled = resampled
+        self._probs = None if probabilities is None else torch.as_tensor(probabilities)
         self._dis = None if disagreement is None else torch.as_tensor(disagreement)
         self._dtype = np.dtype(probabilities_dtype)
         self._host_probs: np.ndarray | None = None
@@ -121,28 +130,36 @@ class Prediction:
         return f"Prediction(shape={self.labels.shape}, device={self.device!r}, seconds={self.seconds:.3f}, region={self.region})"
 
     def probabilities_tensor(self) -> torch.Tensor:
-        """The float32 probabilities ``[C, k, j, i]`` where inference ran (no copy; may be a view)."""
+        """The float32 probabilities ``[C, k, j, i]`` where inference ran (no copy; may be a view;
+        for a model that resamples, built on the first call and kept)."""
+        if self._probs is None:
+            assert self._resampled is not None
+            self._probs = self._resampled.tensor()
         return self._probs
 
     @property
     def probabilities(self) -> np.ndarray:
         if self._host_probs is None:
-            self._host_probs = _to_host(self._probs, self._dtype)
+            if self._probs is None and self._resampled is not None:  # slab by slab: no float32 copy of the whole
+                self._host_probs = self._resampled.to_host(self._resampled.probs, self._dtype, _TORCH_OF.get(self._dtype))
+            else:
+                self._host_probs = _to_host(self.probabilities_tensor(), self._dtype)
         return self._host_probs
 
     @property
     def uncertainty(self) -> np.ndarray:
         if self._uncertainty is None:
             with torch.inference_mode():
-                self._uncertainty = _to_host(entropy_map(self._probs), np.dtype(np.float32))
+                self._uncertainty = _to_host(entropy_map(self.probabilities_tensor()), np.dtype(np.float32))
         return self._uncertainty
 
     @property
     def disagreement(self) -> np.ndarray | None:
-        if self._dis is None:
-            return None
         if self._host_dis is None:
-            self._host_dis = _to_host(self._dis, np.dtype(np.float32))
+            if self._dis is not None:
+                self._host_dis = _to_host(self._dis, np.dtype(np.float32))
+            elif self._resampled is not None and self._resampled.dis is not None:
+                self._host_dis = self._resampled.to_host(self._resampled.dis, np.dtype(np.float32), torch.float32)
         return self._host_dis
 
 
@@ -225,26 +242,35 @@ def predict_volume(
     shape = vol.shape
     reg = _normalise_region(region, shape) if region is not None else None
     config = card.preprocess_config
-    resampling = config.target_spacing is not None
     if cancel is not None:
         cancel.raise_if_cancelled("inference")
     yield Progress(0.0, "preparing image", 0, 0)
     raw, _, modality = image_array(vol)
-    stats: IntensityStats | None = intensity_stats(raw, config, modality)  # always from the whole image
+    stats: IntensityStats = intensity_stats(raw, config, modality)  # always from the whole image
+    rshape = shape if config.target_spacing is None else resampled_shape(shape, vol.spacing, config.target_spacing)
+    resampling = tuple(rshape) != tuple(shape)
     flips = flip_axes_for(card) if tta else None
     if tta and not flips:
         log.warning("the model card says the model was not trained with flips: TTA runs without mirroring")
-    out_box: Region | None = None  # where `out` lies in the input grid (None: all of it)
-    work = raw  # what the core reads; normalised with `stats` on the device (None: already normalised)
-    if resampling:  # whole image on the target grid; a region is cut out at the end
-        assert stats is not None
-        work = resample_to_spacing(apply_intensity(raw, stats), vol.spacing, config.target_spacing, order=1)
-        work, stats = work.astype(np.float32, copy=False), None
+    out_box: Region | None = None  # no resampling: where `out` lies in the input grid (None: all of it)
+    wbox: Region | None = None  # resampling: where `out` lies on the model's grid
+    work, work_stats = raw, stats  # what the core reads; normalised with `work_stats` on the device
+    if resampling:  # only the model-grid voxels the output reads (plus the context below) are resampled
+        fwd, back = Resampler(shape, rshape), Resampler(rshape, shape)
+        need = back.reads(reg or _whole(shape))
+        work_stats = None  # type: ignore[assignment]
     used_window: tuple[int, ...] | None = None
     if spec.dims == 2:
         ax = slice_axis_for_spacing(vol.spacing) if axis is None else int(axis)
         slab = slice(None)
-        if not resampling and reg is not None:  # only the slices needed: the region's and their 2.5D neighbours
+        if resampling:  # whole slices: the ones read and their 2.5D neighbours
+            c = spec.context_slices
+            ext = slice(max(0, need[ax].start - c), min(rshape[ax], need[ax].stop + c))
+            src = tuple(ext if a == ax else slice(0, n) for a, n in enumerate(rshape))
+            work = yield from _resample_in(raw, stats, fwd, src, dev, cancel)
+            slab = slice(need[ax].start - ext.start, need[ax].stop - ext.start)
+            wbox = tuple(need[ax] if a == ax else s for a, s in enumerate(src))  # type: ignore[assignment]
+        elif reg is not None:  # only the slices needed: the region's and their 2.5D neighbours
             c = spec.context_slices
             ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
             work = raw[tuple(ext if a == ax else slice(None) for a in range(3))]
@@ -253,11 +279,17 @@ def predict_volume(
         sample = tuple(n for a, n in enumerate(work.shape) if a != ax)
         bs = batch_size or estimate_batch_size(spec, (spec.in_channels, *sample), dev)
         runner = Runner(model, dev, 2, bs, tta, flips)
-        mapper = _mapper(shape, out_box, reg, work.shape if resampling else None) if focus is not None else None
+        mapper = _mapper(shape, out_box, reg, rshape if resampling else None, wbox) if focus is not None else None
         pos = mapper.focus_index(_clamped(focus, shape))[ax] if mapper is not None else None
-        out = yield from run_slices(runner, work, stats, spec, ax, slab, cancel, pos, mapper)
+        out = yield from run_slices(runner, work, work_stats, spec, ax, slab, cancel, pos, mapper)
     else:
-        if not resampling and reg is not None:  # the region plus half a patch of context on each side
+        if resampling:  # the part read plus half a training patch of context on each side
+            wbox = _whole(rshape)
+            if reg is not None:
+                patch = patch_size(card, rshape)
+                wbox = tuple(slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(need, patch, rshape))
+            work = yield from _resample_in(raw, stats, fwd, wbox, dev, cancel)
+        elif reg is not None:  # the region plus half a patch of context on each side
             patch = patch_size(card, shape)
             out_box = tuple(  # type: ignore[assignment]
                 slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
@@ -269,40 +301,62 @@ def predict_volume(
         fa = 0 if focus_axis is None else int(focus_axis)
         if not 0 <= fa < 3:
             raise ValueError(f"focus_axis must be 0, 1 or 2, got {focus_axis}")
-        mapper = _mapper(shape, out_box, reg, work.shape if resampling else None) if focus is not None else None
+        mapper = _mapper(shape, out_box, reg, rshape if resampling else None, wbox) if focus is not None else None
         at = (fa, mapper.focus_index(_clamped(focus, shape))) if mapper is not None else None
-        out = yield from run_patches(runner, work, stats, card, cancel, overlap=overlap, window=used_window,
+        out = yield from run_patches(runner, work, work_stats, card, cancel, overlap=overlap, window=used_window,
                                      focus=at, mapper=mapper)
     uncertainty: np.ndarray | None = None
-    if resampling:  # back to the input grid, then labels/entropy from the resampled probabilities
-        yield Progress(1.0, "resampling to the input grid", 0, 0)
-        probs = resample_back(out.probs.cpu().numpy(), shape, order=1)
-        labels, uncertainty = finalize(probs)
-        dis = resample_back(out.disagreement.cpu().numpy(), shape, order=1) if out.disagreement is not None else None
-        out = Out(torch.from_numpy(probs), torch.from_numpy(labels), None if dis is None else torch.from_numpy(dis))
-    if reg is not None:
-        base = out_box or tuple(slice(0, n) for n in shape)
-        local = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(reg, base))
-        dis = None if out.disagreement is None else out.disagreement[local]
-        out = Out(out.probs[(slice(None), *local)], out.labels[local], dis)
-        if uncertainty is not None:
-            uncertainty = np.ascontiguousarray(uncertainty[local])
-    with torch.inference_mode():
-        labels_host = np.ascontiguousarray(out.labels.contiguous().cpu().numpy())  # the one copy every caller needs
+    projection: BackProjection | None = None
+    if resampling:  # back to the input grid slab by slab, straight into labels and entropy
+        assert wbox is not None
+        projection = BackProjection(back, [b.start for b in wbox], reg or _whole(shape), out.probs, out.disagreement)
+        labels_host, uncertainty = yield from projection.finish(cancel)
+    else:
+        if reg is not None:
+            base = out_box or _whole(shape)
+            local = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(reg, base))
+            dis = None if out.disagreement is None else out.disagreement[local]
+            out = Out(out.probs[(slice(None), *local)], out.labels[local], dis)
+        with torch.inference_mode():
+            labels_host = np.ascontiguousarray(out.labels.contiguous().cpu().numpy())  # the one copy every caller needs
     seconds = time.perf_counter() - t0
-    log.info("predicted %s in %.2fs on %s (batch %d, window %s)", shape, seconds, runner.device, runner.batch_size, used_window)
+    log.info("predicted %s in %.2fs on %s (batch %d, window %s%s)", shape, seconds, runner.device, runner.batch_size,
+             used_window, f", model grid {tuple(work.shape)} of {tuple(rshape)}" if resampling else "")
     return Prediction(
         labels_host,
-        out.probs,
+        None if projection is not None else out.probs,
         str(runner.device),
         seconds,
         uncertainty=uncertainty,
-        disagreement=out.disagreement,
+        disagreement=None if projection is not None else out.disagreement,
         region=reg,
         batch_size=runner.batch_size,
         probabilities_dtype=probabilities_dtype,
         window=used_window,
+        resampled=projection,
     )
+
+
+def _whole(shape: tuple[int, ...]) -> Region:
+    return tuple(slice(0, int(n)) for n in shape)  # type: ignore[return-value]
+
+
+def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: Region, device: torch.device,
+                 cancel: CancelToken | None) -> Generator[Progress, None, np.ndarray]:
+    """``box`` of the model's grid: the raw rows it reads normalised and resampled on ``device``,
+    slab by slab (on the CPU after an out-of-memory error there)."""
+
+    def on(dev: torch.device) -> Generator[Progress, None, np.ndarray]:
+        return resample_image(lambda src: device_image(raw[src], stats, dev), fwd, box, dev, cancel)
+
+    try:
+        return (yield from on(device))
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory on an accelerator is handled
+        if device.type == "cpu" or not devices.is_out_of_memory(exc):
+            raise
+        devices.empty_cache(device)
+        log.warning("out of memory resampling the image on %s; resampling on the CPU", device)
+        return (yield from on(torch.device("cpu")))
 
 
 def _clamped(focus: Any, shape: tuple[int, int, int]) -> tuple[int, ...]:
@@ -310,9 +364,9 @@ def _clamped(focus: Any, shape: tuple[int, int, int]) -> tuple[int, ...]:
 
 
 def _mapper(shape: tuple[int, int, int], box: Region | None, reg: Region | None,
-            resampled: tuple[int, ...] | None) -> CellMapper:
+            resampled: tuple[int, ...] | None, work_box: Region | None) -> CellMapper:
     """Maps finished working-grid cells to input-grid partial labels."""
-    return CellMapper(shape, box, reg, None if resampled is None else tuple(resampled))
+    return CellMapper(shape, box, reg, None if resampled is None else tuple(resampled), work_box)
 
 
 def predict_array(

@@ -13,9 +13,9 @@ grid that are *final* (equal, voxel for voxel, to the returned prediction's):
   bit-identical, and reports the cells no window will touch again;
 * :class:`CellMapper` maps finished working-grid cells to input-grid boxes; for models that
   resample, an input box is mapped back as soon as every resampled voxel its linear
-  interpolation reads is final (``scipy.ndimage.map_coordinates`` at the coordinates
-  ``zoom`` uses: bit-identical to the final
-  :func:`~unet_engine.model.preprocessing.resample_back`).
+  interpolation reads is final (:class:`~unet_engine.inference.resampling.Resampler`, whose
+  result on a box is bit-identical to the final
+  :meth:`~unet_engine.inference.resampling.BackProjection.finish` there).
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from unet_engine.progress import Progress
+from unet_engine.inference.resampling import Resampler, labels_of
 from unet_engine.inference.sliding_window import Blender
 from unet_engine.inference.tta import argmax_labels
 
 Region = tuple[slice, slice, slice]
 ProbsFn = Callable[[Region], torch.Tensor]  # [C, k, j, i] probabilities of a finished working-grid box
-MAP_CHUNK_POINTS = 1 << 21  # map_coordinates coordinates per call (3 float64 arrays of this size)
+MAP_CHUNK_POINTS = 1 << 21  # input voxels (per class) resampled at a time for a partial result
 
 
 @dataclass(frozen=True)
@@ -196,19 +196,25 @@ class CellMapper:
     """Final input-grid labels of finished working-grid cells.
 
     ``box``: where the working grid lies in the input (no resampling); ``clip``: the
-    requested region (partials are cut to it); ``resampled``: the working grid's shape when
-    the model resamples (the input grid is ``input_shape``). The core doing the work sets
-    the cell edges (:meth:`reset`) and reports finished boxes made of whole cells.
+    requested region (partials are cut to it). Models that resample: ``resampled`` is the
+    shape of the model's grid (the input grid is ``input_shape``) and ``work_box`` where the
+    working grid lies on it (default all of it); only ``clip`` (default the whole input) is
+    mapped back. The core doing the work sets the cell edges (:meth:`reset`) and reports
+    finished boxes made of whole cells.
     """
 
     def __init__(self, input_shape: Sequence[int], box: Region | None = None, clip: Region | None = None,
-                 resampled: Sequence[int] | None = None) -> None:
+                 resampled: Sequence[int] | None = None, work_box: Region | None = None) -> None:
         self.input_shape = tuple(int(n) for n in input_shape)
         self.box = box or tuple(slice(0, n) for n in self.input_shape)
         self.clip = clip
         self.resampled = None if resampled is None or tuple(resampled) == self.input_shape else tuple(int(n) for n in resampled)
         if self.resampled is not None:
-            self.zoom = [np.float64(r) / np.float64(n) for r, n in zip(self.resampled, self.input_shape)]
+            self.back = Resampler(self.resampled, self.input_shape)
+            work = work_box or tuple(slice(0, n) for n in self.resampled)
+            self.origin = tuple(w.start for w in work)
+            self.work_shape = tuple(w.stop - w.start for w in work)
+            self.out = clip or tuple(slice(0, n) for n in self.input_shape)
             self.reads = [self._reads(a) for a in range(3)]
 
     def reset(self, cuts: Sequence[Sequence[int]]) -> None:
@@ -223,8 +229,9 @@ class CellMapper:
         """The working-grid voxel nearest input voxel ``focus``."""
         if self.resampled is None:
             return tuple(int(np.clip(f - b.start, 0, b.stop - b.start - 1)) for f, b in zip(focus, self.box))
-        return tuple(int(np.clip(round(float((f + 0.5) * z - 0.5)), 0, n - 1))
-                     for f, z, n in zip(focus, self.zoom, self.resampled))
+        zoom = [np.float64(r) / np.float64(n) for r, n in zip(self.resampled, self.input_shape)]
+        return tuple(int(np.clip(round(float((f + 0.5) * z - 0.5)) - o, 0, n - 1))
+                     for f, z, o, n in zip(focus, zoom, self.origin, self.work_shape))
 
     def __call__(self, boxes: Sequence[Region], probs: ProbsFn) -> list[PartialLabels]:
         """Partials made final by the finished working-grid ``boxes`` (``probs`` reads finished boxes)."""
@@ -253,11 +260,9 @@ class CellMapper:
 
     # ----- resampling: input boxes whose interpolation reads only finished voxels ---------------
     def _reads(self, ax: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per input index along ``ax``: the two resampled indices linear interpolation reads."""
-        x = (np.arange(self.input_shape[ax]) + 0.5) * self.zoom[ax] - 0.5
-        n = self.resampled[ax]  # type: ignore[index]
-        f = np.floor(x).astype(np.int64)
-        return np.clip(f, 0, n - 1), np.clip(f + 1, 0, n - 1)
+        """Per input index of ``out`` along ``ax``: the two working-grid indices linear interpolation reads."""
+        m, r = self.back.maps[ax], self.out[ax]
+        return m.lo[r] - self.origin[ax], m.hi[r] - self.origin[ax]
 
     def _segments(self, ax: int) -> list[tuple[int, int, int, int]]:
         """Input runs along ``ax`` reading the same working cells: ``(o0, o1, cell_lo, cell_hi)``."""
@@ -265,7 +270,7 @@ class CellMapper:
         c = self.cuts[ax]
         tlo, thi = np.searchsorted(c, lo, "right") - 1, np.searchsorted(c, hi, "right") - 1
         out: list[tuple[int, int, int, int]] = []
-        for o, key in enumerate(zip(tlo.tolist(), thi.tolist())):
+        for o, key in enumerate(zip(tlo.tolist(), thi.tolist()), start=self.out[ax].start):
             if out and out[-1][2:] == key:
                 out[-1] = (out[-1][0], o + 1, *key)
             else:
@@ -290,23 +295,18 @@ class CellMapper:
         return out
 
     def _interpolated(self, region: Region, probs: ProbsFn) -> list[PartialLabels]:
-        """Labels of input ``region``: linear interpolation of the finished resampled box, as ``zoom`` does it."""
-        from unet_engine.inference.tta import finalize
-
-        src_box = tuple(slice(int(self.reads[a][0][r.start]), int(self.reads[a][1][r.stop - 1]) + 1)
-                        for a, r in enumerate(region))
-        with torch.inference_mode():
-            src = np.ascontiguousarray(probs(src_box).cpu().numpy(), dtype=np.float32)  # type: ignore[arg-type]
+        """Labels of input ``region``: the finished working box it reads, resampled as the final result is."""
         plane = (region[1].stop - region[1].start) * (region[2].stop - region[2].start)
         step = max(1, MAP_CHUNK_POINTS // max(plane, 1))
         out: list[PartialLabels] = []
         for k0 in range(region[0].start, region[0].stop, step):
             part = (slice(k0, min(region[0].stop, k0 + step)), region[1], region[2])
-            coords = [(np.arange(r.start, r.stop) + 0.5) * z - 0.5 - s.start for r, z, s in zip(part, self.zoom, src_box)]
-            grid = np.meshgrid(*coords, indexing="ij")
-            p = np.stack([ndimage.map_coordinates(src[c], grid, order=1, mode="nearest", prefilter=False)
-                          for c in range(src.shape[0])])
-            out.extend(self._clipped(part, finalize(p)[0]))  # type: ignore[arg-type]
+            src_box = self.back.reads(part)
+            local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(src_box, self.origin))
+            with torch.inference_mode():
+                p = self.back(probs(local), [s.start for s in src_box], part)  # type: ignore[arg-type]
+                labels = labels_of(p).cpu().numpy()
+            out.extend(self._clipped(part, labels))  # type: ignore[arg-type]
         return out
 
     def _clipped(self, region: Region, labels: np.ndarray) -> list[PartialLabels]:

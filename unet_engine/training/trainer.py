@@ -240,8 +240,9 @@ class Trainer:
             logits = self.net(x)
         loss = self.loss_fn(logits.float(), y, weights)
         st = self.state
-        if not torch.isfinite(loss):
-            raise SegLoopError(f"the training loss became {float(loss)} at step {st.step}; lower the learning rate")
+        loss_v = float(loss.detach())  # the step's one wait for the device
+        if not math.isfinite(loss_v):
+            raise SegLoopError(f"the training loss became {loss_v} at step {st.step}; lower the learning rate")
         self.scaler.scale(loss).backward()
         if self.config.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -251,7 +252,6 @@ class Trainer:
         lr = st.last_lr = self.lr
         st.step += 1
         self.schedule.advance(st.step, self.elapsed())
-        loss_v = float(loss.detach())
         st.epoch_loss_sum += loss_v
         st.epoch_loss_n += 1
         if st.step % self.config.steps_per_epoch == 0 or st.step == self.total_steps:
