@@ -253,7 +253,7 @@ def predict_volume(
     if tta and not flips:
         log.warning("the model card says the model was not trained with flips: TTA runs without mirroring")
     out_box: Region | None = None  # no resampling: where `out` lies in the input grid (None: all of it)
-    wbox: Region | None = None  # resampling: where `out` lies on the model's grid
+    wbox: tuple[slice, ...] | None = None  # resampling: where `out` lies on the model's grid
     work, work_stats = raw, stats  # what the core reads; normalised with `work_stats` on the device
     if resampling:  # only the model-grid voxels the output reads (plus the context below) are resampled
         fwd, back = Resampler(shape, rshape), Resampler(rshape, shape)
@@ -269,7 +269,7 @@ def predict_volume(
             src = tuple(ext if a == ax else slice(0, n) for a, n in enumerate(rshape))
             work = yield from _resample_in(raw, stats, fwd, src, dev, cancel)
             slab = slice(need[ax].start - ext.start, need[ax].stop - ext.start)
-            wbox = tuple(need[ax] if a == ax else s for a, s in enumerate(src))  # type: ignore[assignment]
+            wbox = tuple(need[ax] if a == ax else s for a, s in enumerate(src))
         elif reg is not None:  # only the slices needed: the region's and their 2.5D neighbours
             c = spec.context_slices
             ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
@@ -341,7 +341,7 @@ def _whole(shape: tuple[int, ...]) -> Region:
     return tuple(slice(0, int(n)) for n in shape)  # type: ignore[return-value]
 
 
-def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: Region, device: torch.device,
+def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: tuple[slice, ...], device: torch.device,
                  cancel: CancelToken | None) -> Generator[Progress, None, np.ndarray]:
     """``box`` of the model's grid: the raw rows it reads normalised and resampled on ``device``,
     slab by slab (on the CPU after an out-of-memory error there)."""
@@ -364,7 +364,7 @@ def _clamped(focus: Any, shape: tuple[int, int, int]) -> tuple[int, ...]:
 
 
 def _mapper(shape: tuple[int, int, int], box: Region | None, reg: Region | None,
-            resampled: tuple[int, ...] | None, work_box: Region | None) -> CellMapper:
+            resampled: tuple[int, ...] | None, work_box: tuple[slice, ...] | None) -> CellMapper:
     """Maps finished working-grid cells to input-grid partial labels."""
     return CellMapper(shape, box, reg, None if resampled is None else tuple(resampled), work_box)
 

@@ -204,7 +204,7 @@ class CellMapper:
     """
 
     def __init__(self, input_shape: Sequence[int], box: Region | None = None, clip: Region | None = None,
-                 resampled: Sequence[int] | None = None, work_box: Region | None = None) -> None:
+                 resampled: Sequence[int] | None = None, work_box: Sequence[slice] | None = None) -> None:
         self.input_shape = tuple(int(n) for n in input_shape)
         self.box = box or tuple(slice(0, n) for n in self.input_shape)
         self.clip = clip
@@ -306,7 +306,7 @@ class CellMapper:
             with torch.inference_mode():
                 p = self.back(probs(local), [s.start for s in src_box], part)  # type: ignore[arg-type]
                 labels = labels_of(p).cpu().numpy()
-            out.extend(self._clipped(part, labels))  # type: ignore[arg-type]
+            out.extend(self._clipped(part, labels))
         return out
 
     def _clipped(self, region: Region, labels: np.ndarray) -> list[PartialLabels]:
