@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.full_size_bench import ct_like  # noqa: E402
+from tests.model_helpers import Pointwise  # noqa: E402
 from unet_engine.devices import choose_device, set_cpu_threads  # noqa: E402
 from unet_engine.inference.predict import predict_volume  # noqa: E402
 from unet_engine.inference.resampling import BackProjection, Resampler, resample_image  # noqa: E402
@@ -365,17 +366,6 @@ def region(args: argparse.Namespace, model: torch.nn.Module, card: ModelCard, vo
           f"probabilities max |diff| {float(diff):.1e}", flush=True)
 
 
-class Pointwise(torch.nn.Module):
-    """A 1x1x1 convolution to 3 classes: a network whose output does not depend on where windows sit."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv3d(1, 3, 1)
-        torch.nn.init.normal_(self.conv.weight, std=3.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
 
 
 def real(dev: torch.device) -> None:

@@ -37,6 +37,7 @@ from unet_engine.model.preprocessing import (
 from unet_engine.progress import CancelToken, Progress, run_generator
 from unet_engine.registry.resolver import load_model_for_inference
 from unet_engine.volume import Volume
+from tests.model_helpers import Pointwise
 from tests.train_helpers import DATA, HIPPO, OOMOffCPU, inference_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -247,17 +248,6 @@ def test_3d_region_equals_the_whole_cut_on_a_real_case(bundled):
     assert (whole.labels[box] > 0).mean() > 0.01
 
 
-class Pointwise(torch.nn.Module):
-    """A 1x1x1 convolution: its output does not depend on where windows sit."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv3d(1, 3, 1)
-        torch.nn.init.normal_(self.conv.weight, std=3.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
 
 
 @pytest.mark.parametrize("focus", [None, (15, 30, 40)])
