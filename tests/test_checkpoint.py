@@ -69,10 +69,9 @@ def test_replace_is_atomic_and_leaves_no_temp(saved, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp or backup siblings
 
 
-def test_replace_without_exchange_keeps_one_copy_on_failure(saved, tmp_path, monkeypatch):
-    """Fallback path (no renameat2): if the second rename fails the old checkpoint is restored."""
+def test_replacing_keeps_one_copy_when_the_second_rename_fails(saved, tmp_path, monkeypatch):
+    """Old checkpoint aside, new one in: if moving the new one in fails the old one is restored."""
     model, card, folder = saved
-    monkeypatch.setattr(ckpt, "_exchange", lambda a, b: False)
     real_rename = os.rename
     calls = []
 

@@ -11,17 +11,15 @@ Safety rules:
 * every problem (truncated or corrupted file, missing card, missing or mismatched
   tensors) is a :class:`~unet_engine.errors.CheckpointError` naming the file;
 * :func:`save_checkpoint` writes into a temporary sibling folder and renames it into
-  place; an existing checkpoint is swapped atomically (``renameat2(RENAME_EXCHANGE)`` on
-  Linux) or, elsewhere, moved aside first and restored if the swap fails, so at every
-  instant the old or the new checkpoint exists (an interrupted swap is repaired by the
-  next load or save).
+  place; an existing checkpoint is first renamed aside (restored if the second rename
+  fails), so a complete checkpoint exists under the folder's name or beside it at every
+  instant, on every OS; a swap interrupted between its two renames is repaired by the next
+  load or save.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -175,24 +173,6 @@ def _recover_interrupted_swap(folder: Path) -> None:
                 return
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2``); False where unsupported."""
-    if not hasattr(os, "sched_getaffinity"):  # not Linux
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return rc == 0
-
-
 # ----- save ------------------------------------------------------------------------------------
 
 
@@ -250,8 +230,6 @@ def save_checkpoint(model: nn.Module, card: ModelCard, folder: str | Path) -> Pa
         fsync_path(tmp)
         if not folder.exists():
             os.rename(tmp, folder)
-        elif _exchange(tmp, folder):
-            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous checkpoint
         else:
             backup = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(folder, backup)
