@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 LABELS = {1: "right ventricle", 2: "myocardium", 3: "left ventricle"}
 
 
-def _value(text: str):  # noqa: ANN202 - JSON value or the text itself
+def _value(text: str):
     try:
         return json.loads(text)
     except ValueError:

@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bad_input_cases import HIPPO, MODEL, REPO, Case  # noqa: E402
-from bad_input_list import all_cases  # noqa: E402
+from bad_input_cases import HIPPO, MODEL, REPO, Case
+from bad_input_list import all_cases
 
 PY = sys.executable
 OUTCOMES = ("clean-error", "read-ok", "traceback", "accepted-wrong", "memory", "hang", "unclear-error")
@@ -54,7 +54,7 @@ _OWN = re.compile(r"^(WARNING[ :]unet_engine|INFO[ :]unet_engine|segloop \S+: wa
 _MEMORY = re.compile(r"MemoryError|bad_alloc|Cannot allocate memory|Unable to allocate|out of memory", re.I)
 
 
-def _limits(mem_bytes: int):  # noqa: ANN202
+def _limits(mem_bytes: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
         os.nice(15)
@@ -239,7 +239,7 @@ def main() -> int:
         print(f"{len(cases)} inputs, {len(jobs)} runs (timeout {args.timeout:.0f} s, memory {args.mem_gb:g} GiB)")
         print(f"{'case':<40} {'class':<24} {'run':<8} {'outcome':<15} {'s':>5}  message")
 
-        def one(job):  # noqa: ANN001, ANN202
+        def one(job):
             case, path, run, cmd = job
             rc, out, err, sec = _run(cmd, args.timeout * (2 if run == "predict" else 1), mem)
             outcome, msg = classify(case, path, run, rc, out, err)

@@ -37,7 +37,7 @@ DATA = ROOT.parent / "shared" / "data" / "hippocampus"
 MODEL = ROOT / "unet_engine" / "resources" / "models" / "default"
 
 
-def _time(model, card, vols, tta=False) -> list[float]:  # noqa: ANN001
+def _time(model, card, vols, tta=False) -> list[float]:
     run_generator(predict_volume(model, card, vols[0], device="cpu", tta=tta))  # warm-up (fuses BN, caches)
     out = []
     for v in vols:
@@ -56,7 +56,7 @@ def largest_component(labels: np.ndarray) -> np.ndarray:
     return np.where(comp == 1 + int(np.argmax(sizes)), labels, 0).astype(labels.dtype)
 
 
-def _dice(model, card, ids, vols, refs, tta: bool, post=None) -> tuple[float, float]:  # noqa: ANN001
+def _dice(model, card, ids, vols, refs, tta: bool, post=None) -> tuple[float, float]:
     scores: dict[int, list[float]] = {1: [], 2: []}
     for v, ref in zip(vols, refs):
         pred = run_generator(predict_volume(model, card, v, device="cpu", tta=tta)).labels
@@ -66,7 +66,7 @@ def _dice(model, card, ids, vols, refs, tta: bool, post=None) -> tuple[float, fl
     return float(np.mean(scores[1])), float(np.mean(scores[2]))
 
 
-def _describe(card) -> str:  # noqa: ANN001
+def _describe(card) -> str:
     s = card.spec
     kind = "3D" if s.dims == 3 else (f"2.5D (+-{s.context_slices} slices)" if s.context_slices else "2D")
     return f"{kind} base {s.base_width} depth {s.depth}"

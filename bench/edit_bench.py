@@ -27,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from desktop_app.state.document import Document  # noqa: E402
-from desktop_app.state.history import DEFAULT_MAX_BYTES, History  # noqa: E402
-from desktop_app.state.journal import Journal  # noqa: E402
-from desktop_app.state.tools import BrushSettings, ToolController  # noqa: E402
-from unet_engine.volume import Volume  # noqa: E402
+from desktop_app.state.document import Document
+from desktop_app.state.history import DEFAULT_MAX_BYTES, History
+from desktop_app.state.journal import Journal
+from desktop_app.state.tools import BrushSettings, ToolController
+from unet_engine.volume import Volume
 
 SHAPE = (400, 512, 512)
 SPACING = (1.0, 0.8, 0.8)

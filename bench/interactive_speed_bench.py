@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from desktop_app.state.grow_seeds import BACKGROUND, SeedGrower  # noqa: E402
+from desktop_app.state.grow_seeds import BACKGROUND, GrowCancelled, SeedGrower  # noqa: E402
 from desktop_app.state.lasso import polygon_selection  # noqa: E402
 from desktop_app.state.region_click import ClickError, region_from_click  # noqa: E402
 from desktop_app.state.smart_brush import smart_footprint  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
     grower.clear_cache()
     try:
         grower.grow(more, cancel=lambda: (t_cancel.append(time.perf_counter()) or len(t_cancel) > 4))
-    except Exception as exc:  # GrowCancelled
+    except GrowCancelled as exc:
         print(f"  cancel (5th poll)     {time.perf_counter() - start:6.2f} s  -> {type(exc).__name__}")
 
     print("\nClick to segment (default tolerance) at the organ's centre")

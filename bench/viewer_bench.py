@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from bench.synthetic_ct import SHAPE, SPACING, make_ct  # noqa: E402,F401
+from bench.synthetic_ct import SHAPE, SPACING, make_ct  # noqa: E402
 from PySide6 import QtWidgets  # noqa: E402
 
 BASELINE = "BASELINE ImageView.setImage(axial slice), autoLevels, no overlay"

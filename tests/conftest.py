@@ -16,8 +16,8 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import pytest  # noqa: E402
-from PySide6 import QtCore  # noqa: E402
+import pytest
+from PySide6 import QtCore
 
 DATA = Path(__file__).parent / "data"
 SHARED_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "formats"

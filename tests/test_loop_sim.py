@@ -143,7 +143,7 @@ def test_held_out_dice_leaves_out_labels_absent_from_both(tmp_path, monkeypatch)
     monkeypatch.setattr(sim, "holdout_data", lambda: [(vols[0], ref_a), (vols[1], ref_b)])
     refs = iter([ref_a, ref_b])
 
-    def fake_predict(model, card, vol, device):  # noqa: ARG001
+    def fake_predict(model, card, vol, device):
         if False:
             yield
         return SimpleNamespace(labels=preds[id(next(refs))])

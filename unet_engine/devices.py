@@ -65,7 +65,7 @@ def available_memory_bytes(device: torch.device) -> int:
         try:
             free, _total = torch.cuda.mem_get_info(device)
             return int(free)
-        except Exception:  # pragma: no cover - driver quirks
+        except Exception:  # noqa: BLE001 - driver quirks: the device is then not used  # pragma: no cover
             return 2 << 30
     if device.type == "mps":
         return 2 << 30  # unified memory; no reliable query, stay modest

@@ -38,7 +38,7 @@ class SliceCanvas(pg.GraphicsView):
             # through the scene, so it is batched with the image's own update (one paint)
             self.scene().update(self.mapToScene(area).boundingRect())
 
-    def drawForeground(self, painter: QtGui.QPainter, rect) -> None:  # noqa: N802 - Qt API
+    def drawForeground(self, painter: QtGui.QPainter, rect) -> None:
         super().drawForeground(painter, rect)
         if not self.info:
             return

@@ -34,7 +34,7 @@ class DisplayImageItem(pg.ImageItem):
         self._has_nans = True  # until an image says otherwise (NaN pixels are drawn transparent)
         super().__init__(**kwargs)
 
-    def setImage(self, image=None, autoLevels=None, **kargs) -> None:  # noqa: N802 - pyqtgraph API
+    def setImage(self, image=None, autoLevels=None, **kargs) -> None:
         if image is not None:
             arr = np.asarray(image)
             self._has_nans = bool(arr.dtype.kind == "f" and np.isnan(arr).any())

@@ -132,7 +132,7 @@ class ViewInteraction(QtCore.QObject):
         view.canvas.installEventFilter(self)
 
     # ----- Qt events -------------------------------------------------------------------
-    def eventFilter(self, obj: QtCore.QObject, ev: QtCore.QEvent) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, obj: QtCore.QObject, ev: QtCore.QEvent) -> bool:
         t = ev.type()
         if t == QtCore.QEvent.Type.MouseButtonPress:
             self._press_modifiers = cast(QtGui.QMouseEvent, ev).modifiers()

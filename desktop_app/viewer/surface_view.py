@@ -82,12 +82,12 @@ def opengl_unavailable_reason() -> str | None:
                     reason = f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} is too old (2.0 needed)"
                 ctx.doneCurrent()
             surface.destroy()
-    except Exception as exc:  # pragma: no cover - depends on the machine's driver
+    except Exception as exc:  # noqa: BLE001 - any GL driver failure means no 3D view  # pragma: no cover
         reason = f"OpenGL check failed: {exc}"
     if reason is None:
         try:
             import pyqtgraph.opengl  # noqa: F401  (PyOpenGL finds libGL)
-        except Exception as exc:  # pragma: no cover - depends on the machine
+        except Exception as exc:  # noqa: BLE001 - any GL driver failure means no 3D view  # pragma: no cover
             reason = f"pyqtgraph.opengl cannot load: {exc}"
     _GL_CHECK["gl"] = reason
     return reason
@@ -228,7 +228,7 @@ class SurfaceView(QtWidgets.QFrame):
         return self._worker is None and not self._debounce.isActive()
 
     # ----- showing -----------------------------------------------------------------------
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._gl_tried:
             # once: adding the first GL widget makes Qt re-create the window, which shows
@@ -247,7 +247,7 @@ class SurfaceView(QtWidgets.QFrame):
                 view = gl.GLViewWidget(self)
                 view.setBackgroundColor("k")
                 view.opts["fov"] = 45
-            except Exception as exc:  # pragma: no cover - depends on the driver
+            except Exception as exc:  # noqa: BLE001 - a driver failure drops the 3D view, not the app  # pragma: no cover
                 reason = f"the OpenGL view could not be created: {exc}"
         if reason is not None:
             self.unavailable_reason = reason
@@ -402,7 +402,7 @@ def _mesh_data(mesh: LabelMesh):
             super().__init__(vertexes=m.vertices, faces=m.faces)
             self._normals = m.normals
 
-        def vertexNormals(self, indexed=None):  # noqa: N802 - pyqtgraph API
+        def vertexNormals(self, indexed=None):
             return self._normals if indexed is None else self._normals[self.faces()]
 
     return _MeshData(mesh)

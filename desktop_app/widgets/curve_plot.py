@@ -17,5 +17,5 @@ class CurvePlot(pg.PlotWidget):
         super().__init__(*args, **kwargs)
         self._preferred_height = int(preferred_height)
 
-    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt API
+    def sizeHint(self) -> QtCore.QSize:
         return QtCore.QSize(320, self._preferred_height)

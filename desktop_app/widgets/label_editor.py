@@ -362,7 +362,7 @@ class LabelEditor(QtWidgets.QWidget):
         return True
 
 
-class wait_cursor:  # noqa: N801 - used as a context manager
+class wait_cursor:
     """Busy cursor for a one-shot op on the GUI thread."""
 
     def __enter__(self) -> None:

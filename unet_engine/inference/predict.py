@@ -351,7 +351,7 @@ def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: tu
 
     try:
         return (yield from on(device))
-    except Exception as exc:  # noqa: BLE001 - only out-of-memory on an accelerator is handled
+    except Exception as exc:
         if device.type == "cpu" or not devices.is_out_of_memory(exc):
             raise
         devices.empty_cache(device)

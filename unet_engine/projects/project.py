@@ -23,7 +23,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unet_engine.io.atomic import atomic_write_json
 from unet_engine.model.checkpoint import DEFAULT_COLOURS, CARD_NAME
@@ -33,6 +33,10 @@ from unet_engine.timestamps import now_iso  # noqa: F401 (re-exported)
 from unet_engine.modality import normalize_modality as _normalize_modality
 from unet_engine.paths import BUNDLED_MODELS
 from unet_engine.volume import int3
+
+if TYPE_CHECKING:  # imported where used: they pull in torch
+    from unet_engine.data.dataset import RetrainingDataset
+    from unet_engine.registry.versions import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +206,12 @@ class Project:
     def effort_log_path(self) -> Path:
         return self.folder / EFFORT_FILE
 
-    def registry(self, **kwargs: Any):  # noqa: ANN201 - ModelRegistry (imported lazily: torch)
+    def registry(self, **kwargs: Any) -> ModelRegistry:
         from unet_engine.registry.versions import ModelRegistry
 
         return ModelRegistry(self.registry_root, **kwargs)
 
-    def dataset(self, **kwargs: Any):  # noqa: ANN201 - RetrainingDataset
+    def dataset(self, **kwargs: Any) -> RetrainingDataset:
         """The project's retraining dataset (its labels brought up to the current schema)."""
         return sync_dataset_labels(self, **kwargs)
 
@@ -346,7 +350,7 @@ def load_project(folder: str | Path) -> Project:
     return project_from_dict(data, folder)
 
 
-def sync_dataset_labels(project: "Project", **dataset_kwargs: Any):  # noqa: ANN201 - RetrainingDataset
+def sync_dataset_labels(project: Project, **dataset_kwargs: Any) -> RetrainingDataset:
     """Open the project's dataset, creating it when absent, and bring its labels up to the
     project's current schema (see the module docstring)."""
     from unet_engine.data.dataset import RetrainingDataset

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unet_engine.io.atomic import fsync_path
 from unet_engine.data.lock import FolderLock
@@ -40,6 +40,9 @@ from unet_engine.projects.project import (
     normalize_modality,
     now_iso,
 )
+
+if TYPE_CHECKING:
+    from unet_engine.model.checkpoint import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +222,7 @@ class ProjectStore:
             pass  # another process is creating a project: its temp folder is live
 
 
-def _start_card(start_model: str | Path | None):  # noqa: ANN202 - (ModelCard | None, source)
+def _start_card(start_model: str | Path | None) -> tuple[ModelCard | None, str | Path | None]:
     """``(card, source)`` of a start model: source None (empty), "default" or the checkpoint folder."""
     if start_model is None or str(start_model).strip() in ("", "empty", "none"):
         return None, None

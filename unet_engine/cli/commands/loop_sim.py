@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from unet_engine.experiments.loop_sim import RoundRecord
+    from unet_engine.experiments.loop_sim import LoopSimConfig, LoopSimulation, RoundRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +90,7 @@ def _project(name: str) -> tuple[dict[int, str], str, dict | None]:
     return dict(p.labels), str(p.modality), p.plan
 
 
-def build_config(args: argparse.Namespace):  # noqa: ANN201 - LoopSimConfig, imported lazily
+def build_config(args: argparse.Namespace) -> LoopSimConfig:
     from unet_engine.model.checkpoint import load_card
     from unet_engine.cli.commands.dataset import parse_labels
     from unet_engine.errors import SegLoopError
@@ -172,7 +172,7 @@ def _spec(text: str) -> dict:
 
 def _planned_config(args: argparse.Namespace, data: str, labels: dict[int, str], modality: str | None,
                     plan_mode: str | None, planned: dict | None, reference: str | None,
-                    holdout_ids: list[str] | None):  # noqa: ANN202 - LoopSimConfig
+                    holdout_ids: list[str] | None) -> LoopSimConfig:
     """A simulation whose network comes from a training plan (auto, or a project's saved one)."""
     from unet_engine.experiments.loop_sim import MODES, LoopSimConfig
 
@@ -208,7 +208,7 @@ def _patch_size(text: str | None) -> list[int] | None:
     return patch
 
 
-def _title(cfg, sim) -> str:  # noqa: ANN001 - LoopSimConfig, LoopSimulation (imported lazily)
+def _title(cfg: LoopSimConfig, sim: LoopSimulation) -> str:
     """The plot's title, once the plan (if any) has set the per-round budget."""
     net = ""
     if cfg.planned:

@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_probabilities(pred: Prediction, volume: Volume, path: Path, write_volume) -> Path:  # noqa: ANN001
+def write_probabilities(pred: Prediction, volume: Volume, path: Path, write_volume: Callable[..., Path]) -> Path:
     """``.npy`` / ``.npz``: float16 ``[C, k, j, i]``; an image format: float32 channels-last."""
     if path.suffix == ".npy":
         np.save(path, pred.probabilities)
