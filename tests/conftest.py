@@ -6,6 +6,8 @@
   ``dangling_qthreads`` / ``dangling_qthread_pool`` fixtures): wait for your workers, e.g.
   ``controller.workers.wait_idle()`` or ``qtbot.waitUntil(lambda: not manager.is_busy)``.
 * ``segloop_app``: the full main window (document, views, panels, controller).
+* CPU inference runs in float32 (``SEGLOOP_CPU_BF16=0``) so numeric comparisons mean the same on
+  every CPU; the bfloat16 path is tested on its own (tests/test_cpu_bf16.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("SEGLOOP_CPU_BF16", "0")
 
 import pytest
 from PySide6 import QtCore

@@ -162,6 +162,8 @@ class Runner:
         self.batch_size = max(1, int(batch_size))
         self.model = prepare_model(model, device, dims)
         self.fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+        #: bfloat16 autocast on a CPU whose bfloat16 convolutions are fast (AMX), as float16 on CUDA
+        self.cpu_bf16 = device.type == "cpu" and devices.cpu_bf16_is_fast()
 
     def probs(self, x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Softmax ``[B, C, ...]`` float32 (and TTA disagreement) of a ``[B, C, ...]`` batch, on the device."""
@@ -174,7 +176,8 @@ class Runner:
                     return softmax_probs(self.model, xt, self.tta, self.flip_axes)
             finally:
                 cudnn.benchmark = before
-        return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16):
+            return softmax_probs(self.model, xt, self.tta, self.flip_axes)
 
     def recover_from_oom(self, exc: BaseException) -> None:
         """Halve the batch; at batch 1 move to the CPU; on the CPU at batch 1, give up."""
@@ -187,6 +190,7 @@ class Runner:
             log.warning("out of memory on %s even at batch size 1; falling back to the CPU", self.device)
             self.device = torch.device("cpu")
             self.model = prepare_model(self.original, self.device, self.dims)
+            self.cpu_bf16 = devices.cpu_bf16_is_fast()
             self.batch_size = 4
             return
         raise SegLoopError(f"not enough memory to run the model, even one slice at a time on the CPU ({exc})") from exc
