@@ -21,7 +21,8 @@ How it is fast (see ``bench/full_size_bench.py``, ``bench/gpu_bench.py``, ``benc
   device (:class:`unet_engine.inference.sliding_window.Blender`), several windows per call.
 * BatchNorm is folded into the convolutions (:func:`unet_engine.model.network.fuse_for_inference`),
   tensors are channels-last, everything runs under ``torch.inference_mode``, with fp16
-  autocast and cuDNN autotuning on CUDA.
+  autocast and cuDNN autotuning on CUDA, and bf16 autocast on a CPU that runs it fast
+  (:func:`unet_engine.devices.cpu_bf16_is_fast`).
 * Nothing crosses to the host per batch: labels are computed on the device at the end and
   copied once; probabilities, uncertainty and disagreement stay on the device until a
   caller reads them from the :class:`Prediction`.

@@ -5,7 +5,8 @@
 * :func:`device_image`: the image moved to the device once (in its own dtype) and
   normalised there;
 * :func:`estimate_batch_size`: slices/windows per forward pass for the device;
-* :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA), recovering
+* :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA, bf16 autocast on
+  a CPU with fast bf16 convolutions), recovering
   from out-of-memory by halving the batch, then falling back to the CPU;
 * :func:`run_slices` (2D/2.5D) and :func:`run_patches` (3D sliding window) generators,
   which yield progress and return an :class:`Out`: probabilities, labels and (with TTA)
