@@ -29,6 +29,7 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 Float3 = tuple[float, float, float]
 Int3 = tuple[int, int, int]
+Region = tuple[slice, slice, slice]  # a (k, j, i) box of voxels
 
 
 def float3(values: Iterable[SupportsFloat]) -> Float3:
@@ -41,6 +42,11 @@ def int3(values: Iterable[SupportsInt]) -> Int3:
     """``tuple(int(v) for v in values)`` typed as the triple the caller's values are (a
     shape, a voxel index); the length is not checked."""
     return cast(Int3, tuple(int(v) for v in values))
+
+
+def region3(slices: Iterable[slice]) -> Region:
+    """``tuple(slices)`` typed as the (k, j, i) box the caller's slices are; the length is not checked."""
+    return cast(Region, tuple(slices))
 
 
 def identity_direction() -> np.ndarray:

@@ -76,11 +76,10 @@ from unet_engine.inference.resampling import BackProjection, Resampler, resample
 from unet_engine.inference.sliding_window import DEFAULT_OVERLAP
 from unet_engine.inference.streaming import CellMapper, PartialLabels, PartialProgress  # noqa: F401 - re-exported
 from unet_engine.inference.tta import entropy_map, flip_axes_for
-from unet_engine.volume import Volume
+from unet_engine.volume import Region, Volume, region3
 
 log = logging.getLogger(__name__)
 
-Region = tuple[slice, slice, slice]
 
 
 class Prediction:
@@ -191,7 +190,7 @@ def _normalise_region(region: Any, shape: tuple[int, int, int]) -> Region:
         if step != 1 or stop <= start:
             raise ValueError(f"region slices must be non-empty with step 1, got {region!r}")
         out.append(slice(start, stop))
-    return tuple(out)  # type: ignore[return-value]
+    return region3(out)
 
 
 def _as_volume(volume: Volume | np.ndarray) -> Volume:
@@ -255,11 +254,12 @@ def predict_volume(
         log.warning("the model card says the model was not trained with flips: TTA runs without mirroring")
     out_box: Region | None = None  # no resampling: where `out` lies in the input grid (None: all of it)
     wbox: tuple[slice, ...] | None = None  # resampling: where `out` lies on the model's grid
-    work, work_stats = raw, stats  # what the core reads; normalised with `work_stats` on the device
+    work = raw  # what the core reads; normalised with `work_stats` on the device
+    work_stats: IntensityStats | None = stats
     if resampling:  # only the model-grid voxels the output reads (plus the context below) are resampled
         fwd, back = Resampler(shape, rshape), Resampler(rshape, shape)
         need = back.reads(reg or _whole(shape))
-        work_stats = None  # type: ignore[assignment]
+        work_stats = None
     used_window: tuple[int, ...] | None = None
     if spec.dims == 2:
         ax = slice_axis_for_spacing(vol.spacing) if axis is None else int(axis)
@@ -276,7 +276,7 @@ def predict_volume(
             ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
             work = raw[tuple(ext if a == ax else slice(None) for a in range(3))]
             slab = slice(reg[ax].start - ext.start, reg[ax].stop - ext.start)
-            out_box = tuple(reg[ax] if a == ax else slice(0, n) for a, n in enumerate(shape))  # type: ignore[assignment]
+            out_box = region3(reg[ax] if a == ax else slice(0, n) for a, n in enumerate(shape))
         sample = tuple(n for a, n in enumerate(work.shape) if a != ax)
         bs = batch_size or estimate_batch_size(spec, (spec.in_channels, *sample), dev)
         runner = Runner(model, dev, 2, bs, tta, flips)
@@ -292,7 +292,7 @@ def predict_volume(
             work = yield from _resample_in(raw, stats, fwd, wbox, dev, cancel)
         elif reg is not None:  # the region plus half a patch of context on each side
             patch = patch_size(card, shape)
-            out_box = tuple(  # type: ignore[assignment]
+            out_box = region3(
                 slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
             )
             work = raw[out_box]
@@ -339,7 +339,7 @@ def predict_volume(
 
 
 def _whole(shape: tuple[int, ...]) -> Region:
-    return tuple(slice(0, int(n)) for n in shape)  # type: ignore[return-value]
+    return region3(slice(0, int(n)) for n in shape)
 
 
 def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: tuple[slice, ...], device: torch.device,
@@ -391,8 +391,8 @@ def predict_slice(
     ax = slice_axis_for_spacing(vol.spacing) if axis is None else int(axis)
     if not 0 <= index < vol.shape[ax]:
         raise IndexError(f"slice {index} is outside 0..{vol.shape[ax] - 1} along axis {ax}")
-    region = tuple(slice(index, index + 1) if a == ax else slice(None) for a in range(3))
+    region = region3(slice(index, index + 1) if a == ax else slice(None) for a in range(3))
     if card.spec.dims == 2:
         kwargs.setdefault("axis", ax)
-    return run_generator(predict_volume(model, card, vol, region=region, **kwargs))  # type: ignore[arg-type]
+    return run_generator(predict_volume(model, card, vol, region=region, **kwargs))
 

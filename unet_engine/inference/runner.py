@@ -22,7 +22,7 @@ import warnings
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from unet_engine.model.network import ModelSpec, UNet, fuse_for_inference, requi
 from unet_engine.model.preprocessing import IntensityStats, context_indices
 from unet_engine.progress import CancelToken, Progress
 from unet_engine.inference.tta import argmax_labels, softmax_probs
+from unet_engine.volume import region3
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def run_slices(
             continue
         queue.pop(0)
         done += s1 - s0
-        box = cast(streaming.Region, tuple(slice(s0, s1) if a == axis else slice(0, s) for a, s in enumerate(out_shape)))
+        box = region3(slice(s0, s1) if a == axis else slice(0, s) for a, s in enumerate(out_shape))
         partials = mapper([box], box_probs) if mapper is not None else []
         yield from streaming.reports(done / n, f"{done}/{n} slices", done, n, partials)
     with torch.inference_mode():
@@ -424,8 +425,7 @@ def run_patches(
         done += len(group)
         partials = []
         if mapper is not None and ordered is not None:
-            boxes = [cast(streaming.Region, tuple(slice(b.start, min(b.stop, s)) for b, s in zip(ordered.box(cell), shape)))
-                     for cell in finished]
+            boxes = [region3(slice(b.start, min(b.stop, s)) for b, s in zip(ordered.box(cell), shape)) for cell in finished]
             partials = mapper([b for b in boxes if all(s.start < s.stop for s in b)], box_probs)
         yield from streaming.reports(done / n, f"{done}/{n} patches", done, n, partials)
     with torch.inference_mode():

@@ -31,8 +31,8 @@ from unet_engine.progress import Progress
 from unet_engine.inference.resampling import Resampler, labels_of
 from unet_engine.inference.sliding_window import Blender
 from unet_engine.inference.tta import argmax_labels
+from unet_engine.volume import Region, region3
 
-Region = tuple[slice, slice, slice]
 ProbsFn = Callable[[Region], torch.Tensor]  # [C, k, j, i] probabilities of a finished working-grid box
 MAP_CHUNK_POINTS = 1 << 21  # input voxels (per class) resampled at a time for a partial result
 
@@ -251,11 +251,11 @@ class CellMapper:
         cells = sorted({c for idx in fresh for c in itertools.product(*(range(s.start, s.stop) for s in idx))})
         out: list[PartialLabels] = []
         for ranges in merge_boxes(cells):
-            work = tuple(slice(int(c[a]), int(c[b])) for c, (a, b) in zip(self.cuts, ranges))
+            work = region3(slice(int(c[a]), int(c[b])) for c, (a, b) in zip(self.cuts, ranges))
             with torch.inference_mode():
-                labels = argmax_labels(probs(work)).cpu().numpy()  # type: ignore[arg-type]
-            region = tuple(slice(o.start + w.start, o.start + w.stop) for o, w in zip(self.box, work))
-            out.extend(self._clipped(region, labels))  # type: ignore[arg-type]
+                labels = argmax_labels(probs(work)).cpu().numpy()
+            region = region3(slice(o.start + w.start, o.start + w.stop) for o, w in zip(self.box, work))
+            out.extend(self._clipped(region, labels))
         return out
 
     # ----- resampling: input boxes whose interpolation reads only finished voxels ---------------
@@ -290,8 +290,8 @@ class CellMapper:
         self.emitted |= ready
         out: list[PartialLabels] = []
         for ranges in merge_boxes([tuple(int(v) for v in c) for c in np.argwhere(ready)]):
-            region = tuple(slice(self.segments[a][r0][0], self.segments[a][r1 - 1][1]) for a, (r0, r1) in enumerate(ranges))
-            out.extend(self._interpolated(region, probs))  # type: ignore[arg-type]
+            region = region3(slice(self.segments[a][r0][0], self.segments[a][r1 - 1][1]) for a, (r0, r1) in enumerate(ranges))
+            out.extend(self._interpolated(region, probs))
         return out
 
     def _interpolated(self, region: Region, probs: ProbsFn) -> list[PartialLabels]:
@@ -302,9 +302,9 @@ class CellMapper:
         for k0 in range(region[0].start, region[0].stop, step):
             part = (slice(k0, min(region[0].stop, k0 + step)), region[1], region[2])
             src_box = self.back.reads(part)
-            local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(src_box, self.origin))
+            local = region3(slice(s.start - o, s.stop - o) for s, o in zip(src_box, self.origin))
             with torch.inference_mode():
-                p = self.back(probs(local), [s.start for s in src_box], part)  # type: ignore[arg-type]
+                p = self.back(probs(local), [s.start for s in src_box], part)
                 labels = labels_of(p).cpu().numpy()
             out.extend(self._clipped(part, labels))
         return out
@@ -312,8 +312,8 @@ class CellMapper:
     def _clipped(self, region: Region, labels: np.ndarray) -> list[PartialLabels]:
         if self.clip is None:
             return [PartialLabels(region, np.ascontiguousarray(labels))]
-        cut = tuple(slice(max(r.start, c.start), min(r.stop, c.stop)) for r, c in zip(region, self.clip))
+        cut = region3(slice(max(r.start, c.start), min(r.stop, c.stop)) for r, c in zip(region, self.clip))
         if any(c.stop <= c.start for c in cut):
             return []
         local = tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(cut, region))
-        return [PartialLabels(cut, np.ascontiguousarray(labels[local]))]  # type: ignore[arg-type]
+        return [PartialLabels(cut, np.ascontiguousarray(labels[local]))]

@@ -199,7 +199,8 @@ def patch_size_for(config: TrainConfig, spec: ModelSpec, card: ModelCard, cases:
         work = resampled_shape(shape, spacing, target) if target is not None else shape
         if spec.dims == 2:
             ax = slice_axis_for_spacing(spacing)  # inference slices along the original grid's axis
-            planes.append(tuple(n for a, n in enumerate(work) if a != ax))  # type: ignore[arg-type]
+            height, width = (n for i, n in enumerate(work) if i != ax)
+            planes.append((height, width))
         else:
             best = np.maximum(best, work)
     if spec.dims == 2:
