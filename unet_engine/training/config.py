@@ -57,7 +57,9 @@ class TrainConfig:
     warmup_steps: int = 20
     min_lr_ratio: float = 0.02  # cosine decays to lr * min_lr_ratio
     grad_clip: float | None = 12.0
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # mixed precision on CUDA (float16 with loss scaling)
+    # bfloat16 autocast when training on a CPU; None: where the CPU runs it fast (devices.cpu_bf16_is_fast)
+    cpu_bf16: bool | None = None
     # loss
     ce_weight: float = 1.0
     dice_weight: float = 1.0

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unet_engine.devices import choose_device
+from unet_engine.devices import choose_device, cpu_bf16_is_fast
 from unet_engine.errors import CancelledError, SegLoopError
 from unet_engine.model.checkpoint import ModelCard
 from unet_engine.model.network import build_model
@@ -90,6 +90,8 @@ class Trainer:
             config = config.replace(batch_size=batch_size_for(config, spec.dims, self.card.training))
         if config.augment is None:  # stored resolved too
             config = config.replace(augment=asdict(augment_for(config, self.card.training)))
+        if config.cpu_bf16 is None:  # resolved and stored: a resumed run keeps the precision it began with
+            config = config.replace(cpu_bf16=self.device.type == "cpu" and cpu_bf16_is_fast())
         self.config = config
         self.labels: dict[int, str] = dataset.labels
         self.label_names = [self.labels[k] for k in sorted(self.labels)]
@@ -114,7 +116,10 @@ class Trainer:
         assert config.augment is not None  # resolved above
         self.augmenter = Augmenter(config.augment, spec.dims)
         self.aug_gen = torch.Generator().manual_seed(int(config.seed) * 1000 + 17 + self.env.rank)
+        #: channels-last tensors: faster convolutions on CPUs (oneDNN) and GPUs (cuDNN NHWC)
+        self.memory_format = torch.channels_last_3d if spec.dims == 3 else torch.channels_last
         self.model.to(self.device).train()
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # documented; stubs omit it
         self.net: nn.Module = self.model
         if self.env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -128,7 +133,8 @@ class Trainer:
         deadline = None if config.max_minutes is None or self.env.distributed else config.max_minutes * 60.0 * TIME_SCHEDULE_SHARE
         self.schedule = LRSchedule(self.optimizer, warmup=config.warmup_steps, total=config.total_steps,
                                    min_ratio=config.min_lr_ratio, deadline_s=deadline)
-        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.use_amp = bool(config.amp and self.device.type == "cuda")  # float16, scaled losses
+        self.cpu_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu")  # bfloat16 needs no scaling
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.state = RunState(curves=Curves.empty(self.label_names))
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -235,8 +241,10 @@ class Trainer:
         batch = self._batches().next()
         x, y, w = batch.to(self.device)
         x, y, weights = self.augmenter(x, y, w, self.aug_gen)
+        x = x.contiguous(memory_format=self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.cpu_bf16 else torch.float16,
+                            enabled=self.use_amp or self.cpu_bf16):
             logits = self.net(x)
         loss = self.loss_fn(logits.float(), y, weights)
         st = self.state
