@@ -78,6 +78,7 @@ class InferenceResult:
     review: ReviewState
     device: str
     seconds: float
+    precision: str = "float32"  # the network's arithmetic (float16 / bfloat16 autocast, or float32)
 
 
 def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *, tta: bool = False,
@@ -108,7 +109,7 @@ def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *,
         labels = None
     review = ReviewState.from_uncertainty(unc, axis=review_axis)
     return InferenceResult(model, card, Path(path), labels, pred.labels, pred.region, unc, review,
-                           device_description(dev), pred.seconds)
+                           device_description(dev), pred.seconds, pred.precision)
 
 
 # ----- add to training set ---------------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_bfloat16_labels_match_float32_on_real_cases(precision):
         for value in ("0", "1"):
             precision(value)
             out[value] = run_generator(predict_volume(model, card, volume, device="cpu"))
+        assert (out["0"].precision, out["1"].precision) == ("float32", "bfloat16")  # what the panel and CLI show
         probs = out["1"].probabilities
         assert np.isfinite(probs).all() and np.allclose(probs.astype(np.float32).sum(axis=0), 1.0, atol=1e-2)
         agree.append(float((out["0"].labels == out["1"].labels).mean()))

@@ -109,11 +109,13 @@ class Prediction:
         probabilities_dtype: Any = np.float16,
         window: tuple[int, ...] | None = None,
         resampled: BackProjection | None = None,
+        precision: str = "float32",
     ) -> None:
         if probabilities is None and resampled is None:
             raise ValueError("a Prediction needs probabilities or a resampled back projection")
         self.labels = labels
         self.device = device
+        self.precision = precision  # the network's arithmetic: float32, or float16 / bfloat16 autocast
         self.seconds = seconds
         self.region = region  # where these arrays lie in the input volume; None = all of it
         self.batch_size = batch_size
@@ -321,7 +323,8 @@ def predict_volume(
         with torch.inference_mode():
             labels_host = np.ascontiguousarray(out.labels.contiguous().cpu().numpy())  # the one copy every caller needs
     seconds = time.perf_counter() - t0
-    log.info("predicted %s in %.2fs on %s (batch %d, window %s%s)", shape, seconds, runner.device, runner.batch_size,
+    log.info("predicted %s in %.2fs on %s, %s (batch %d, window %s%s)", shape, seconds, runner.device, runner.precision,
+             runner.batch_size,
              used_window, f", model grid {tuple(work.shape)} of {tuple(rshape)}" if resampling else "")
     return Prediction(
         labels_host,
@@ -335,6 +338,7 @@ def predict_volume(
         probabilities_dtype=probabilities_dtype,
         window=used_window,
         resampled=projection,
+        precision=runner.precision,
     )
 
 

@@ -167,6 +167,13 @@ class Runner:
         #: bfloat16 autocast on a CPU whose bfloat16 convolutions are fast (AMX), as float16 on CUDA
         self.cpu_bf16 = device.type == "cpu" and devices.cpu_bf16_is_fast()
 
+    @property
+    def precision(self) -> str:
+        """The network's arithmetic: ``float16`` (CUDA autocast), ``bfloat16`` (fast-bf16 CPU) or ``float32``."""
+        if self.device.type == "cuda":
+            return str(self.amp_dtype).removeprefix("torch.")
+        return "bfloat16" if self.cpu_bf16 else "float32"
+
     def probs(self, x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Softmax ``[B, C, ...]`` float32 (and TTA disagreement) of a ``[B, C, ...]`` batch, on the device."""
         xt = torch.as_tensor(x).to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             predict_volume(model, card, volume, tta=args.tta, device=args.device, batch_size=args.batch_size),
             lambda p: bar.update(p.fraction, p.message),
         )
-    bar.close(f"{pred.seconds:.1f}s on {pred.device}")
+    bar.close(f"{pred.seconds:.1f}s on {pred.device} ({pred.precision})")
     out = write_mask(pred.labels, volume, args.output, labels=card.labels)
     if project is not None:
         print(f"model: project {project.name!r}, {Path(model_path).name}")
