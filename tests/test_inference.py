@@ -334,3 +334,27 @@ def test_load_model_for_inference(tmp_path):
     np.testing.assert_array_equal(pred.labels, ref.labels)
     with pytest.raises(SegLoopError, match="device"):
         load_model_for_inference(folder, device="cuda" if not torch.cuda.is_available() else "nonsense")
+
+
+@pytest.mark.parametrize("dims, max_batch", [(2, 8), (2, 6), (3, 4)])
+def test_tta_variants_stacked_in_one_pass_give_the_same_result(dims, max_batch):
+    """A GPU stacks TTA's mirrored variants into one forward pass (``max_batch``); the averaged
+    probabilities and the disagreement are those of one variant per pass, and fewer passes run."""
+    from unet_engine.inference.tta import softmax_probs
+
+    torch.manual_seed(0)
+    conv = (torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d)(1, 3, 3, padding=1).eval()
+    calls: list[int] = []
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        calls.append(t.shape[0])
+        return conv(t)
+
+    x = torch.randn(2, 1, *([12] * dims))
+    with torch.inference_mode():
+        one = softmax_probs(forward, x, True)
+        n_one, calls[:] = len(calls), []
+        stacked = softmax_probs(forward, x, True, max_batch=max_batch)
+    torch.testing.assert_close(stacked[0], one[0], rtol=1e-5, atol=1e-6)
+    assert stacked[1] is not None and one[1] is not None and torch.equal(stacked[1], one[1])
+    assert len(calls) < n_one and max(calls) <= max_batch

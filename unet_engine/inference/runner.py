@@ -39,7 +39,7 @@ from unet_engine.errors import SegLoopError
 from unet_engine.model.network import ModelSpec, UNet, fuse_for_inference, required_multiple
 from unet_engine.model.preprocessing import IntensityStats, context_indices
 from unet_engine.progress import CancelToken, Progress
-from unet_engine.inference.tta import argmax_labels, softmax_probs
+from unet_engine.inference.tta import argmax_labels, flip_sets, softmax_probs
 from unet_engine.volume import region3
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,11 @@ class Runner:
         self.device = device
         self.amp_dtype = amp_dtype
         self.batch_size = max(1, int(batch_size))
+        #: samples per forward pass; on a GPU, TTA's mirrored variants share a pass (the batch of
+        #: windows/slices shrinks to keep the samples per pass, and so the memory, as without TTA)
+        self.pass_size = self.batch_size
+        if tta and device.type == "cuda":
+            self.batch_size = max(1, self.batch_size // len(flip_sets(dims, flip_axes)))
         self.model = prepare_model(model, device, dims)
         self.fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
         #: bfloat16 autocast on a CPU whose bfloat16 convolutions are fast (AMX), as float16 on CUDA
@@ -182,7 +187,7 @@ class Runner:
             before, cudnn.benchmark = cudnn.benchmark, True  # fixed window/slice shapes: autotuned kernels pay
             try:
                 with torch.autocast("cuda", dtype=self.amp_dtype):
-                    return softmax_probs(self.model, xt, self.tta, self.flip_axes)
+                    return softmax_probs(self.model, xt, self.tta, self.flip_axes, max_batch=self.pass_size)
             finally:
                 cudnn.benchmark = before
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16):
@@ -191,8 +196,12 @@ class Runner:
     def recover_from_oom(self, exc: BaseException) -> None:
         """Halve the batch; at batch 1 move to the CPU; on the CPU at batch 1, give up."""
         devices.empty_cache(self.device)
+        if self.pass_size > 1 and self.pass_size > self.batch_size:  # TTA variants share a pass: fewer
+            self.pass_size = max(self.batch_size, self.pass_size // 2)
+            log.warning("out of memory on %s; retrying with %d samples per pass", self.device, self.pass_size)
+            return
         if self.batch_size > 1:
-            self.batch_size = max(1, self.batch_size // 2)
+            self.batch_size = self.pass_size = max(1, self.batch_size // 2)
             log.warning("out of memory on %s; retrying with batch size %d", self.device, self.batch_size)
             return
         if self.device.type != "cpu":
@@ -200,7 +209,7 @@ class Runner:
             self.device = torch.device("cpu")
             self.model = prepare_model(self.original, self.device, self.dims)
             self.cpu_bf16 = devices.cpu_bf16_is_fast()
-            self.batch_size = 4
+            self.batch_size = self.pass_size = 4
             return
         raise SegLoopError(f"not enough memory to run the model, even one slice at a time on the CPU ({exc})") from exc
 

@@ -55,24 +55,32 @@ def flip_sets(spatial_dims: int, axes: list[int] | None = None) -> list[tuple[in
 
 
 def softmax_probs(
-    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tta: bool, flip_axes: list[int] | None = None
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tta: bool, flip_axes: list[int] | None = None,
+    max_batch: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities ``[B, C, ...]`` (float32) and, with TTA, the disagreement ``[B, ...]``.
 
     ``flip_axes``: spatial axes TTA mirrors (default all; see :func:`flip_axes_for`).
+    ``max_batch``: samples one forward pass may hold; TTA variants of the batch are stacked up
+    to it (a GPU runs one big batch faster than several small ones). None: one variant per pass.
     """
     if not tta:
         return torch.softmax(forward(x).float(), dim=1), None
     variants = flip_sets(x.ndim - 2, flip_axes)
+    b = x.shape[0]
+    per_pass = max(1, (max_batch or b) // max(1, b))
     total: torch.Tensor | None = None
     votes = []
-    for dims in variants:
-        xi = torch.flip(x, dims) if dims else x
-        p = torch.softmax(forward(xi).float(), dim=1)
-        if dims:
-            p = torch.flip(p, dims)
-        votes.append(p.max(dim=1).indices.to(torch.uint8))
-        total = p if total is None else total.add_(p)
+    for start in range(0, len(variants), per_pass):
+        group = variants[start : start + per_pass]
+        mirrored = [torch.flip(x, dims) if dims else x for dims in group]
+        out = forward(mirrored[0] if len(mirrored) == 1 else torch.cat(mirrored)).float()
+        for i, dims in enumerate(group):
+            p = torch.softmax(out[i * b : (i + 1) * b], dim=1)
+            if dims:
+                p = torch.flip(p, dims)
+            votes.append(p.max(dim=1).indices.to(torch.uint8))
+            total = p if total is None else total.add_(p)
     assert total is not None
     probs = total.div_(len(variants))
     consensus = probs.max(dim=1).indices.to(torch.uint8)
