@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ["SEGLOOP_HOME"] = tempfile.mkdtemp(prefix="segloop_shots_")
-OUT = ROOT / "docs" / "screenshots"
+from shot_wait import OUT, ROOT, wait_until  # the project on sys.path, a temporary SEGLOOP_HOME
 
 
-from shot_wait import wait_until  # noqa: E402 - after the path set-up
 
 
 def main() -> int:
