@@ -49,6 +49,11 @@ def region3(slices: Iterable[slice]) -> Region:
     return cast(Region, tuple(slices))
 
 
+def whole_region(shape: Iterable[SupportsInt]) -> Region:
+    """The box covering all of ``shape``."""
+    return region3(slice(0, int(n)) for n in shape)
+
+
 def identity_direction() -> np.ndarray:
     """Direction of an axis-aligned LPS grid in (k, j, i) column order: k->z, j->y, i->x."""
     return np.eye(3)[:, ::-1].copy()

@@ -76,7 +76,7 @@ from unet_engine.inference.resampling import BackProjection, Resampler, resample
 from unet_engine.inference.sliding_window import DEFAULT_OVERLAP
 from unet_engine.inference.streaming import CellMapper, PartialLabels, PartialProgress  # noqa: F401 - re-exported
 from unet_engine.inference.tta import entropy_map, flip_axes_for
-from unet_engine.volume import Region, Volume, region3
+from unet_engine.volume import Region, Volume, region3, whole_region
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def predict_volume(
     work_stats: IntensityStats | None = stats
     if resampling:  # only the model-grid voxels the output reads (plus the context below) are resampled
         fwd, back = Resampler(shape, rshape), Resampler(rshape, shape)
-        need = back.reads(reg or _whole(shape))
+        need = back.reads(reg or whole_region(shape))
         work_stats = None
     used_window: tuple[int, ...] | None = None
     if spec.dims == 2:
@@ -287,7 +287,7 @@ def predict_volume(
         out = yield from run_slices(runner, work, work_stats, spec, ax, slab, cancel, pos, mapper)
     else:
         if resampling:  # the part read plus half a training patch of context on each side
-            wbox = _whole(rshape)
+            wbox = whole_region(rshape)
             if reg is not None:
                 patch = patch_size(card, rshape)
                 wbox = tuple(slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(need, patch, rshape))
@@ -312,11 +312,11 @@ def predict_volume(
     projection: BackProjection | None = None
     if resampling:  # back to the input grid slab by slab, straight into labels and entropy
         assert wbox is not None
-        projection = BackProjection(back, [b.start for b in wbox], reg or _whole(shape), out.probs, out.disagreement)
+        projection = BackProjection(back, [b.start for b in wbox], reg or whole_region(shape), out.probs, out.disagreement)
         labels_host, uncertainty = yield from projection.finish(cancel)
     else:
         if reg is not None:
-            base = out_box or _whole(shape)
+            base = out_box or whole_region(shape)
             local = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(reg, base))
             dis = None if out.disagreement is None else out.disagreement[local]
             out = Out(out.probs[(slice(None), *local)], out.labels[local], dis)
@@ -340,10 +340,6 @@ def predict_volume(
         resampled=projection,
         precision=runner.precision,
     )
-
-
-def _whole(shape: tuple[int, ...]) -> Region:
-    return region3(slice(0, int(n)) for n in shape)
 
 
 def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: tuple[slice, ...], device: torch.device,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from unet_engine.progress import CancelToken, Progress
-from unet_engine.inference.tta import normalised_entropy
+from unet_engine.inference.tta import labels_and_entropy
 
 Region = tuple[slice, ...]
 #: Values per slab (voxels x channels, the more of what a slab reads and writes): small on the
@@ -178,12 +178,6 @@ def _voxels(box: Region) -> int:
     return int(np.prod([b.stop - b.start for b in box]))
 
 
-def labels_of(probs: torch.Tensor) -> torch.Tensor:
-    """Argmax labels of ``[C, ...]`` probabilities (the first maximum), uint8 up to 256 classes, else int32."""
-    c = probs.shape[0]
-    return probs.max(dim=0).indices.to(torch.uint8 if c <= 256 else torch.int32)
-
-
 class BackProjection:
     """Working-grid results brought back to ``region`` of the input grid, slab by slab, on their device.
 
@@ -221,10 +215,9 @@ class BackProjection:
                 cancel.raise_if_cancelled("inference")
             local = _local(part, _starts(self.region))
             with torch.inference_mode():
-                p = self.values(self.probs, part)
-                labels[local] = labels_of(p).cpu().numpy()
-                entropy[local] = normalised_entropy(p, class_dim=0).cpu().numpy()
-            del p
+                lab, ent = labels_and_entropy(self.values(self.probs, part), class_dim=0)
+                labels[local], entropy[local] = lab.cpu().numpy(), ent.cpu().numpy()
+            del lab, ent
             yield Progress(1.0, "resampling to the input grid", n + 1, len(parts))
         return labels, entropy
 

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from unet_engine.progress import Progress
-from unet_engine.inference.resampling import Resampler, labels_of
+from unet_engine.inference.resampling import Resampler
 from unet_engine.inference.sliding_window import Blender
 from unet_engine.inference.tta import argmax_labels
-from unet_engine.volume import Region, region3
+from unet_engine.volume import Region, region3, whole_region
 
 ProbsFn = Callable[[Region], torch.Tensor]  # [C, k, j, i] probabilities of a finished working-grid box
 MAP_CHUNK_POINTS = 1 << 21  # input voxels (per class) resampled at a time for a partial result
@@ -206,15 +206,15 @@ class CellMapper:
     def __init__(self, input_shape: Sequence[int], box: Region | None = None, clip: Region | None = None,
                  resampled: Sequence[int] | None = None, work_box: Sequence[slice] | None = None) -> None:
         self.input_shape = tuple(int(n) for n in input_shape)
-        self.box = box or tuple(slice(0, n) for n in self.input_shape)
+        self.box = box or whole_region(self.input_shape)
         self.clip = clip
         self.resampled = None if resampled is None or tuple(resampled) == self.input_shape else tuple(int(n) for n in resampled)
         if self.resampled is not None:
             self.back = Resampler(self.resampled, self.input_shape)
-            work = work_box or tuple(slice(0, n) for n in self.resampled)
+            work = work_box or whole_region(self.resampled)
             self.origin = tuple(w.start for w in work)
             self.work_shape = tuple(w.stop - w.start for w in work)
-            self.out = clip or tuple(slice(0, n) for n in self.input_shape)
+            self.out = clip or whole_region(self.input_shape)
             self.reads = [self._reads(a) for a in range(3)]
 
     def reset(self, cuts: Sequence[Sequence[int]]) -> None:
@@ -305,7 +305,7 @@ class CellMapper:
             local = region3(slice(s.start - o, s.stop - o) for s, o in zip(src_box, self.origin))
             with torch.inference_mode():
                 p = self.back(probs(local), [s.start for s in src_box], part)
-                labels = labels_of(p).cpu().numpy()
+                labels = argmax_labels(p).cpu().numpy()
             out.extend(self._clipped(part, labels))
         return out
 
