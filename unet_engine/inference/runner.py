@@ -169,8 +169,11 @@ class Runner:
             self.batch_size = max(1, self.batch_size // len(flip_sets(dims, flip_axes)))
         self.model = prepare_model(model, device, dims)
         self.fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
-        #: bfloat16 autocast on a CPU whose bfloat16 convolutions are fast (AMX), as float16 on CUDA
-        self.cpu_bf16 = device.type == "cpu" and devices.cpu_bf16_is_fast()
+
+    @property
+    def cpu_bf16(self) -> bool:
+        """bfloat16 autocast on a CPU whose bfloat16 convolutions are fast (AMX), as float16 on CUDA."""
+        return self.device.type == "cpu" and devices.cpu_bf16_is_fast()
 
     @property
     def precision(self) -> str:
@@ -208,7 +211,6 @@ class Runner:
             log.warning("out of memory on %s even at batch size 1; falling back to the CPU", self.device)
             self.device = torch.device("cpu")
             self.model = prepare_model(self.original, self.device, self.dims)
-            self.cpu_bf16 = devices.cpu_bf16_is_fast()
             self.batch_size = self.pass_size = 4
             return
         raise SegLoopError(f"not enough memory to run the model, even one slice at a time on the CPU ({exc})") from exc
