@@ -32,6 +32,7 @@ from desktop_app.state.geometry import plane_axes, view_to_kji
 from desktop_app.state.tools import ToolController
 from desktop_app.viewer.slice_view import SliceView
 from unet_engine.volume import float3
+from desktop_app.signals import disconnect_all
 
 log = logging.getLogger(__name__)
 
@@ -275,10 +276,6 @@ class ViewInteraction(QtCore.QObject):
         return {(int(round(o_r + r)), int(round(o_c + cc))) for r, cc in np.argwhere(fp)}
 
     def detach(self) -> None:
-        for sig, slot in ((self.view.voxel_pressed, self._on_press), (self.view.voxel_dragged, self._on_drag),
-                          (self.view.voxel_released, self._on_release), (self.view.voxel_hovered, self._on_hover),
-                          (self.view.hover_left, self._on_leave)):
-            try:
-                sig.disconnect(slot)
-            except (RuntimeError, TypeError):
-                pass
+        disconnect_all([(self.view.voxel_pressed, self._on_press), (self.view.voxel_dragged, self._on_drag),
+                        (self.view.voxel_released, self._on_release), (self.view.voxel_hovered, self._on_hover),
+                        (self.view.hover_left, self._on_leave)], ignore=(RuntimeError, TypeError))

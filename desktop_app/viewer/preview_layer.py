@@ -16,6 +16,7 @@ from desktop_app.state.preview import Preview
 from desktop_app.viewer.image_items import DisplayImageItem
 from desktop_app.viewer.overlay import label_outline
 from desktop_app.viewer.slice_geometry import PlaneGeometry
+from desktop_app.signals import disconnect_all
 
 BACKGROUND_SEED_RGBA = (200, 215, 255, 235)
 RESULT_ALPHA = 110
@@ -87,8 +88,5 @@ class PreviewLayer:
         self.redraws += 1
 
     def detach(self) -> None:
-        try:
-            self.preview.changed.disconnect(self._on_changed)
-        except (ValueError, RuntimeError):
-            pass
+        disconnect_all([(self.preview.changed, self._on_changed)])
         self.view.viewbox.removeItem(self.item)

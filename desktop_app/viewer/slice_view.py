@@ -38,6 +38,7 @@ from desktop_app.viewer.overlay import heat_lut, label_outline, label_rgba, lut_
 from desktop_app.viewer.slice_geometry import PlaneGeometry, plane_geometry
 from desktop_app.viewer.view_limits import pan_limits
 from unet_engine.volume import Volume, int3
+from desktop_app.signals import Connection, connect_all, disconnect_all
 
 log = logging.getLogger(__name__)
 
@@ -128,29 +129,18 @@ class SliceView(QtWidgets.QFrame):
         lay.addWidget(self.slider)
         self.setObjectName(f"view_{self.plane}")
 
-    def _connect_document(self) -> None:
+    def _document_connections(self) -> list[Connection]:
         d = self.document
-        d.image_changed.connect(self._on_image_changed)
-        d.mask_changed.connect(self._on_mask_changed)
-        d.cursor_changed.connect(self._on_cursor_changed)
-        d.uncertainty_changed.connect(self._on_uncertainty_changed)
-        d.labels.changed.connect(self._on_labels_changed)
+        return [(d.image_changed, self._on_image_changed), (d.mask_changed, self._on_mask_changed),
+                (d.cursor_changed, self._on_cursor_changed), (d.uncertainty_changed, self._on_uncertainty_changed),
+                (d.labels.changed, self._on_labels_changed)]
+
+    def _connect_document(self) -> None:
+        connect_all(self._document_connections())
 
     def detach(self) -> None:
         """Stop listening to the document (call before the widget is destroyed)."""
-        d = self.document
-        for sig, slot in (
-            (d.image_changed, self._on_image_changed),
-            (d.mask_changed, self._on_mask_changed),
-            (d.cursor_changed, self._on_cursor_changed),
-            (d.uncertainty_changed, self._on_uncertainty_changed),
-            (d.labels.changed, self._on_labels_changed),
-            (self.options.changed, self._apply_options),
-        ):
-            try:
-                sig.disconnect(slot)
-            except (ValueError, RuntimeError):
-                pass
+        disconnect_all([*self._document_connections(), (self.options.changed, self._apply_options)])
 
     # ----- public API ------------------------------------------------------------------
     @property

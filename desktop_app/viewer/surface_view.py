@@ -34,6 +34,7 @@ from superqt.utils import WorkerBase
 from desktop_app.state.document import Document
 from desktop_app.state.surface_mesh import LabelMesh, MeshJob, MeshUpdate, SurfaceMeshes
 from desktop_app.workers import WorkerManager
+from desktop_app.signals import Connection, connect_all, disconnect_all
 
 if TYPE_CHECKING:
     import pyqtgraph.opengl as gl  # imported when the view is first shown
@@ -136,22 +137,17 @@ class SurfaceView(QtWidgets.QFrame):
             self._on_image_changed()
 
     # ----- document --------------------------------------------------------------------
-    def _connect_document(self) -> None:
+    def _connections(self) -> list[Connection]:
         d = self.document
-        d.image_changed.connect(self._on_image_changed)
-        d.mask_replaced.connect(self._on_mask_replaced)
-        d.mask_changed.connect(self._on_mask_changed)
-        d.labels.changed.connect(self._on_labels_changed)
+        return [(d.image_changed, self._on_image_changed), (d.mask_replaced, self._on_mask_replaced),
+                (d.mask_changed, self._on_mask_changed), (d.labels.changed, self._on_labels_changed)]
+
+    def _connect_document(self) -> None:
+        connect_all(self._connections())
 
     def detach(self) -> None:
         """Stop listening to the document; a rebuild in flight is dropped when it ends."""
-        d = self.document
-        for sig, slot in ((d.image_changed, self._on_image_changed), (d.mask_replaced, self._on_mask_replaced),
-                          (d.mask_changed, self._on_mask_changed), (d.labels.changed, self._on_labels_changed)):
-            try:
-                sig.disconnect(slot)
-            except (ValueError, RuntimeError):
-                pass
+        disconnect_all(self._connections())
         self._debounce.stop()
         self.surfaces.reset()
 

@@ -29,6 +29,7 @@ from desktop_app.state.label_io import read_itksnap_labels, write_itksnap_labels
 from desktop_app.state.label_ops import label_voxel_counts
 from desktop_app.state.labels import Label
 from desktop_app.state.tools import ToolController
+from desktop_app.signals import disconnect_all
 
 _VALUE_ROLE = QtCore.Qt.ItemDataRole.UserRole
 COL_VALUE, COL_NAME, COL_SHOW = 0, 1, 2
@@ -117,11 +118,7 @@ class LabelEditor(QtWidgets.QWidget):
 
     def detach(self) -> None:
         """Stop listening to the document (before the widget is destroyed)."""
-        for sig in (self.document.labels.changed, self.document.image_changed):
-            try:
-                sig.disconnect(self.refresh)
-            except (ValueError, RuntimeError):
-                pass
+        disconnect_all([(self.document.labels.changed, self.refresh), (self.document.image_changed, self.refresh)])
 
     # ----- list --------------------------------------------------------------------------
     def refresh(self) -> None:

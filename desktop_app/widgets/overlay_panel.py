@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from desktop_app.state.document import Document
 from desktop_app.state.display import DisplayOptions
+from desktop_app.signals import disconnect_all
 
 _VALUE_ROLE = QtCore.Qt.ItemDataRole.UserRole
 
@@ -76,15 +77,9 @@ class OverlayPanel(QtWidgets.QWidget):
         self.refresh_labels()
 
     def detach(self) -> None:
-        for sig, slot in (
-            (self.document.labels.changed, self.refresh_labels),
-            (self.document.image_changed, self.refresh_labels),
-            (self.document.uncertainty_changed, self._sync_uncertainty),
-        ):
-            try:
-                sig.disconnect(slot)
-            except (ValueError, RuntimeError):
-                pass
+        disconnect_all([(self.document.labels.changed, self.refresh_labels),
+                        (self.document.image_changed, self.refresh_labels),
+                        (self.document.uncertainty_changed, self._sync_uncertainty)])
 
     # ----- labels ------------------------------------------------------------------------
     def refresh_labels(self) -> None:
