@@ -25,12 +25,11 @@ Times: best of ``--repeats`` after one warm-up (cuDNN autotuning), ``torch.cuda.
 around each; peak GPU memory = ``max_memory_allocated`` during the call minus before it.
 Agreement = voxels equal to the reference (the 3D model is a hippocampus model: on a CT it
 labels almost nothing, so Dice there is agreement on near-empty sets). Real-data Dice: the
-36 hippocampus validation cases as a mosaic (``bench/hippo_mosaic.py``, margin 12) when
-nibabel/SimpleITK and the data are there.
+hippocampus validation cases as a mosaic (``bench/hippo_mosaic.py``, margin 12) read from
+``--data`` (default ``../shared/data/hippocampus``).
 
-Run on a GPU machine as one command, from the project root:
-``source .devwheels/setup.sh && python3 bench/gpu_bench.py`` (see ``../shared/tools/device_prep.sh``).
-Without CUDA it says so and exits 0.
+Run on a GPU machine through ``bench/gpu_run.sh`` (prepared by ``bench/gpu_prep.sh``). Without
+CUDA it says so and exits 0; ``--device cpu`` runs the whole script on a CPU as a smoke test.
 """
 
 from __future__ import annotations
@@ -48,22 +47,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 Row = dict[str, object]
-DEVICE = "cuda"  # a CPU smoke test of this script may set "cpu" (and stub the torch.cuda timers)
+DEVICE = "cuda"  # ``--device cpu``: a smoke run of the whole script on a machine without a GPU
 
 
 def gpu_time(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float, float]:
     """(result, best seconds, peak GPU bytes above the start) of ``fn`` after one warm-up."""
+    cuda = DEVICE == "cuda"
     out = fn()
     best, peak = float("inf"), 0
     for _ in range(repeats):
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
+        base = 0
+        if cuda:
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
         out = fn()
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
-        peak = max(peak, torch.cuda.max_memory_allocated() - base)
+        if cuda:
+            peak = max(peak, torch.cuda.max_memory_allocated() - base)
     return out, best, float(peak)
 
 
@@ -84,7 +88,7 @@ def monai_3d(net: torch.nn.Module, image: Callable[[], np.ndarray], roi: tuple[i
     return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
-def bench_3d(vol, repeats: int, rows: list[Row], have_monai: bool) -> None:
+def bench_3d(vol, repeats: int, rows: list[Row], have_monai: bool, data: Path | None) -> None:
     from unet_engine.model.checkpoint import load_checkpoint
     from unet_engine.inference.predict import predict_volume
     from unet_engine.inference.runner import WINDOW_VOXELS, patch_size, window_size
@@ -124,19 +128,21 @@ def bench_3d(vol, repeats: int, rows: list[Row], have_monai: bool) -> None:
         method = f"segloop window {'x'.join(map(str, win))} ({budget >> 20} M budget)"
         rows.append({"case": "3D bundled", "method": method, "s": t,
                      "mem": mem, "agree": agreement(lab, ref) if ref is not None else "-"})
+    if data is None:
+        return
     try:
-        real_data(model, card, rows, have_monai)
+        real_data(model, card, rows, have_monai, data)
     except (ImportError, FileNotFoundError, OSError) as exc:
         print(f"(real-data Dice skipped: {exc})")
 
 
-def real_data(model, card, rows: list[Row], have_monai: bool) -> None:
+def real_data(model, card, rows: list[Row], have_monai: bool, data: Path) -> None:
     from bench.hippo_mosaic import build_mosaic, load_cases, mosaic_dice, val_case_ids
     from unet_engine.inference.runner import Runner, run_patches, window_size
     from unet_engine.progress import run_generator
     from unet_engine.inference.tta import flip_axes_for
 
-    m = build_mosaic(load_cases(val_case_ids(card)), card, margin=12)
+    m = build_mosaic(load_cases(val_case_ids(card), data), card, margin=12)
     dev = torch.device(DEVICE)
     win = window_size(card, m.image.shape, dev)
 
@@ -169,7 +175,7 @@ def bench_2d(vol, repeats: int, rows: list[Row]) -> None:
     model = build_model(spec).to(DEVICE).train()
     image = prepare_image(vol, card)
     with torch.no_grad():  # BatchNorm statistics of the data
-        for k in range(0, image.shape[0], image.shape[0] // 8):
+        for k in range(0, image.shape[0], max(1, image.shape[0] // 8)):
             model(torch.from_numpy(image[k : k + 4]).to(DEVICE)[:, None])
     model.eval()
     n_params = count_parameters(model) / 1e6
@@ -217,7 +223,15 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--only", choices=["2d", "3d"], default=None)
+    ap.add_argument("--crop", type=int, default=512, help="in-plane size (a smaller square around the centre)")
+    ap.add_argument("--skip-real", action="store_true", help="no hippocampus mosaic (real-data Dice)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="hippocampus folder (imagesTr, labelsTr; default ../shared/data/hippocampus)")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                    help="cpu: a smoke run of the script itself (figures meaningless), e.g. --slices 8 --crop 96")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("gpu_bench: no CUDA GPU here (torch.cuda.is_available() is False); nothing measured.")
         return 0
@@ -234,11 +248,15 @@ def main() -> int:
     print(f"{device_name}, torch {torch.__version__}, MONAI {monai_version}", flush=True)
     ct, _ = make_ct()
     start = (ct.shape[0] - args.slices) // 2
-    vol = Volume(np.ascontiguousarray(ct[start : start + args.slices]), spacing=SPACING, modality="CT")
+    edge = [min(args.crop, n) for n in ct.shape[1:]]
+    box = (slice(start, start + args.slices), *(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(ct.shape[1:], edge)))
+    vol = Volume(np.ascontiguousarray(ct[box]), spacing=SPACING, modality="CT")
     del ct
     rows: list[Row] = []
     if args.only in (None, "3d"):
-        bench_3d(vol, args.repeats, rows, have_monai)
+        from bench.hippo_mosaic import DATA
+
+        bench_3d(vol, args.repeats, rows, have_monai, None if args.skip_real else (args.data or DATA))
     if args.only in (None, "2d"):
         bench_2d(vol, args.repeats, rows)
     print(f"\nvolume {'x'.join(map(str, vol.shape))} int16; best of {args.repeats}\n")

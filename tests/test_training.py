@@ -141,14 +141,25 @@ def test_replay_mix_and_bounded_streaming(tmp_path):
         return decode_case(ds, cid, {"mode": "mr"})
 
     ex = PatchExtractor(2, 0, (48, 64), 0.5, 2.0)
-    s = ReplaySampler(new_ids=ids[:2], old_ids=ids[2:], loader=loader, extractor=ex, batch_size=8, replay_ratio=0.25,
-                      cache_cases=1, samples_per_case=3, seed=0)
+
+    def sampler(cache_bytes: int) -> ReplaySampler:
+        return ReplaySampler(new_ids=ids[:2], old_ids=ids[2:], loader=loader, extractor=ex, batch_size=8,
+                             replay_ratio=0.25, cache_cases=1, samples_per_case=3, seed=0, cache_bytes=cache_bytes)
+
+    s = sampler(0)  # no room beyond the working sets
     assert s.split() == (6, 2)
+    batches = []
     for _ in range(10):
         x, y, w = s.next_batch()
+        batches.append(x)
         assert x.shape == (8, 1, 48, 64) and y.shape == w.shape == (8, 48, 64)
         assert len(s.cache) <= 2  # never more than the working sets in memory
     assert set(loaded) == set(ids) and len(loaded) > len(ids)  # cases stream in and out
+    # with room for them, small cases are decoded once each; the batches are the same
+    loaded.clear()
+    roomy = sampler(1 << 30)
+    assert all(np.array_equal(roomy.next_batch()[0], x) for x in batches)
+    assert sorted(loaded) == sorted(ids) and len(roomy.cache) == len(ids)
     # ranks see disjoint cases of each pass
     shards = [CaseStream(ids, seed=3, tag=1, working_set=1, samples_per_case=1, rank=r, world=2) for r in (0, 1)]
     rng = np.random.default_rng(0)
@@ -171,6 +182,38 @@ def test_samples_weight_edits_and_padding(tmp_path):
     assert s.weight[3 + 3, 2 + 4] == 4.0 and s.weight[0, 0] == 0.0 and s.weight[5, 5] == 1.0
     s3 = PatchExtractor(3, 0, (8, 8, 8), 0.0, 0.0)(case, np.random.default_rng(2))
     assert s3.image.shape == (1, 8, 8, 8) and s3.weight[5:].sum() == 0  # 3D pads after the volume
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_patches_past_the_volume_are_padded_as_numpy_pads_them(dims):
+    """Images repeat their edge voxels, labels and edits get zeros, exactly as ``np.pad`` (2D centred, 3D after)."""
+    from unet_engine.training.sampling import DecodedCase, PatchExtractor
+
+    rng = np.random.default_rng(dims)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 14, 3))
+        img = rng.normal(size=shape).astype(np.float32)
+        lab = rng.integers(0, 3, shape).astype(np.uint8)
+        case = DecodedCase("c", img, lab, lab > 1, np.argwhere(lab > 0).astype(np.int32), 0)
+        patch = tuple(int(n) for n in rng.integers(2, 12, dims))
+        s = PatchExtractor(dims, 0, patch, 0.5, 1.0)(case, np.random.default_rng(int(rng.integers(1 << 30))))
+        sources = [(img[k][None], lab[k]) for k in range(shape[0])] if dims == 2 else [(img[None], lab)]
+        assert any(_matches(s, im, lb, patch, dims) for im, lb in sources), (shape, patch)
+
+
+def _matches(s, img: np.ndarray, lab: np.ndarray, patch: tuple[int, ...], dims: int) -> bool:
+    """Whether sample ``s`` equals some window of (img, lab) padded as ``np.pad`` does."""
+    import itertools
+
+    spans = [[(st, 0) for st in range(n - p + 1)] if p < n else [(0, p - n)] for n, p in zip(lab.shape, patch)]
+    for choice in itertools.product(*spans):
+        cut = tuple(slice(st, st + min(p, n)) for (st, _), p, n in zip(choice, patch, lab.shape))
+        widths = [((pd // 2, pd - pd // 2) if dims == 2 else (0, pd)) for _, pd in choice]
+        ref_img = np.pad(img[(slice(None), *cut)], [(0, 0), *widths], mode="edge")
+        ref_lab = np.pad(lab[cut], widths, mode="constant")
+        if np.array_equal(ref_img, s.image) and np.array_equal(ref_lab, s.label):
+            return s.image.flags.c_contiguous and s.label.flags.c_contiguous
+    return False
 
 
 def test_augment_keeps_label_values_and_is_seeded():

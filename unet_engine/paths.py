@@ -6,8 +6,6 @@ import importlib.resources
 import os
 from pathlib import Path
 
-import platformdirs
-
 #: Bundled model and sample scans: package data of ``unet_engine``, found the same way in a
 #: source checkout, an editable install and an installed wheel.
 RESOURCES = Path(str(importlib.resources.files("unet_engine") / "resources"))
@@ -26,4 +24,6 @@ def segloop_home() -> Path:
     env = os.environ.get("SEGLOOP_HOME")
     if env:
         return Path(env)
+    import platformdirs  # only when no folder is set (a headless benchmark machine may lack it)
+
     return Path(platformdirs.user_data_dir("segloop", appauthor=False))

@@ -33,6 +33,7 @@ from unet_engine.model.preprocessing import prepare_image, prepare_label, slice_
 log = logging.getLogger(__name__)
 
 MAX_FOREGROUND_POINTS = 20_000
+CACHE_BYTES = 512 << 20  # decoded cases kept beyond the working set, while they fit (small cases: all of them)
 
 
 @dataclass
@@ -77,12 +78,15 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class CaseCache:
-    """LRU of decoded cases (at most ``max_cases`` in memory)."""
+    """LRU of decoded cases: always the ``max_cases`` most recently used, and more while all
+    of them fit in ``max_bytes`` (a dataset of small cases is decoded once, not once per visit)."""
 
-    def __init__(self, loader: Callable[[str], DecodedCase], max_cases: int) -> None:
+    def __init__(self, loader: Callable[[str], DecodedCase], max_cases: int, max_bytes: int = CACHE_BYTES) -> None:
         self.loader = loader
         self.max_cases = max(1, int(max_cases))
+        self.max_bytes = max(0, int(max_bytes))
         self._items: OrderedDict[str, DecodedCase] = OrderedDict()
+        self._bytes = 0
         self.loads = 0
 
     def get(self, case_id: str) -> DecodedCase:
@@ -92,8 +96,9 @@ class CaseCache:
         item = self.loader(case_id)
         self.loads += 1
         self._items[case_id] = item
-        while len(self._items) > self.max_cases:
-            self._items.popitem(last=False)
+        self._bytes += item.nbytes
+        while len(self._items) > self.max_cases and self._bytes > self.max_bytes:
+            self._bytes -= self._items.popitem(last=False)[1].nbytes
         return item
 
     def __len__(self) -> int:
@@ -206,14 +211,23 @@ class PatchExtractor:
 
     def _crop(self, a: np.ndarray | None, starts: list[int], pads: list[int], lead: int,
               mode: Literal["edge", "constant"]) -> np.ndarray | None:
-        """Cut the window; pad past the volume with ``mode`` ("edge" for images, "constant" else)."""
+        """Cut the window; pad past the volume with ``mode`` ("edge" for images, "constant" else),
+        as ``np.pad`` would, written into one new array (no intermediate copies)."""
         if a is None:
             return None
-        sl = (slice(None),) * lead + tuple(slice(s, s + min(p, n)) for s, p, n in zip(starts, self.patch, a.shape[lead:]))
-        c = a[sl]
-        if any(pads):
-            c = np.pad(c, [(0, 0)] * lead + [(self._before(pd), pd - self._before(pd)) for pd in pads], mode=mode)
-        return np.ascontiguousarray(c)
+        inner = tuple(slice(s, s + min(p, n)) for s, p, n in zip(starts, self.patch, a.shape[lead:]))
+        if not any(pads):
+            return np.ascontiguousarray(a[(slice(None),) * lead + inner])
+        before = [self._before(pd) for pd in pads]
+        place = tuple(slice(b, b + p - pd) for b, p, pd in zip(before, self.patch, pads))
+        out = (np.zeros if mode == "constant" else np.empty)(a.shape[:lead] + self.patch, a.dtype)
+        out[(slice(None),) * lead + place] = a[(slice(None),) * lead + inner]
+        if mode == "edge":  # axis by axis, over the whole extent of the others: corners as np.pad
+            for ax, (b, sl) in enumerate(zip(before, place), start=lead):
+                pre = (slice(None),) * ax
+                out[pre + (slice(0, b),)] = out[pre + (slice(b, b + 1),)]
+                out[pre + (slice(sl.stop, None),)] = out[pre + (slice(sl.stop - 1, sl.stop),)]
+        return out
 
     def _weights(self, shape: tuple[int, ...], starts: list[int], pads: list[int], edits: np.ndarray | None) -> np.ndarray:
         w = np.zeros(self.patch, np.float32)
@@ -253,14 +267,14 @@ class ReplaySampler:
 
     def __init__(self, *, new_ids: list[str], old_ids: list[str], loader: Callable[[str], DecodedCase],
                  extractor: PatchExtractor, batch_size: int, replay_ratio: float, cache_cases: int,
-                 samples_per_case: int, seed: int, rank: int = 0, world: int = 1) -> None:
+                 samples_per_case: int, seed: int, rank: int = 0, world: int = 1, cache_bytes: int = CACHE_BYTES) -> None:
         if not new_ids and not old_ids:
             raise ValueError("no training cases")
         self.new = CaseStream(new_ids, seed=seed, tag=1, working_set=cache_cases, samples_per_case=samples_per_case,
                               rank=rank, world=world)
         self.old = CaseStream(old_ids, seed=seed, tag=2, working_set=cache_cases, samples_per_case=samples_per_case,
                               rank=rank, world=world)
-        self.cache = CaseCache(loader, 2 * max(1, cache_cases))
+        self.cache = CaseCache(loader, 2 * max(1, cache_cases), cache_bytes)
         self.extractor = extractor
         self.batch_size = int(batch_size)
         self.replay_ratio = float(replay_ratio)
