@@ -29,7 +29,7 @@ from desktop_app.state.effort import correction_stats
 from desktop_app.state.review import ReviewState
 from unet_engine.data.case_identity import content_hash
 from unet_engine.model.checkpoint import load_checkpoint
-from unet_engine.devices import choose_device
+from unet_engine.devices import MemoryUse, choose_device, run_description
 from unet_engine.errors import CancelledError
 from unet_engine.inference.predict import predict_volume
 from unet_engine.progress import CancelToken, Progress
@@ -79,6 +79,12 @@ class InferenceResult:
     device: str
     seconds: float
     precision: str = "float32"  # the network's arithmetic (float16 / bfloat16 autocast, or float32)
+    memory: MemoryUse | None = None  # the GPU memory used at most (None off a GPU)
+
+    @property
+    def how(self) -> str:
+        """Where and how it ran, e.g. "CPU (bfloat16)" or "CUDA ... (float16, peak GPU memory ...)"."""
+        return run_description(self.device, self.precision, self.memory)
 
 
 def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *, tta: bool = False,
@@ -109,7 +115,7 @@ def inference_job(path: Path, cached: tuple[Any, Any] | None, volume: Volume, *,
         labels = None
     review = ReviewState.from_uncertainty(unc, axis=review_axis)
     return InferenceResult(model, card, Path(path), labels, pred.labels, pred.region, unc, review,
-                           device_description(dev), pred.seconds, pred.precision)
+                           device_description(dev), pred.seconds, pred.precision, pred.memory)
 
 
 # ----- add to training set ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -124,6 +125,39 @@ def available_memory_bytes(device: torch.device) -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return 4 << 30
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """The most memory tensors held on a GPU during some work, and the GPU's total."""
+
+    peak: int  # bytes
+    total: int  # bytes
+
+    def __str__(self) -> str:
+        return f"peak GPU memory {self.peak / (1 << 30):.2f} of {self.total / (1 << 30):.0f} GiB"
+
+
+class PeakMemory:
+    """Measures :class:`MemoryUse` on a CUDA device from construction to :meth:`stop`
+    (``None`` on a CPU or MPS, where torch keeps no per-device peak)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda" and torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def stop(self) -> MemoryUse | None:
+        if not self.cuda:
+            return None
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        return MemoryUse(int(torch.cuda.max_memory_allocated(self.device)), int(total))
+
+
+def run_description(device: str, precision: str, memory: MemoryUse | None = None) -> str:
+    """How an inference ran, for people: ``cuda:0 (float16, peak GPU memory 2.10 of 140 GiB)``."""
+    return f"{device} ({precision}{f', {memory}' if memory is not None else ''})"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -282,7 +282,7 @@ class InferenceController(QtCore.QObject):
         doc.set_uncertainty(res.uncertainty)
         self.review = res.review
         p = self.panel
-        p.set_device(f"{res.device} ({res.precision})")
+        p.set_device(res.how)
         p.set_progress(1.0, "done")
         p.set_review(self.review.summary(), self.review.n_uncertain > 0)
         where = "" if res.region is None else " (region)"

@@ -110,12 +110,14 @@ class Prediction:
         window: tuple[int, ...] | None = None,
         resampled: BackProjection | None = None,
         precision: str = "float32",
+        memory: devices.MemoryUse | None = None,
     ) -> None:
         if probabilities is None and resampled is None:
             raise ValueError("a Prediction needs probabilities or a resampled back projection")
         self.labels = labels
         self.device = device
         self.precision = precision  # the network's arithmetic: float32, or float16 / bfloat16 autocast
+        self.memory = memory  # the GPU memory the prediction (model included) used at most; None off a GPU
         self.seconds = seconds
         self.region = region  # where these arrays lie in the input volume; None = all of it
         self.batch_size = batch_size
@@ -241,6 +243,7 @@ def predict_volume(
         )
     vol = _as_volume(volume)
     dev = devices.choose_device(device)
+    peak = devices.PeakMemory(dev)
     shape = vol.shape
     reg = _normalise_region(region, shape) if region is not None else None
     config = card.preprocess_config
@@ -323,8 +326,9 @@ def predict_volume(
         with torch.inference_mode():
             labels_host = np.ascontiguousarray(out.labels.contiguous().cpu().numpy())  # the one copy every caller needs
     seconds = time.perf_counter() - t0
-    log.info("predicted %s in %.2fs on %s, %s (batch %d, window %s%s)", shape, seconds, runner.device, runner.precision,
-             runner.batch_size,
+    memory = peak.stop()
+    log.info("predicted %s in %.2fs on %s (batch %d, window %s%s)", shape, seconds,
+             devices.run_description(str(runner.device), runner.precision, memory), runner.batch_size,
              used_window, f", model grid {tuple(work.shape)} of {tuple(rshape)}" if resampling else "")
     return Prediction(
         labels_host,
@@ -339,6 +343,7 @@ def predict_volume(
         window=used_window,
         resampled=projection,
         precision=runner.precision,
+        memory=memory,
     )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from unet_engine.cli.commands.progress import ProgressBar
 from unet_engine.cli.commands.targets import add_project_option, modality_problem, no_model_error, one_of, open_project
-from unet_engine.devices import DEVICE_CHOICES, set_cpu_threads
+from unet_engine.devices import DEVICE_CHOICES, run_description, set_cpu_threads
 from unet_engine.errors import SegLoopError
 from unet_engine.inference.predict import Prediction, predict_volume
 from unet_engine.registry.resolver import load_model_for_inference
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             predict_volume(model, card, volume, tta=args.tta, device=args.device, batch_size=args.batch_size),
             lambda p: bar.update(p.fraction, p.message),
         )
-    bar.close(f"{pred.seconds:.1f}s on {pred.device} ({pred.precision})")
+    bar.close(f"{pred.seconds:.1f}s on {run_description(pred.device, pred.precision, pred.memory)}")
     out = write_mask(pred.labels, volume, args.output, labels=card.labels)
     if project is not None:
         print(f"model: project {project.name!r}, {Path(model_path).name}")

@@ -40,6 +40,8 @@ class ProgressBar:
             self.stream.flush()
 
     def close(self, message: str = "done") -> None:
+        """The last line, with ``message``: always written (also after a 100 % line elsewhere)."""
+        self._last_decile = -1
         self.update(1.0, message)
         if self._tty:
             self.stream.write("\n")
