@@ -17,7 +17,7 @@ from unet_engine.inference import sliding_window as sw
 from unet_engine.model.checkpoint import ModelCard, load_checkpoint
 from unet_engine.errors import CancelledError
 from unet_engine.inference.predict import predict_volume
-from unet_engine.inference.runner import Runner, device_image, run_patches, window_size
+from unet_engine.inference.runner import Runner, WindowedImage, device_image, run_patches, window_size
 from unet_engine.io.volume_io import read_mask, read_volume
 from unet_engine.metrics import dice
 from unet_engine.model.network import ModelSpec
@@ -163,6 +163,13 @@ def test_normalising_on_the_device_equals_apply_intensity(array):
     got = device_image(array, stats, torch.device("cpu")).numpy()
     np.testing.assert_array_equal(got, apply_intensity(array, stats))
     assert device_image(array, None, torch.device("cpu")).dtype == torch.float32
+    # read window by window (the 3D sliding window): the same values, the caller's array untouched
+    before = array.copy()
+    lazy = WindowedImage(array, stats, torch.device("cpu"))
+    box = tuple(slice(n // 3, n) for n in array.shape)
+    np.testing.assert_array_equal(lazy.window(box).numpy(), got[box])
+    np.testing.assert_array_equal(lazy.window(box).numpy(), got[box])  # twice: reading changes nothing
+    np.testing.assert_array_equal(array, before)
 
 
 def test_cancel_mid_way_through_the_sliding_window():

@@ -135,7 +135,9 @@ def test_nearest_first_alternates_and_ordered_blend_matches_the_plain_sum():
     values = torch.rand((len(windows), 2, *patch), generator=torch.Generator().manual_seed(0))
     plain = sw.Blender(2, shape, patch, starts, torch.device("cpu"))
     plain.add(values.clone(), windows)
-    ordered = OrderedBlend(sw.Blender(2, shape, patch, starts, torch.device("cpu")), windows)
+    unzeroed = sw.Blender(2, shape, patch, starts, torch.device("cpu"), zeroed=False)
+    unzeroed.acc.fill_(float("nan"))  # streamed: each cell's first part is copied in, over whatever was there
+    ordered = OrderedBlend(unzeroed, windows)
     cover = np.zeros(shape, np.int32)
     for i in np.random.default_rng(1).permutation(len(windows)):
         for cell in ordered.add(values[i : i + 1].clone(), [int(i)]):

@@ -3,7 +3,8 @@
 * :func:`prepare_model`: an eval-mode, BatchNorm-folded, channels-last copy of the model on
   the device, cached while the weights do not change (the caller's model is never touched);
 * :func:`device_image`: the image moved to the device once (in its own dtype) and
-  normalised there;
+  normalised there (:class:`WindowedImage`: normalised window by window as the 3D sliding
+  window reads it);
 * :func:`estimate_batch_size`: slices/windows per forward pass for the device;
 * :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA, bf16 autocast on
   a CPU with fast bf16 convolutions), recovering
@@ -20,7 +21,7 @@ import copy
 import logging
 import warnings
 import weakref
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,13 +115,9 @@ def estimate_batch_size(spec: ModelSpec, sample_shape: tuple[int, ...], device: 
 _TORCH_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64)}
 
 
-def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> torch.Tensor:
-    """``array`` as a float32 tensor on ``device``, normalised there with ``stats`` (None: as is).
-
-    The raw array crosses to the device in its own dtype (an int16 CT: half the bytes of
-    float32); the result equals :func:`unet_engine.model.preprocessing.apply_intensity` (same
-    float32 operations, true division).
-    """
+def _raw_on_device(array: np.ndarray, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """``array`` on ``device`` in its own dtype (float32 where torch has no such dtype), and
+    whether that tensor shares the caller's memory (on the CPU: never write through it)."""
     a = np.asarray(array)
     if a.dtype not in _TORCH_DTYPES or not a.dtype.isnative:
         a = a.astype(np.float32)
@@ -128,18 +125,47 @@ def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.
         warnings.simplefilter("ignore", UserWarning)
         host = torch.from_numpy(np.ascontiguousarray(a))
     x = host.to(device)
-    x = x.to(torch.float32, copy=x.data_ptr() == host.data_ptr())  # never normalise the caller's array in place
+    return x, x.data_ptr() == host.data_ptr()
+
+
+def _normalise_(x: torch.Tensor, stats: IntensityStats | None, floating: bool) -> torch.Tensor:
+    """Normalise the float32 tensor ``x`` in place with ``stats`` (None: as is)."""
     if stats is None:
         return x
     if stats.scale == 0.0:
         return x.zero_()
     with np.errstate(over="ignore"):  # bounds beyond float32 become +-inf, as numpy's clip sees them
         lo, hi, centre, scale = (np.float32(v) for v in (stats.lo, stats.hi, stats.centre, stats.scale))
-    if a.dtype.kind == "f":  # one pass, no device sync to test first
+    if floating:  # one pass, no device sync to test first
         torch.nan_to_num_(x, nan=float(lo), posinf=float(hi), neginf=float(lo))
-    x.clamp_(torch.tensor(lo, device=device), torch.tensor(hi, device=device))
-    x.sub_(torch.tensor(centre, device=device))
-    return x.div_(torch.tensor(scale, device=device))  # a tensor, not a scalar: true division on CUDA too
+    x.clamp_(torch.tensor(lo, device=x.device), torch.tensor(hi, device=x.device))
+    x.sub_(torch.tensor(centre, device=x.device))
+    return x.div_(torch.tensor(scale, device=x.device))  # a tensor, not a scalar: true division on CUDA too
+
+
+def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> torch.Tensor:
+    """``array`` as a float32 tensor on ``device``, normalised there with ``stats`` (None: as is).
+
+    The raw array crosses to the device in its own dtype (an int16 CT: half the bytes of
+    float32); the result equals :func:`unet_engine.model.preprocessing.apply_intensity` (same
+    float32 operations, true division).
+    """
+    raw, shared = _raw_on_device(array, device)
+    return _normalise_(raw.to(torch.float32, copy=shared), stats, raw.dtype.is_floating_point)
+
+
+class WindowedImage:
+    """The raw image on the device, normalised where it is read (:meth:`window`): a window
+    equals the same window of :func:`device_image` bit for bit (the same elementwise float32
+    operations), without a normalised float32 copy of the whole volume made first."""
+
+    def __init__(self, array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> None:
+        self.raw, _ = _raw_on_device(array, device)
+        self.stats = stats
+
+    def window(self, box: tuple[slice, ...]) -> torch.Tensor:
+        """The normalised float32 values of ``box`` (a new tensor)."""
+        return _normalise_(self.raw[box].to(torch.float32, copy=True), self.stats, self.raw.dtype.is_floating_point)
 
 
 class Runner:
@@ -402,21 +428,27 @@ def run_patches(
     c = spec.num_classes
     ax = 0 if focus is None else focus[0]
 
-    def setup() -> tuple[torch.Tensor, sliding_window.Blender, streaming.OrderedBlend | None, list[list[int]]]:
-        x = device_image(image, stats, runner.device)
-        if any(pad):
-            x = F.pad(x[None, None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")[0, 0]
-        blender = sliding_window.Blender(c + int(runner.tta), work_shape, patch, starts, runner.device)
+    def setup() -> tuple[Callable[[tuple[slice, ...]], torch.Tensor], sliding_window.Blender,
+                         streaming.OrderedBlend | None, list[list[int]]]:
+        if any(pad):  # smaller than a window: normalised whole and edge-padded
+            x = F.pad(device_image(image, stats, runner.device)[None, None], (0, pad[2], 0, pad[1], 0, pad[0]),
+                      mode="replicate")[0, 0]
+            read: Callable[[tuple[slice, ...]], torch.Tensor] = x.__getitem__
+        else:  # normalised window by window: the first window starts without a pass over the volume
+            read = WindowedImage(image, stats, runner.device).window
+        # streamed: every cell's first window is copied in, so the accumulator needs no zeroing first
+        blender = sliding_window.Blender(c + int(runner.tta), work_shape, patch, starts, runner.device,
+                                         zeroed=focus is None)
         ordered = None if focus is None else streaming.OrderedBlend(blender, windows)
         groups = streaming.window_groups(windows, runner.batch_size, ax, None if focus is None else focus[1])
         if mapper is not None:
             mapper.reset(streaming.cuts_of(windows, shape))
-        return x, blender, ordered, groups
+        return read, blender, ordered, groups
 
     def box_probs(box: tuple[slice, ...]) -> torch.Tensor:
         return blender.normalised(box)[:c]
 
-    x, blender, ordered, queue = setup()
+    read, blender, ordered, queue = setup()
     done, n = 0, len(windows)
     while queue:
         if cancel is not None:
@@ -425,7 +457,7 @@ def run_patches(
         finished: list[tuple[int, ...]] = []
         try:
             with torch.inference_mode():
-                batch = torch.stack([x[windows[i]] for i in group])[:, None]
+                batch = torch.stack([read(windows[i]) for i in group])[:, None]
                 probs, dis = runner.probs(batch)
                 values = probs if dis is None else torch.cat([probs, dis[:, None]], dim=1)
                 if ordered is None:
@@ -434,7 +466,7 @@ def run_patches(
                     finished = ordered.add(values, group)
         except Exception as exc:  # noqa: BLE001
             if _oom_or_raise(runner, exc):
-                x, blender, ordered, queue = setup()
+                read, blender, ordered, queue = setup()
                 done = 0
             else:  # a smaller batch: split this one
                 queue[:1] = [group[i : i + runner.batch_size] for i in range(0, len(group), runner.batch_size)]

@@ -139,9 +139,11 @@ class Blender:
         device: torch.device,
         dtype: torch.dtype = torch.float32,
         sigma_scale: float = SIGMA_SCALE,
+        zeroed: bool = True,
     ) -> None:
         self.shape = tuple(int(s) for s in shape)
-        self.acc = torch.zeros((channels, *self.shape), dtype=dtype, device=device)
+        # zeroed=False: the caller writes every voxel with :meth:`put` ``first=True`` before adding to it
+        self.acc = (torch.zeros if zeroed else torch.empty)((channels, *self.shape), dtype=dtype, device=device)
         self.single = all(len(s) == 1 for s in starts)  # one window: no weighting at all (exact)
         weight = None if self.single else torch.from_numpy(gaussian_weight(patch, sigma_scale))
         self.weight = None if weight is None else weight.to(device=device, dtype=dtype)
@@ -162,9 +164,14 @@ class Blender:
         for b, w in enumerate(windows):
             self.acc[(slice(None), *w)] += values[b]
 
-    def put(self, value: torch.Tensor, box: tuple[slice, ...]) -> None:
-        """Add an already weighted ``[C, *box]`` part of one window at ``box``."""
-        self.acc[(slice(None), *box)] += value
+    def put(self, value: torch.Tensor, box: tuple[slice, ...], first: bool = False) -> None:
+        """Add an already weighted ``[C, *box]`` part of one window at ``box``; ``first``: the
+        first part there, copied in (the same value as adding it to zeros: weights and
+        probabilities are >= 0, so no -0.0 can differ)."""
+        if first:
+            self.acc[(slice(None), *box)].copy_(value)
+        else:
+            self.acc[(slice(None), *box)] += value
 
     def normalised(self, box: tuple[slice, ...]) -> torch.Tensor:
         """The blended values of a finished ``box`` (a new tensor, bit-identical to :meth:`result` there)."""

@@ -185,7 +185,7 @@ class OrderedBlend:
         return tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(self.box(cell), self.windows[wi]))
 
     def _put(self, cell: tuple[int, ...], wi: int, part: torch.Tensor) -> None:
-        self.blender.put(part, self.box(cell))
+        self.blender.put(part, self.box(cell), first=self.pos[cell] == 0)
         self.pos[cell] += 1
 
 
