@@ -99,6 +99,7 @@ def test_whole_learning_loop(qtbot, segloop_app, tiny_checkpoint):
     assert doc.uncertainty is not None and doc.uncertainty.shape == doc.mask.shape
     assert [lab.name for _v, lab in sorted(doc.labels.labels.items())] == ["anterior", "posterior"]
     assert inf.panel.device_label.text() == "Device: CPU (float32)"  # the suite runs float32
+    assert inf.panel.estimate_label.text() == ""  # no "finishing" left under the bar once done
     # uncertainty review: jump to the most uncertain slice, the count follows
     inf.panel.uncertainty_check.setChecked(True)
     assert parts.options.uncertainty_visible

@@ -284,6 +284,7 @@ class InferenceController(QtCore.QObject):
         p = self.panel
         p.set_device(res.how)
         p.set_progress(1.0, "done")
+        p.set_estimate("")  # the status line below says how long it took
         p.set_review(self.review.summary(), self.review.n_uncertain > 0)
         where = "" if res.region is None else " (region)"
         # both times from the click (model loading included), so they compare
