@@ -165,7 +165,18 @@ class WindowedImage:
 
     def window(self, box: tuple[slice, ...]) -> torch.Tensor:
         """The normalised float32 values of ``box`` (a new tensor)."""
-        return _normalise_(self.raw[box].to(torch.float32, copy=True), self.stats, self.raw.dtype.is_floating_point)
+        return self._normalised(self.raw[box])
+
+    def slices(self, axis: int, index: np.ndarray) -> torch.Tensor:
+        """The normalised slices ``index`` (any shape of slice numbers) along ``axis``:
+        ``[*index.shape, *plane]`` (a new tensor)."""
+        flat = torch.as_tensor(np.asarray(index, np.int64).ravel(), device=self.raw.device)
+        picked = self.raw.index_select(axis, flat).movedim(axis, 0)
+        return self._normalised(picked).reshape(*np.shape(index), *picked.shape[1:])
+
+    def _normalised(self, raw: torch.Tensor) -> torch.Tensor:
+        return _normalise_(raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True), self.stats,
+                           self.raw.dtype.is_floating_point)
 
 
 class Runner:
@@ -282,9 +293,9 @@ def run_slices(
 ) -> Generator[Progress, None, Out]:
     """2D/2.5D: slices ``slab`` along ``axis`` of ``image``; outputs are that slab, full in-plane.
 
-    The normalised volume is on the device, padded in-plane once (edge, centred as
-    :func:`unet_engine.model.preprocessing.pad_to_multiple`); each batch of slices (with their
-    2.5D neighbours) is gathered there and its probabilities written into one
+    The raw volume is on the device; each batch of slices (with their 2.5D neighbours) is
+    gathered there, normalised and padded in-plane (edge, centred as
+    :func:`unet_engine.model.preprocessing.pad_to_multiple`), and its probabilities written into one
     preallocated ``[C, n, H, W]`` tensor. ``focus`` (an output position): the batch holding
     it first, then outward; ``mapper`` turns each finished batch into partial results
     (:mod:`unet_engine.inference.streaming`).
@@ -297,23 +308,28 @@ def run_slices(
     (ph0, ph1), (pw0, pw1) = (_centred_pads(s, m) for s in plane)
     crop = (slice(ph0, ph0 + plane[0]), slice(pw0, pw0 + plane[1]))
 
-    def setup() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
-        moved = device_image(image, stats, runner.device).movedim(axis, 0)
-        padded = F.pad(moved[None], (pw0, pw1, ph0, ph1), mode="replicate")[0] if ph0 + ph1 + pw0 + pw1 else moved
+    def gather(idx: np.ndarray) -> torch.Tensor:
+        """The batch for output slices ``idx``: ``[B, channels, H, W]``, normalised as read, padded in-plane."""
+        picks = context_indices(idx, n_all, spec.context_slices) if spec.context_slices else idx[:, None]
+        batch = src.slices(axis, picks)
+        return F.pad(batch, (pw0, pw1, ph0, ph1), mode="replicate") if ph0 + ph1 + pw0 + pw1 else batch
+
+    def setup() -> tuple[WindowedImage, torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
+        src = WindowedImage(image, stats, runner.device)
         probs = torch.empty((spec.num_classes, n, *plane), dtype=torch.float32, device=runner.device)
         dis = torch.empty((n, *plane), dtype=torch.float32, device=runner.device) if runner.tta else None
         chunks = streaming.batch_plan(n, runner.batch_size)
         order = range(len(chunks)) if focus is None else streaming.nearest_first(chunks, focus)
         if mapper is not None:
             mapper.reset([list(range(n + 1)) if a == axis else [0, s] for a, s in enumerate(out_shape)])
-        return padded.contiguous(), probs, dis, [chunks[i] for i in order]
+        return src, probs, dis, [chunks[i] for i in order]
 
     def box_probs(box: tuple[slice, ...]) -> torch.Tensor:
         return out_probs.movedim(1, axis + 1)[(slice(None), *box)]
 
     out_shape = tuple(n if a == axis else s for a, s in enumerate(image.shape))
 
-    padded, out_probs, out_dis, queue = setup()
+    src, out_probs, out_dis, queue = setup()
     done = 0
     while queue:
         if cancel is not None:
@@ -322,19 +338,14 @@ def run_slices(
         idx = indices[s0:s1]
         try:
             with torch.inference_mode():
-                if spec.context_slices:
-                    ci = torch.from_numpy(context_indices(idx, n_all, spec.context_slices)).to(runner.device)
-                    batch = padded[ci]
-                else:
-                    batch = padded[int(idx[0]) : int(idx[-1]) + 1, None]
-                probs, dis = runner.probs(batch)
+                probs, dis = runner.probs(gather(idx))
                 s = slice(s0, s1)
                 out_probs[:, s] = probs[(slice(None), slice(None), *crop)].transpose(0, 1)
                 if dis is not None and out_dis is not None:
                     out_dis[s] = dis[(slice(None), *crop)]
         except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
             if _oom_or_raise(runner, exc):
-                padded, out_probs, out_dis, queue = setup()
+                src, out_probs, out_dis, queue = setup()
                 done = 0
             else:  # a smaller batch: split this one
                 queue[:1] = streaming.batch_plan(s1 - s0, runner.batch_size, start=s0)
