@@ -3,8 +3,8 @@
 * :func:`prepare_model`: an eval-mode, BatchNorm-folded, channels-last copy of the model on
   the device, cached while the weights do not change (the caller's model is never touched);
 * :func:`device_image`: the image moved to the device once (in its own dtype) and
-  normalised there (:class:`WindowedImage`: normalised window by window as the 3D sliding
-  window reads it);
+  normalised there; :class:`WindowedImage`: the same, normalised where it is read (the 3D
+  sliding window's windows, the 2D models' batches of slices);
 * :func:`estimate_batch_size`: slices/windows per forward pass for the device;
 * :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA, bf16 autocast on
   a CPU with fast bf16 convolutions), recovering
