@@ -71,6 +71,18 @@ def gpu_time(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, fl
     return out, best, float(peak)
 
 
+def row_text(r: Row) -> str:
+    return f"| {r['case']} | {r['method']} | {r['s']:.3f} | {float(str(r['mem'])) / (1 << 30):.2f} | {r.get('agree', '-')} |"
+
+
+class Rows(list):
+    """The table's rows, each also printed as it is measured (a run cut short keeps what it had)."""
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        print(row_text(row), flush=True)
+
+
 def agreement(a: np.ndarray, b: np.ndarray) -> str:
     from unet_engine.metrics import dice
 
@@ -252,7 +264,7 @@ def main() -> int:
     box = (slice(start, start + args.slices), *(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(ct.shape[1:], edge)))
     vol = Volume(np.ascontiguousarray(ct[box]), spacing=SPACING, modality="CT")
     del ct
-    rows: list[Row] = []
+    rows: list[Row] = Rows()
     if args.only in (None, "3d"):
         from bench.hippo_mosaic import DATA
 
@@ -263,7 +275,7 @@ def main() -> int:
     print("| case | method | s | peak GPU GiB | agreement with the reference |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['method']} | {r['s']:.3f} | {float(r['mem']) / (1 << 30):.2f} | {r.get('agree', '-')} |")
+        print(row_text(r))
     return 0
 
 
