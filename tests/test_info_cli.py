@@ -77,6 +77,19 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
     assert code == 0 and "32 x 32 x 12" in out
 
 
+def test_running_out_of_memory_after_reading_is_one_line(capsys, monkeypatch):
+    """A MemoryError where no step names a file (here: describing the volume) still ends in one line, exit 2."""
+    from unet_engine.cli.commands import info
+
+    def exhausted(*_args, **_kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(info, "describe", exhausted)
+    code, out, err = run_info(capsys, FIXTURES / "ct_spleen_nifti" / "image.nii.gz")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("segloop info: error: ran out of memory running this command") and "Traceback" not in err
+
+
 def test_as_a_subprocess():
     proc = subprocess.run([sys.executable, "-m", "unet_engine.cli.main", "info", "--json", str(SPLEEN_LABEL)],
                           capture_output=True, text=True, timeout=120)

@@ -4,7 +4,8 @@ Each subcommand lives in ``unet_engine/cli/commands/<name>.py`` and exposes
 ``register(subparsers) -> None``, which adds its parser and sets ``func=run`` where
 ``run(args) -> int`` does the work. Errors derived from :class:`SegLoopError` are printed
 as one readable line (no traceback) and give exit code 2; so is any :class:`OSError`
-that escapes a command (a file name too long, a full disk...).
+that escapes a command (a file name too long, a full disk...) and any :class:`MemoryError`
+that no reader or prediction named its file for.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # an OS refusal that no reader turned into a SegLoopError: still one line
         where = f"{short_path(exc.filename)}: " if getattr(exc, "filename", None) else ""
         print(f"segloop {args.command}: error: {where}{os_reason(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:  # outside the steps that name their file (reading, predicting): still one line
+        from unet_engine.io.checks import out_of_memory_message
+
+        print(f"segloop {args.command}: error: {out_of_memory_message('running this command')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segloop {args.command}: interrupted", file=sys.stderr)
