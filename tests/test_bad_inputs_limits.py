@@ -199,6 +199,23 @@ _TEXT_EDITS = {".nrrd": [("sizes", "35 51 0"), ("sizes", "35 51 99999"), ("sizes
                         ("CompressedData", "True"), ("BinaryDataByteOrderMSB", "True")]}
 
 
+@pytest.mark.parametrize("suffix, key, value, named", [(".mha", "ElementType", "MET_X", "ElementType 'MET_X'"),
+                                                        (".nrrd", "type", "quaternion", "type 'quaternion'")])
+def test_an_unknown_voxel_type_is_named(tmp_path: Path, suffix: str, key: str, value: str, named: str) -> None:
+    """The refusal names the header field and its value, not a guess about the pixel layout."""
+    path = tmp_path / f"m{suffix}"
+    sitk.WriteImage(sitk.ReadImage(str(NIFTI)), str(path), useCompression=False)
+    sep = ":" if suffix == ".nrrd" else " ="
+    data = path.read_bytes()
+    start = data.index(f"\n{key}{sep}".encode()) + 1
+    end = data.index(b"\n", start)
+    path.write_bytes(data[:start] + f"{key}{sep} {value}".encode() + data[end:])
+    with pytest.raises(SegLoopError) as caught:
+        read_volume(path)
+    message = str(caught.value)
+    assert path.name in message and named in message and "not a voxel type" in message
+
+
 @pytest.mark.parametrize("suffix, key, value", [(s, k, v) for s, edits in _TEXT_EDITS.items() for k, v in edits])
 def test_text_header_mutation(tmp_path: Path, suffix: str, key: str, value: str) -> None:
     path = tmp_path / f"m{suffix}"

@@ -149,13 +149,50 @@ def _header_lines(path: Path, limit: int = 65536) -> tuple[list[str], int]:
     return lines, pos
 
 
+def _header_fields(lines: list[str], fmt: str) -> dict[str, str]:
+    """``field: value`` (NRRD) or ``Field = Value`` (MetaImage) lines, keys lower case."""
+    if fmt == "nrrd":
+        return {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ":" in ln
+                                                             and not ln.startswith("#") and ":=" not in ln)}
+    return {k.strip().lower(): v.strip() for k, _, v in (ln.partition("=") for ln in lines if "=" in ln)}
+
+
+_MET_TYPES = {f"MET_{t}{a}" for t in ("CHAR", "UCHAR", "SHORT", "USHORT", "INT", "UINT", "LONG", "ULONG",
+                                      "LONG_LONG", "ULONG_LONG", "FLOAT", "DOUBLE") for a in ("", "_ARRAY")}
+_NRRD_TYPES = {"signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t", "short", "short int",
+               "signed short", "signed short int", "int16", "int16_t", "ushort", "unsigned short",
+               "unsigned short int", "uint16", "uint16_t", "int", "signed int", "int32", "int32_t", "uint",
+               "unsigned int", "uint32", "uint32_t", "longlong", "long long", "long long int", "signed long long",
+               "signed long long int", "int64", "int64_t", "ulonglong", "unsigned long long",
+               "unsigned long long int", "uint64", "uint64_t", "float", "double", "block"}
+
+
+def declared_type_problem(path: Path) -> str | None:
+    """What is wrong with the voxel type an NRRD / MetaImage header declares (None: a type the
+    format defines, none declared, or not such a header)."""
+    name = path.name.lower()
+    if name.endswith((".mha", ".mhd")):
+        fmt, key, label, known = "mha", "elementtype", "ElementType", _MET_TYPES
+    elif name.endswith((".nrrd", ".nhdr")):
+        fmt, key, label, known = "nrrd", "type", "type", _NRRD_TYPES
+    else:
+        return None
+    lines = _header_lines(path)[0]
+    if fmt == "nrrd" and not (lines and lines[0].startswith("NRRD")):
+        return None  # not an NRRD header at all: the reader's message says so
+    value = _header_fields(lines, fmt).get(key)
+    kind = "MetaImage" if fmt == "mha" else "NRRD"
+    if value is not None and (value.upper() if fmt == "mha" else value.lower()) not in known:
+        return f"the header's {label} {value!r} is not a voxel type {kind} defines; the header is damaged"
+    return None
+
+
 def check_text_header_size(path: Path, fmt: str, expected_bytes: int) -> None:
     """Data-size check for NRRD / MetaImage, from their ``encoding`` / ``CompressedData`` /
     data-file lines (the image itself is read by SimpleITK). Unknown layouts pass."""
     lines, header_len = _header_lines(path)
+    fields = _header_fields(lines, fmt)
     if fmt == "nrrd":
-        fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ":" in ln
-                                                                and not ln.startswith("#") and ":=" not in ln)}
         if "byte skip" in fields or "line skip" in fields:
             return
         encoding = fields.get("encoding", "raw").lower()
@@ -164,7 +201,6 @@ def check_text_header_size(path: Path, fmt: str, expected_bytes: int) -> None:
             return  # text / hex / bzip2: no simple bound
         data_file = fields.get("data file") or fields.get("datafile")
     else:
-        fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition("=") for ln in lines if "=" in ln)}
         compressed = fields.get("compresseddata", "false").lower() == "true"
         data_file = fields.get("elementdatafile")
         if data_file is not None and data_file.upper() == "LOCAL":

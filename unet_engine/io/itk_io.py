@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from unet_engine.errors import ImageDimensionError, InvalidVoxelDataError, UnsupportedImageError
-from unet_engine.io.checks import check_budget, check_geometry, pick_time_index, short_reason
+from unet_engine.io.checks import check_budget, check_geometry, declared_type_problem, pick_time_index, short_reason
 from unet_engine.volume import Volume, direction_from_itk, direction_to_itk, float3
 
 #: what SimpleITK raises: RuntimeError, or UnicodeDecodeError when ITK's message quotes raw bytes
@@ -74,6 +74,9 @@ def info_reader(path: Path, imageio: str = "") -> sitk.ImageFileReader:
     except ITK_ERRORS as exc:
         reason = short_reason(exc)
         kind = path.suffix.lstrip(".").upper() or "image"
+        declared = declared_type_problem(path)  # a text header naming no known voxel type says so
+        if declared is not None:
+            raise UnsupportedImageError(declared, path) from None
         if "Unknown PixelType" in reason:
             raise UnsupportedImageError(f"this {kind} file's pixel layout is not supported (e.g. gray + alpha); "
                                         f"save it as plain grayscale or RGB", path) from None
