@@ -4,7 +4,7 @@
   the device, cached while the weights do not change (the caller's model is never touched);
 * :func:`device_image`: the image moved to the device once (in its own dtype) and
   normalised there; :class:`WindowedImage`: the same, normalised where it is read (the 3D
-  sliding window's windows, the 2D models' batches of slices);
+  sliding window's windows, the 2D models' runs of slices);
 * :func:`estimate_batch_size`: slices/windows per forward pass for the device;
 * :class:`Runner`: runs batches (fp16 autocast and cuDNN autotuning on CUDA, bf16 autocast on
   a CPU with fast bf16 convolutions), recovering
@@ -38,7 +38,7 @@ from unet_engine.inference import streaming
 from unet_engine.model.checkpoint import ModelCard
 from unet_engine.errors import SegLoopError
 from unet_engine.model.network import ModelSpec, UNet, fuse_for_inference, required_multiple
-from unet_engine.model.preprocessing import IntensityStats, context_indices
+from unet_engine.model.preprocessing import IntensityStats
 from unet_engine.progress import CancelToken, Progress
 from unet_engine.inference.tta import argmax_labels, flip_sets, softmax_probs
 from unet_engine.volume import region3
@@ -167,12 +167,9 @@ class WindowedImage:
         """The normalised float32 values of ``box`` (a new tensor)."""
         return self._normalised(self.raw[box])
 
-    def slices(self, axis: int, index: np.ndarray) -> torch.Tensor:
-        """The normalised slices ``index`` (any shape of slice numbers) along ``axis``:
-        ``[*index.shape, *plane]`` (a new tensor)."""
-        flat = torch.as_tensor(np.asarray(index, np.int64).ravel(), device=self.raw.device)
-        picked = self.raw.index_select(axis, flat).movedim(axis, 0)
-        return self._normalised(picked).reshape(*np.shape(index), *picked.shape[1:])
+    def slab(self, axis: int, start: int, stop: int) -> torch.Tensor:
+        """The normalised slices ``start:stop`` along ``axis``: ``[stop - start, *plane]`` (a new tensor)."""
+        return self._normalised(self.raw.narrow(axis, start, stop - start).movedim(axis, 0))
 
     def _normalised(self, raw: torch.Tensor) -> torch.Tensor:
         return _normalise_(raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True), self.stats,
@@ -309,9 +306,19 @@ def run_slices(
     crop = (slice(ph0, ph0 + plane[0]), slice(pw0, pw0 + plane[1]))
 
     def gather(idx: np.ndarray) -> torch.Tensor:
-        """The batch for output slices ``idx``: ``[B, channels, H, W]``, normalised as read, padded in-plane."""
-        picks = context_indices(idx, n_all, spec.context_slices) if spec.context_slices else idx[:, None]
-        batch = src.slices(axis, picks)
+        """The batch for the consecutive output slices ``idx``: ``[B, channels, H, W]``, normalised
+        as read (each slice once), 2.5D neighbours clamped at the ends, padded in-plane; the
+        neighbour indices are made on the device (no host copy, no wait for the device)."""
+        lo, hi, c = int(idx[0]), int(idx[-1]) + 1, spec.context_slices
+        assert hi - lo == len(idx), "a batch is a run of consecutive slices"
+        first, last = max(0, lo - c), min(n_all, hi + c)
+        block = src.slab(axis, first, last)
+        if c:
+            dev = block.device
+            near = torch.arange(lo, hi, device=dev)[:, None] + torch.arange(-c, c + 1, device=dev)
+            batch = block[near.clamp_(0, n_all - 1) - first]
+        else:
+            batch = block[:, None]
         return F.pad(batch, (pw0, pw1, ph0, ph1), mode="replicate") if ph0 + ph1 + pw0 + pw1 else batch
 
     def setup() -> tuple[WindowedImage, torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
