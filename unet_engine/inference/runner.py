@@ -128,19 +128,30 @@ def _raw_on_device(array: np.ndarray, device: torch.device) -> tuple[torch.Tenso
     return x, x.data_ptr() == host.data_ptr()
 
 
-def _normalise_(x: torch.Tensor, stats: IntensityStats | None, floating: bool) -> torch.Tensor:
-    """Normalise the float32 tensor ``x`` in place with ``stats`` (None: as is)."""
-    if stats is None:
-        return x
-    if stats.scale == 0.0:
-        return x.zero_()
-    with np.errstate(over="ignore"):  # bounds beyond float32 become +-inf, as numpy's clip sees them
-        lo, hi, centre, scale = (np.float32(v) for v in (stats.lo, stats.hi, stats.centre, stats.scale))
-    if floating:  # one pass, no device sync to test first
-        torch.nan_to_num_(x, nan=float(lo), posinf=float(hi), neginf=float(lo))
-    x.clamp_(torch.tensor(lo, device=x.device), torch.tensor(hi, device=x.device))
-    x.sub_(torch.tensor(centre, device=x.device))
-    return x.div_(torch.tensor(scale, device=x.device))  # a tensor, not a scalar: true division on CUDA too
+class _Normaliser:
+    """Normalises float32 tensors in place with ``stats`` (None: as is). Its four bounds are
+    device tensors made once: a scalar tensor made per call would be a host-to-device copy,
+    and on a GPU each such copy waits for all the work queued before it."""
+
+    def __init__(self, stats: IntensityStats | None, device: torch.device, floating: bool) -> None:
+        self.stats, self.floating = stats, floating
+        if stats is not None and stats.scale != 0.0:
+            with np.errstate(over="ignore"):  # bounds beyond float32 become +-inf, as numpy's clip sees them
+                values = [np.float32(v) for v in (stats.lo, stats.hi, stats.centre, stats.scale)]
+            self.lo, self.hi = float(values[0]), float(values[1])
+            self.bounds = torch.tensor(np.array(values, np.float32), device=device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stats is None:
+            return x
+        if self.stats.scale == 0.0:
+            return x.zero_()
+        lo, hi, centre, scale = self.bounds
+        if self.floating:  # one pass, no device sync to test first
+            torch.nan_to_num_(x, nan=self.lo, posinf=self.hi, neginf=self.lo)
+        x.clamp_(lo, hi)
+        x.sub_(centre)
+        return x.div_(scale)  # a tensor, not a scalar: true division on CUDA too
 
 
 def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> torch.Tensor:
@@ -151,17 +162,18 @@ def device_image(array: np.ndarray, stats: IntensityStats | None, device: torch.
     float32 operations, true division).
     """
     raw, shared = _raw_on_device(array, device)
-    return _normalise_(raw.to(torch.float32, copy=shared), stats, raw.dtype.is_floating_point)
+    return _Normaliser(stats, raw.device, raw.dtype.is_floating_point)(raw.to(torch.float32, copy=shared))
 
 
 class WindowedImage:
-    """The raw image on the device, normalised where it is read (:meth:`window`): a window
-    equals the same window of :func:`device_image` bit for bit (the same elementwise float32
-    operations), without a normalised float32 copy of the whole volume made first."""
+    """The raw image on the device, normalised where it is read (:meth:`window`, :meth:`slab`):
+    the same values as :func:`device_image` there, bit for bit (the same elementwise float32
+    operations), without a normalised float32 copy of the whole volume made first, and with
+    no host-to-device copy per read."""
 
     def __init__(self, array: np.ndarray, stats: IntensityStats | None, device: torch.device) -> None:
         self.raw, _ = _raw_on_device(array, device)
-        self.stats = stats
+        self.normalise = _Normaliser(stats, self.raw.device, self.raw.dtype.is_floating_point)
 
     def window(self, box: tuple[slice, ...]) -> torch.Tensor:
         """The normalised float32 values of ``box`` (a new tensor)."""
@@ -172,8 +184,7 @@ class WindowedImage:
         return self._normalised(self.raw.narrow(axis, start, stop - start).movedim(axis, 0))
 
     def _normalised(self, raw: torch.Tensor) -> torch.Tensor:
-        return _normalise_(raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True), self.stats,
-                           self.raw.dtype.is_floating_point)
+        return self.normalise(raw.to(torch.float32, memory_format=torch.contiguous_format, copy=True))
 
 
 class Runner:
