@@ -9,12 +9,15 @@ Gaussian noise.
 
 All random numbers come from the ``torch.Generator`` passed in (a CPU generator), so a
 seeded run augments identically, on CPU or GPU, and resumes exactly when the
-generator's state is restored.
+generator's state is restored. :meth:`Augmenter.draw` makes a batch's parameters (and its
+noise) on the host, where the trainer's prefetch thread makes the batch, so a GPU step
+only copies them without waiting; :meth:`Augmenter.apply` does the work on the device.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -87,12 +90,12 @@ class Augmenter:
         changed = bool(spatial.any()) or bool((signs < 0).any())
         return theta, changed
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def draw(self, shape: tuple[int, ...], gen: torch.Generator) -> AugmentParams:
+        """The random parameters for a batch of ``shape`` ``[B, C, *S]``, on the host (where the
+        batch is made, ahead of the step), float32 as :meth:`apply` uses them."""
         cfg = self.cfg
-        b = image.shape[0]
-        sizes = list(image.shape[2:])
-        theta, changed = self._affine(b, sizes, gen)
+        b = shape[0]
+        theta, changed = self._affine(b, list(shape[2:]), gen)
         # intensity parameters are drawn every call (fixed consumption of the generator)
         do_int = _bernoulli(b, cfg.p_intensity, gen)
         mult = torch.where(do_int, _uniform(b, *cfg.intensity_scale, gen), torch.ones(b, dtype=torch.float64))
@@ -101,10 +104,24 @@ class Augmenter:
         gamma = torch.where(do_gamma, _uniform(b, *cfg.gamma_range, gen), torch.ones(b, dtype=torch.float64))
         do_noise = _bernoulli(b, cfg.p_noise, gen)
         noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        noise = None
+        if bool(do_noise.any()) and cfg.noise_std > 0:
+            ng = torch.Generator(device="cpu")
+            ng.manual_seed(noise_seed)
+            noise = torch.randn(shape, generator=ng, dtype=torch.float32)
+        f32 = torch.float32
+        return AugmentParams(theta.to(f32) if changed else None, gamma.to(f32) if bool(do_gamma.any()) else None,
+                             mult.to(f32), add.to(f32), noise, do_noise.to(f32))
 
+    def apply(self, image: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, params: AugmentParams
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Augment a batch on its device with ``params`` (from :meth:`draw`, moved there by
+        :meth:`AugmentParams.to`)."""
+        b = image.shape[0]
         dev = image.device
-        if changed:
-            grid = F.affine_grid(theta.to(dev, torch.float32), list(image.shape), align_corners=False)
+        p = params.to(dev)
+        if p.theta is not None:
+            grid = F.affine_grid(p.theta, list(image.shape), align_corners=False)
             image = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             lab = F.grid_sample(label[:, None].to(torch.float32), grid, mode="nearest", padding_mode="zeros",
                                 align_corners=False)
@@ -113,17 +130,49 @@ class Augmenter:
             w = F.grid_sample(w[:, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
             weight = w
         shape = (b,) + (1,) * (image.ndim - 1)
-        if bool(do_gamma.any()):
+        if p.gamma is not None:
             flat = image.reshape(b, -1)
             lo = flat.min(dim=1).values.reshape(shape)
             hi = flat.max(dim=1).values.reshape(shape)
             span = (hi - lo).clamp_min(1e-6)
-            g = gamma.to(dev, torch.float32).reshape(shape)
-            image = ((image - lo) / span).clamp(0, 1).pow(g) * span + lo
-        image = image * mult.to(dev, torch.float32).reshape(shape) + add.to(dev, torch.float32).reshape(shape)
-        if bool(do_noise.any()) and cfg.noise_std > 0:
-            ng = torch.Generator(device="cpu")
-            ng.manual_seed(noise_seed)
-            noise = torch.randn(image.shape, generator=ng, dtype=torch.float32).to(dev)
-            image = image + noise * (cfg.noise_std * do_noise.to(dev, torch.float32).reshape(shape))
+            image = ((image - lo) / span).clamp(0, 1).pow(p.gamma.reshape(shape)) * span + lo
+        image = image * p.mult.reshape(shape) + p.add.reshape(shape)
+        if p.noise is not None:
+            image = image + p.noise * (self.cfg.noise_std * p.noise_on.reshape(shape))
         return image, label, weight
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`draw` then :meth:`apply`."""
+        return self.apply(image, label, weight, self.draw(tuple(image.shape), gen))
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One batch's augmentation, float32 tensors: affine matrices (None: no sample moves),
+    gamma per sample (None: none), intensity scale and shift, noise (None: none) and which
+    samples get it."""
+
+    theta: torch.Tensor | None
+    gamma: torch.Tensor | None
+    mult: torch.Tensor
+    add: torch.Tensor
+    noise: torch.Tensor | None
+    noise_on: torch.Tensor
+
+    def to(self, device: torch.device) -> AugmentParams:
+        """On ``device``; from pinned memory without waiting (see :meth:`pinned`)."""
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=t.is_pinned())
+
+        return AugmentParams(None if self.theta is None else move(self.theta),
+                             None if self.gamma is None else move(self.gamma), move(self.mult), move(self.add),
+                             None if self.noise is None else move(self.noise), move(self.noise_on))
+
+    def pinned(self) -> AugmentParams:
+        """In page-locked memory, so the copy to a GPU overlaps the work queued there."""
+        def pin(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        return AugmentParams(pin(self.theta), pin(self.gamma), self.mult.pin_memory(), self.add.pin_memory(),
+                             pin(self.noise), self.noise_on.pin_memory())

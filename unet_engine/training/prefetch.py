@@ -3,7 +3,8 @@
 Sampling and cropping patches from decoded cases is NumPy work on the host; done between
 optimizer steps it leaves a GPU idle. :class:`BatchPrefetcher` runs the sampler in a thread
 ``depth`` batches ahead and hands over tensors (in pinned memory when the device is a GPU,
-so the copy to the device can overlap the step). The batches and their order are exactly
+so the copy to the device can overlap the step), with each batch's augmentation parameters
+and noise when the source draws them (then a GPU step waits for nothing but its loss). The batches and their order are exactly
 the sampler's, so a run's results do not depend on prefetching; :meth:`sampler_state` is
 the sampler's state *before the next batch the trainer will take*, which is what a saved
 run must hold to resume bit-for-bit.
@@ -19,22 +20,30 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from unet_engine.training.augment import Augmenter, AugmentParams
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 
 class BatchSource(Protocol):
-    """What the prefetcher runs (:class:`~unet_engine.training.sampling.ReplaySampler`)."""
+    """What the prefetcher runs (:class:`~unet_engine.training.sampling.ReplaySampler`, or the
+    trainer's sampler with the batch's augmentation drawn alongside as a fourth item)."""
 
-    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def next_batch(self) -> Arrays | tuple[np.ndarray, np.ndarray, np.ndarray, AugmentParams]: ...
 
     def state(self) -> dict[str, Any]: ...
 
 
 @dataclass
 class Batch:
-    """Images ``[B, C, *P]`` (float32), labels ``[B, *P]`` (int64) and loss weights ``[B, *P]``, on the host."""
+    """Images ``[B, C, *P]`` (float32), labels ``[B, *P]`` (int64), loss weights ``[B, *P]`` and
+    the batch's augmentation (if its source drew one), on the host."""
 
     images: torch.Tensor
     labels: torch.Tensor
     weights: torch.Tensor
+    aug: AugmentParams | None = None
 
     @property
     def size(self) -> int:
@@ -46,12 +55,38 @@ class Batch:
                 self.weights.to(device, non_blocking=nb))
 
 
-def as_batch(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], pin: bool) -> Batch:
-    images, labels, weights = arrays
-    b = Batch(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(weights))
+def as_batch(made: Arrays | tuple[np.ndarray, np.ndarray, np.ndarray, AugmentParams], pin: bool) -> Batch:
+    images, labels, weights = made[:3]
+    aug = made[3] if len(made) > 3 else None
+    b = Batch(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(weights), aug)
     if pin:
-        b = Batch(b.images.pin_memory(), b.labels.pin_memory(), b.weights.pin_memory())
+        b = Batch(b.images.pin_memory(), b.labels.pin_memory(), b.weights.pin_memory(),
+                  None if aug is None else aug.pinned())
     return b
+
+
+class ArraySource(Protocol):
+    """A sampler of plain batches (:class:`~unet_engine.training.sampling.ReplaySampler`)."""
+
+    def next_batch(self) -> Arrays: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+class AugmentedSource:
+    """The sampler's batches, each with its augmentation drawn from ``gen`` right after it:
+    the same order of random numbers as drawing at each step, wherever the batch is made."""
+
+    def __init__(self, sampler: ArraySource, augmenter: Augmenter, gen: torch.Generator) -> None:
+        self.sampler, self.augmenter, self.gen = sampler, augmenter, gen
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, AugmentParams]:
+        images, labels, weights = self.sampler.next_batch()
+        return images, labels, weights, self.augmenter.draw(tuple(images.shape), self.gen)
+
+    def state(self) -> dict[str, Any]:
+        """The sampler's state and the augmentation generator's (a byte tensor), before the next batch."""
+        return {"sampler": self.sampler.state(), "aug_rng": self.gen.get_state()}
 
 
 class BatchPrefetcher:

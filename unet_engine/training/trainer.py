@@ -34,7 +34,7 @@ from unet_engine.training import state as ts
 from unet_engine.training.augment import Augmenter
 from unet_engine.training.config import TrainConfig, augment_for, batch_size_for
 from unet_engine.training.losses import DiceCELoss
-from unet_engine.training.prefetch import BatchPrefetcher
+from unet_engine.training.prefetch import AugmentedSource, BatchPrefetcher
 from unet_engine.training.reports import EpochReport, StepReport, TrainResult
 from unet_engine.training.run_state import Curves, RunState
 from unet_engine.training.sampling import PatchExtractor, ReplaySampler, decode_case
@@ -116,6 +116,8 @@ class Trainer:
         assert config.augment is not None  # resolved above
         self.augmenter = Augmenter(config.augment, spec.dims)
         self.aug_gen = torch.Generator().manual_seed(int(config.seed) * 1000 + 17 + self.env.rank)
+        #: batches with their augmentation drawn alongside (in the prefetch thread, ahead of the step)
+        self.source = AugmentedSource(self.sampler, self.augmenter, self.aug_gen)
         #: channels-last tensors: faster convolutions on CPUs (oneDNN) and GPUs (cuDNN NHWC)
         self.memory_format = torch.channels_last_3d if spec.dims == 3 else torch.channels_last
         self.model.to(self.device).train()
@@ -220,7 +222,7 @@ class Trainer:
 
     def _batches(self) -> BatchPrefetcher:
         if self._prefetcher is None:
-            self._prefetcher = BatchPrefetcher(self.sampler, depth=self.config.prefetch_batches,
+            self._prefetcher = BatchPrefetcher(self.source, depth=self.config.prefetch_batches,
                                                pin=self.device.type == "cuda")
         return self._prefetcher
 
@@ -240,7 +242,8 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self._batches().next()
         x, y, w = batch.to(self.device)
-        x, y, weights = self.augmenter(x, y, w, self.aug_gen)
+        assert batch.aug is not None  # drawn with the batch (AugmentedSource)
+        x, y, weights = self.augmenter.apply(x, y, w, batch.aug)
         x = x.contiguous(memory_format=self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.cpu_bf16 else torch.float16,
@@ -328,8 +331,8 @@ class Trainer:
     def save(self) -> None:
         """Write the resumable state (every rank's sampler and generators; rank 0 writes)."""
         cuda = self.device.type == "cuda"
-        sampler_state = self._prefetcher.sampler_state() if self._prefetcher is not None else self.sampler.state()
-        mine = {"sampler": sampler_state, "aug_rng": ts.tensor_to_b64(self.aug_gen.get_state()),
+        before = self._prefetcher.sampler_state() if self._prefetcher is not None else self.source.state()
+        mine = {"sampler": before["sampler"], "aug_rng": ts.tensor_to_b64(before["aug_rng"]),
                 "torch_rng": ts.tensor_to_b64(torch.get_rng_state()),
                 "cuda_rng": ts.tensor_to_b64(torch.cuda.get_rng_state(self.device)) if cuda else None}
         ranks = dd.gather_objects(mine)
