@@ -89,6 +89,7 @@ class Resampler:
         self.dst_shape = tuple(int(n) for n in dst_shape)
         self.maps = [axis_map(s, d) for s, d in zip(self.src_shape, self.dst_shape)]
         self.order = _order(self.maps)  # fixed: every box is computed the same way
+        self._on_device: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def reads(self, box: Region) -> Region:
         """The source box that the output ``box`` reads."""
@@ -111,15 +112,26 @@ class Resampler:
         if not self.order:
             return x.clone()
         for a in self.order:
-            m, b, dim = self.maps[a], box[a], lead + a
-            lo = torch.from_numpy(m.lo[b] - src_start[a]).to(x.device)
-            hi = torch.from_numpy(m.hi[b] - src_start[a]).to(x.device)
+            b, dim = box[a], lead + a
+            lo_all, hi_all, t_all = self._axis_on(x.device, a)
+            lo, hi = lo_all[b] - src_start[a], hi_all[b] - src_start[a]
             shape = [1] * x.ndim
             shape[dim] = -1
-            t = torch.from_numpy(m.t[b]).to(x.device).view(shape)
+            t = t_all[b].view(shape)
             low = x.index_select(dim, lo)
             x = low.add_(x.index_select(dim, hi).sub_(low).mul_(t))  # a + (b - a) * t, three rounded steps
         return x
+
+
+    def _axis_on(self, device: torch.device, a: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Axis ``a``'s map (lo, hi, t) on ``device``, copied there once: per box only device
+        slicing follows (a copy per box would, on a GPU, wait for all the queued work)."""
+        key = (str(device), a)
+        if key not in self._on_device:
+            m = self.maps[a]
+            lo, hi, t = (torch.from_numpy(v).to(device) for v in (m.lo, m.hi, m.t))
+            self._on_device[key] = (lo, hi, t)
+        return self._on_device[key]
 
 
 def slabs(box: Region, budget: int, cost: Callable[[slice], int] | None = None) -> list[Region]:
