@@ -331,7 +331,7 @@ def test_brush_outline_shows_the_voxels_a_click_paints(segloop_app, qtbot, size,
     assert not inter.cursor.isVisible()
 
 
-def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_path):
+def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_path, monkeypatch):
     parts = segloop_app
     ed = open_scan(parts, mask=LABEL)
     doc, le = parts.document, ed.label_editor
@@ -347,6 +347,13 @@ def test_label_editor_add_rename_recolour_delete_merge(segloop_app, qtbot, tmp_p
     le.error.connect(lambda title, exc: errors.append(title))
     assert not le.rename_label(1, 'bad "quote"') and errors == ["Could not rename the label"]
     assert le.recolour_label(2, QtGui.QColor(10, 20, 30)) and doc.labels[2].colour == (10, 20, 30)
+    # opacity: the button asks for a percentage (the dialog answered here), the method sets it
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getInt", lambda *a, **k: (25, True))
+    le.set_active(2)
+    assert le.buttons["opacity"].isEnabled()
+    qtbot.mouseClick(le.buttons["opacity"], QtCore.Qt.MouseButton.LeftButton)
+    assert doc.labels[2].opacity == pytest.approx(0.25)
+    assert le.set_label_opacity(2, 100) and doc.labels[2].opacity == 1.0
     le.tree.topLevelItem(le.values().index(2)).setCheckState(2, QtCore.Qt.CheckState.Unchecked)  # its Show box
     assert not doc.labels[2].visible
     # paint some label 2, then merge 2 into 1 (undoable), then delete 1 (undoable)

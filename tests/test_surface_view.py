@@ -105,6 +105,11 @@ _RENDER_SCRIPT = textwrap.dedent("""
         a = sv.render_image(320, 240)
         return {"red": share(a, 0), "green": share(a, 1), "blue": share(a, 2)}
 
+    def brightness(ch):  # mean value of channel ch where it dominates (0 when nowhere)
+        c = sv.render_image(320, 240)[..., :3].astype(float)
+        on = c[..., ch] > 2 * c[..., [x for x in range(3) if x != ch]].max(axis=-1) + 5
+        return float(c[..., ch][on].mean()) if on.any() else 0.0
+
     out = {"reason": sv.unavailable_reason}
     wait_build(0)
     out["first"] = dict(shot(), builds=sv.builds, items=sorted(sv.items))
@@ -118,7 +123,11 @@ _RENDER_SCRIPT = textwrap.dedent("""
                          seconds=sv.last_build_seconds)
     builds = sv.builds
     doc.labels.set_colour(1, (0, 0, 255))
-    out["recoloured"] = dict(shot(), builds=sv.builds - builds)
+    out["recoloured"] = dict(shot(), builds=sv.builds - builds, bright=brightness(2))
+    doc.labels.set_opacity(1, 0.35)  # translucent: blended over the black background
+    out["translucent"] = dict(shot(), bright=brightness(2), builds=sv.builds - builds)
+    doc.labels.set_opacity(1, 1.0)  # and back: the next frames draw (and clear depth) as before
+    out["opaque_again"] = dict(bright=brightness(2))
     doc.labels.set_visible(1, False)
     out["hidden"] = shot()
     print("RESULT " + json.dumps(out))
@@ -147,5 +156,9 @@ def test_renders_a_real_label_under_xvfb(tmp_path):
     assert erased["green"] == 0 and erased["red"] > 0.02
     recoloured = out["recoloured"]  # colour from the label table, no rebuild
     assert recoloured["builds"] == 0 and recoloured["red"] == 0 and recoloured["blue"] > 0.02
+    translucent, again = out["translucent"], out["opaque_again"]  # opacity from the label table, no rebuild
+    assert translucent["builds"] == 0 and translucent["blue"] > 0 and translucent["red"] == 0
+    assert translucent["bright"] < 0.6 * recoloured["bright"]
+    assert again["bright"] == pytest.approx(recoloured["bright"], rel=0.05)
     hidden = out["hidden"]
     assert hidden["red"] == hidden["green"] == hidden["blue"] == 0

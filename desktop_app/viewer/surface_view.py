@@ -5,8 +5,9 @@ slice views already use pyqtgraph, so this adds no second toolkit and no render-
 event loop of its own. The meshes come from :mod:`desktop_app.state.surface_mesh`
 (marching cubes per label, on its bounding box only).
 
-* Colour and visibility follow the label table (a label hidden there, or with its
-  ``mesh_visible`` off, is hidden here); changing them redraws without rebuilding.
+* Colour, opacity and visibility follow the label table (a label hidden there, or with its
+  ``mesh_visible`` off, is hidden here; below full opacity a surface is translucent and
+  drawn after the opaque ones, which show through it); changing them redraws without rebuilding.
 * After a mask edit the affected labels' meshes are rebuilt in a worker thread, debounced
   (one rebuild for a burst of brush dabs), one job at a time; a result for a scan or mask
   that has since been replaced is dropped. Nothing is built while the view is hidden (the
@@ -270,8 +271,6 @@ class SurfaceView(QtWidgets.QFrame):
         self.items.clear()
 
     def _set_item(self, value: int, mesh: LabelMesh | None) -> None:
-        import pyqtgraph.opengl as gl
-
         view = self.gl_view
         assert view is not None  # the callers check
         item = self.items.get(value)
@@ -282,7 +281,7 @@ class SurfaceView(QtWidgets.QFrame):
             return
         data = _mesh_data(mesh)
         if item is None:
-            item = gl.GLMeshItem(meshdata=data, smooth=True, shader=_headlight_shader(), glOptions="opaque")
+            item = _mesh_item_class()(meshdata=data, smooth=True, shader=_headlight_shader(), glOptions=_gl_options(False))
             self.items[value] = item
             view.addItem(item)
         else:
@@ -298,8 +297,12 @@ class SurfaceView(QtWidgets.QFrame):
             item.setVisible(False)
             return
         r, g, b = (c / 255.0 for c in label.colour)
-        item.setColor((r, g, b, 1.0))
-        item.setVisible(bool(label.visible and label.mesh_visible))
+        alpha = float(label.opacity)
+        translucent = alpha < 1.0
+        item.setColor((r, g, b, alpha))
+        item.setGLOptions(_gl_options(translucent))
+        item.setDepthValue(1 if translucent else 0)  # drawn after the opaque surfaces, which show through
+        item.setVisible(bool(label.visible and label.mesh_visible and alpha > 0.0))
 
     def _update_scan_box(self) -> None:
         """A faint outline of the scan's extent, for context."""
@@ -346,6 +349,39 @@ class SurfaceView(QtWidgets.QFrame):
 
 
 _SHADER: list = []
+
+
+_MESH_CLASS: list[type] = []
+
+
+def _mesh_item_class() -> type:
+    """``GLMeshItem`` that turns depth writing back on after it paints: a translucent surface
+    paints without it, and the view clears the depth buffer of the next frame only while it is on."""
+    if not _MESH_CLASS:
+        import pyqtgraph.opengl as gl
+        from OpenGL import GL
+
+        class SurfaceMesh(gl.GLMeshItem):
+            def paint(self) -> None:
+                try:
+                    super().paint()
+                finally:
+                    GL.glDepthMask(GL.GL_TRUE)
+
+        _MESH_CLASS.append(SurfaceMesh)
+    return _MESH_CLASS[0]
+
+
+def _gl_options(translucent: bool) -> dict:
+    """Opaque: depth-tested, no blending. Translucent: blended over what is behind it,
+    depth-tested against the opaque surfaces but not writing depth, so translucent surfaces do
+    not hide one another."""
+    from OpenGL import GL
+
+    if not translucent:
+        return {GL.GL_DEPTH_TEST: True, GL.GL_BLEND: False, GL.GL_CULL_FACE: False}
+    return {GL.GL_DEPTH_TEST: True, GL.GL_BLEND: True, GL.GL_CULL_FACE: False,
+            "glBlendFunc": (GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA), "glDepthMask": (GL.GL_FALSE,)}
 
 
 def _headlight_shader():

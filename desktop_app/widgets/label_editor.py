@@ -90,6 +90,8 @@ class LabelEditor(QtWidgets.QWidget):
             ("add", "Add", "Add a new label (next free value)", self.add_label),
             ("rename", "Rename...", "Rename the selected label", lambda: self.rename_label()),
             ("colour", "Colour...", "Choose the selected label's colour", lambda: self.recolour_label()),
+            ("opacity", "Opacity...", "The selected label's opacity over the scan and in the 3D view",
+             lambda: self.set_label_opacity()),
             ("delete", "Delete", "Delete the selected label and clear its voxels (undoable)", lambda: self.delete_label()),
             ("merge", "Merge into...", "Relabel the selected label's voxels as another label (undoable)",
              lambda: self.merge_label()),
@@ -195,7 +197,7 @@ class LabelEditor(QtWidgets.QWidget):
     def _update_enabled(self) -> None:
         has_sel = self.selected_value() is not None
         has_mask = self.document.mask is not None
-        for name in ("rename", "colour"):
+        for name in ("rename", "colour", "opacity"):
             self.buttons[name].setEnabled(has_sel)
         for name in ("delete", "merge"):
             self.buttons[name].setEnabled(has_sel and has_mask and not self._busy)
@@ -269,6 +271,21 @@ class LabelEditor(QtWidgets.QWidget):
                 return False
             colour = (colour.red(), colour.green(), colour.blue())
         self.document.labels.set_colour(value, colour)
+        return True
+
+    def set_label_opacity(self, value: int | None = None, percent: int | None = None) -> bool:
+        """Set a label's opacity (0-100 %; asked for when not given): its overlay on the slices,
+        and its surface in the 3D view (translucent below 100 %)."""
+        value = self.selected_value() if value is None else int(value)
+        if value is None or value not in self.document.labels:
+            return False
+        lab = self.document.labels[value]
+        if percent is None:
+            percent, ok = QtWidgets.QInputDialog.getInt(self, "Label opacity", f"Opacity of {lab.name} (%):",
+                                                        round(100 * lab.opacity), 0, 100, 5)
+            if not ok:
+                return False
+        self.document.labels.set_opacity(value, int(percent) / 100.0)
         return True
 
     def delete_label(self, value: int | None = None) -> bool:
