@@ -271,14 +271,14 @@ def predict_volume(
         slab = slice(None)
         if resampling:  # whole slices: the ones read and their 2.5D neighbours
             c = spec.context_slices
-            ext = slice(max(0, need[ax].start - c), min(rshape[ax], need[ax].stop + c))
+            ext = _widened(need[ax], c, rshape[ax])
             src = tuple(ext if a == ax else slice(0, n) for a, n in enumerate(rshape))
             work = yield from _resample_in(raw, stats, fwd, src, dev, cancel)
             slab = slice(need[ax].start - ext.start, need[ax].stop - ext.start)
             wbox = tuple(need[ax] if a == ax else s for a, s in enumerate(src))
         elif reg is not None:  # only the slices needed: the region's and their 2.5D neighbours
             c = spec.context_slices
-            ext = slice(max(0, reg[ax].start - c), min(shape[ax], reg[ax].stop + c))
+            ext = _widened(reg[ax], c, shape[ax])
             work = raw[tuple(ext if a == ax else slice(None) for a in range(3))]
             slab = slice(reg[ax].start - ext.start, reg[ax].stop - ext.start)
             out_box = region3(reg[ax] if a == ax else slice(0, n) for a, n in enumerate(shape))
@@ -293,13 +293,11 @@ def predict_volume(
             wbox = whole_region(rshape)
             if reg is not None:
                 patch = patch_size(card, rshape)
-                wbox = tuple(slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(need, patch, rshape))
+                wbox = tuple(_widened(r, p // 2, n) for r, p, n in zip(need, patch, rshape))
             work = yield from _resample_in(raw, stats, fwd, wbox, dev, cancel)
         elif reg is not None:  # the region plus half a patch of context on each side
             patch = patch_size(card, shape)
-            out_box = region3(
-                slice(max(0, r.start - p // 2), min(n, r.stop + p // 2)) for r, p, n in zip(reg, patch, shape)
-            )
+            out_box = region3(_widened(r, p // 2, n) for r, p, n in zip(reg, patch, shape))
             work = raw[out_box]
         used_window = tuple(window) if window is not None else window_size(card, work.shape, dev, overlap)
         bs = batch_size or estimate_batch_size(spec, (1, *used_window), dev)
@@ -363,6 +361,11 @@ def _resample_in(raw: np.ndarray, stats: IntensityStats, fwd: Resampler, box: tu
         devices.empty_cache(device)
         log.warning("out of memory resampling the image on %s; resampling on the CPU", device)
         return (yield from on(torch.device("cpu")))
+
+
+def _widened(s: slice, margin: int, n: int) -> slice:
+    """``s`` with ``margin`` more voxels on each side, within ``0..n`` (context for a part)."""
+    return slice(max(0, s.start - margin), min(n, s.stop + margin))
 
 
 def _clamped(focus: Any, shape: tuple[int, int, int]) -> tuple[int, ...]:
