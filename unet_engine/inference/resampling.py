@@ -203,7 +203,6 @@ class BackProjection:
         self.probs, self.dis = probs, disagreement
         self.shape = tuple(r.stop - r.start for r in self.region)
         self.device = probs.device
-        self._tensor: torch.Tensor | None = None
 
     def parts(self) -> list[Region]:
         """The slabs of ``region`` (input grid) processed at a time."""
@@ -246,11 +245,11 @@ class BackProjection:
         return out
 
     def tensor(self) -> torch.Tensor:
-        """The float32 probabilities ``[C, *region]`` on the device (built on first call, then kept)."""
-        if self._tensor is None:
-            out = torch.empty((self.probs.shape[0], *self.shape), dtype=torch.float32, device=self.device)
-            for part in self.parts():
-                with torch.inference_mode():
-                    out[(slice(None), *_local(part, _starts(self.region)))] = self.values(self.probs, part)
-            self._tensor = out
-        return self._tensor
+        """The float32 probabilities ``[C, *region]`` on the device, built slab by slab (a new
+        tensor each call: :meth:`Prediction.probabilities_tensor
+        <unet_engine.inference.predict.Prediction.probabilities_tensor>` keeps the one it asks for)."""
+        out = torch.empty((self.probs.shape[0], *self.shape), dtype=torch.float32, device=self.device)
+        for part in self.parts():
+            with torch.inference_mode():
+                out[(slice(None), *_local(part, _starts(self.region)))] = self.values(self.probs, part)
+        return out
