@@ -4,7 +4,8 @@ Sampling and cropping patches from decoded cases is NumPy work on the host; done
 optimizer steps it leaves a GPU idle. :class:`BatchPrefetcher` runs the sampler in a thread
 ``depth`` batches ahead and hands over tensors (in pinned memory when the device is a GPU,
 so the copy to the device can overlap the step), with each batch's augmentation parameters
-and noise when the source draws them (then a GPU step waits for nothing but its loss). The batches and their order are exactly
+and noise when the source draws them (:class:`AugmentedSource`: a GPU step then copies them
+without waiting). The batches and their order are exactly
 the sampler's, so a run's results do not depend on prefetching; :meth:`sampler_state` is
 the sampler's state *before the next batch the trainer will take*, which is what a saved
 run must hold to resume bit-for-bit.
@@ -24,13 +25,15 @@ from unet_engine.training.augment import Augmenter, AugmentParams
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: what a source makes: images, labels, weights, and (from :class:`AugmentedSource`) the augmentation
+Made = Arrays | tuple[np.ndarray, np.ndarray, np.ndarray, AugmentParams]
 
 
 class BatchSource(Protocol):
     """What the prefetcher runs (:class:`~unet_engine.training.sampling.ReplaySampler`, or the
     trainer's sampler with the batch's augmentation drawn alongside as a fourth item)."""
 
-    def next_batch(self) -> Arrays | tuple[np.ndarray, np.ndarray, np.ndarray, AugmentParams]: ...
+    def next_batch(self) -> Made: ...
 
     def state(self) -> dict[str, Any]: ...
 
@@ -55,7 +58,7 @@ class Batch:
                 self.weights.to(device, non_blocking=nb))
 
 
-def as_batch(made: Arrays | tuple[np.ndarray, np.ndarray, np.ndarray, AugmentParams], pin: bool) -> Batch:
+def as_batch(made: Made, pin: bool) -> Batch:
     images, labels, weights = made[:3]
     aug = made[3] if len(made) > 3 else None
     b = Batch(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(weights), aug)
