@@ -28,18 +28,35 @@ FIXTURES = ROOT / "tests" / "data" / "hippocampus"
 sys.path.insert(0, str(ROOT))
 
 
+def _trainer(ds, root: Path, threads: int, device: str, **fields):
+    """A fine-tune of the bundled model on ``ds`` without validation (``fields``: more TrainConfig)."""
+    from unet_engine.registry.versions import ModelRegistry
+    from unet_engine.training.config import TrainConfig
+    from unet_engine.training.fine_tune import Trainer
+
+    base = {"max_steps": 100, "prefetch_batches": 0, "validate_at_start": False, "val_max_cases": 0}
+    cfg = TrainConfig(num_threads=threads, device=device, **{**base, **fields})
+    return Trainer(cfg, dataset=ds, registry=ModelRegistry(root), from_version="default")
+
+
+def _seconds_per_batch(sampler, warm: int, n: int) -> float:
+    """The sampler alone: seconds per batch over ``n`` batches after ``warm`` batches."""
+    for _ in range(warm):
+        sampler.next_batch()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        sampler.next_batch()
+    return (time.perf_counter() - t0) / n
+
+
 def _run(ds, root: Path, steps: int, prefetch: int, threads: int, device: str,
          batch: int | None = None) -> tuple[float, str, int]:
     """Wall seconds for the steps after the first two, the weights' hash and the batch size."""
     from unet_engine.progress import run_generator
-    from unet_engine.registry.versions import ModelRegistry
-    from unet_engine.training.config import TrainConfig
-    from unet_engine.training.fine_tune import StepReport, Trainer
+    from unet_engine.training.fine_tune import StepReport
 
-    cfg = TrainConfig(max_steps=steps, steps_per_epoch=steps, num_threads=threads, validate_at_start=False,
-                      val_max_cases=0, warmup_steps=2, checkpoint_every_steps=10_000, device=device,
-                      prefetch_batches=prefetch, batch_size=batch)
-    trainer = Trainer(cfg, dataset=ds, registry=ModelRegistry(root), from_version="default")
+    trainer = _trainer(ds, root, threads, device, max_steps=steps, steps_per_epoch=steps, warmup_steps=2,
+                       checkpoint_every_steps=10_000, prefetch_batches=prefetch, batch_size=batch)
     marks: dict[int, float] = {}
     result = run_generator(trainer.run(), lambda r: marks.setdefault(r.step, time.perf_counter())
                            if isinstance(r, StepReport) else None)
@@ -49,18 +66,8 @@ def _run(ds, root: Path, steps: int, prefetch: int, threads: int, device: str,
 
 def _parts(ds, root: Path, threads: int, device: str, n: int = 8) -> tuple[float, float]:
     """Seconds per batch of the sampler alone and of a training step on a ready batch."""
-    from unet_engine.registry.versions import ModelRegistry
-    from unet_engine.training.config import TrainConfig
-    from unet_engine.training.fine_tune import Trainer
-
-    cfg = TrainConfig(max_steps=100, num_threads=threads, validate_at_start=False, val_max_cases=0, device=device,
-                      prefetch_batches=0)
-    trainer = Trainer(cfg, dataset=ds, registry=ModelRegistry(root), from_version="default")
-    trainer.sampler.next_batch()  # fills the case cache
-    t0 = time.perf_counter()
-    for _ in range(n):
-        trainer.sampler.next_batch()
-    data = (time.perf_counter() - t0) / n
+    trainer = _trainer(ds, root, threads, device)
+    data = _seconds_per_batch(trainer.sampler, 1, n)  # the first batch fills the case cache
     trainer.train_step()
     t0 = time.perf_counter()
     for _ in range(n):
@@ -72,22 +79,12 @@ def _parts(ds, root: Path, threads: int, device: str, n: int = 8) -> tuple[float
 
 def _sampler_rate(ds, root: Path, batch: int, cache_bytes: int, n: int = 150) -> tuple[float, int]:
     """Patches/s of the training sampler alone (after 30 warm-up batches) and cases decoded."""
-    from unet_engine.registry.versions import ModelRegistry
-    from unet_engine.training.config import TrainConfig
-    from unet_engine.training.fine_tune import Trainer
     from unet_engine.training.sampling import CaseCache
 
-    cfg = TrainConfig(max_steps=100, num_threads=1, validate_at_start=False, val_max_cases=0, device="cpu",
-                      prefetch_batches=0, batch_size=batch)
-    trainer = Trainer(cfg, dataset=ds, registry=ModelRegistry(root), from_version="default")
+    trainer = _trainer(ds, root, 1, "cpu", batch_size=batch)
     sampler = trainer.sampler
     sampler.cache = CaseCache(sampler.cache.loader, sampler.cache.max_cases, cache_bytes)
-    for _ in range(30):
-        sampler.next_batch()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        sampler.next_batch()
-    rate = n * batch / (time.perf_counter() - t0)
+    rate = batch / _seconds_per_batch(sampler, 30, n)
     trainer.close()
     return rate, sampler.cache.loads
 
