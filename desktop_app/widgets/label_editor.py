@@ -163,6 +163,11 @@ class LabelEditor(QtWidgets.QWidget):
         item = self.tree.currentItem()
         return None if item is None else int(item.data(COL_VALUE, _VALUE_ROLE))
 
+    def _listed(self, value: int | None) -> int | None:
+        """``value`` (default: the selected label) when the label table has it, else None."""
+        value = self.selected_value() if value is None else int(value)
+        return value if value is not None and value in self.document.labels else None
+
     def values(self) -> list[int]:
         return [int(self._row(n).data(COL_VALUE, _VALUE_ROLE)) for n in range(self.tree.topLevelItemCount())]
 
@@ -243,8 +248,8 @@ class LabelEditor(QtWidgets.QWidget):
         return lab
 
     def rename_label(self, value: int | None = None, name: str | None = None) -> bool:
-        value = self.selected_value() if value is None else int(value)
-        if value is None or value not in self.document.labels:
+        value = self._listed(value)
+        if value is None:
             return False
         if name is None:
             name, ok = QtWidgets.QInputDialog.getText(self, "Rename label", f"Name of label {value}:",
@@ -260,8 +265,8 @@ class LabelEditor(QtWidgets.QWidget):
         return True
 
     def recolour_label(self, value: int | None = None, colour: QtGui.QColor | tuple[int, int, int] | None = None) -> bool:
-        value = self.selected_value() if value is None else int(value)
-        if value is None or value not in self.document.labels:
+        value = self._listed(value)
+        if value is None:
             return False
         if colour is None:
             colour = QtWidgets.QColorDialog.getColor(QtGui.QColor(*self.document.labels[value].colour), self,
@@ -276,8 +281,8 @@ class LabelEditor(QtWidgets.QWidget):
     def set_label_opacity(self, value: int | None = None, percent: int | None = None) -> bool:
         """Set a label's opacity (0-100 %; asked for when not given): its overlay on the slices,
         and its surface in the 3D view (translucent below 100 %)."""
-        value = self.selected_value() if value is None else int(value)
-        if value is None or value not in self.document.labels:
+        value = self._listed(value)
+        if value is None:
             return False
         lab = self.document.labels[value]
         if percent is None:
