@@ -72,7 +72,7 @@ def gpu_time(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, fl
 
 
 def row_text(r: Row) -> str:
-    return f"| {r['case']} | {r['method']} | {r['s']:.3f} | {float(str(r['mem'])) / (1 << 30):.2f} | {r.get('agree', '-')} |"
+    return f"| {r['case']} | {r['method']} | {r['s']:.3f} | {float(r['mem']) / (1 << 30):.2f} | {r.get('agree', '-')} |"
 
 
 class Rows(list):
